@@ -1,0 +1,191 @@
+"""The `instructkit` command: build, push, pii, classify, taxonomy."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from builders.errors import InputError, PushRefused
+
+
+def _add_build(sub) -> None:
+    p = sub.add_parser("build", help="build the SFT / RM / PPO dataset folders from prompt logs and labeler data")
+    p.add_argument("--source", action="append", dest="sources", metavar="SPEC",
+                   help="sample | oasst:ID_OR_PATH | hh-rlhf:ID_OR_PATH | jsonl:PATH | parquet:PATH (repeatable; default: sample)")
+    p.add_argument("--out", help="output folder (default: builders)")
+    p.add_argument("--config", help="YAML file of settings (keys as these flags)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--on-error", choices=["fail", "skip"], help="malformed records: stop (default) or drop and report")
+    p.add_argument("--cap-per-user", type=int, help="prompts kept per user (default 200)")
+    p.add_argument("--pii-mode", choices=["redact", "drop"])
+    p.add_argument("--pii-scope", choices=["all", "train"], help="`train` reproduces the paper; `all` is safe to publish")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_build)
+
+
+def _cmd_build(args) -> int:
+    from builders.pipeline import build
+    from builders.settings import BuildSettings
+
+    overrides = {"sources": args.sources, "out": args.out, "seed": args.seed, "on_error": args.on_error,
+                 "cap_per_user": args.cap_per_user, "pii_mode": args.pii_mode, "pii_scope": args.pii_scope}
+    if args.config:
+        settings = BuildSettings.from_yaml(args.config, **overrides)
+    else:
+        settings = BuildSettings(**{k: v for k, v in overrides.items() if v is not None})
+    report = build(settings, progress=not args.quiet)
+    _print_summary(report, settings.out)
+    return 0
+
+
+def _print_summary(report: dict, out: str) -> None:
+    print(f"\n{'stage':<15}{'in':>9}{'out':>9}  dropped")
+    for s in report["stages"]:
+        dropped = ", ".join(f"{k}={v}" for k, v in s["dropped"].items()) or "-"
+        print(f"{s['name']:<15}{s['in']:>9}{s['out']:>9}  {dropped}")
+    print()
+    for name, cfgs in report["datasets"].items():
+        for cfg, splits in cfgs.items():
+            sizes = "  ".join(f"{sp}={n}" for sp, n in splits.items())
+            label = name if cfg == "default" else f"{name}[{cfg}]"
+            print(f"{label:<15}{sizes}")
+    acc = report["accounting"]
+    print(f"\naccounted for: {acc['prompts']['validated']} prompts, {acc['demonstrations']['validated']} demonstrations, "
+          f"{acc['rankings']['validated']} rankings; {len(report['dropped_records'])} records dropped with reasons")
+    print(f"wrote {Path(out) / 'sft'}, {Path(out) / 'rm'}, {Path(out) / 'ppo'} and {Path(out) / 'build_report.json'}")
+
+
+def _add_push(sub) -> None:
+    p = sub.add_parser("push", help="upload a built dataset folder to the Hugging Face Hub")
+    p.add_argument("name", help="sft, rm, ppo, or a path to a dataset folder")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the Hub")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", help="branch to push to (created if missing)")
+    p.add_argument("--out", default="builders", help="folder that holds the built datasets (default: builders)")
+    p.set_defaults(func=_cmd_push)
+
+
+def _cmd_push(args) -> int:
+    from builders.writers.push import push
+
+    folder = Path(args.name) if Path(args.name).is_dir() and args.name not in ("sft", "rm", "ppo") else Path(args.out) / args.name
+    url = push(folder, args.repo_id, private=args.private, revision=args.revision)
+    print(f"pushed {folder} to {url}")
+    return 0
+
+
+def _add_pii(sub) -> None:
+    p = sub.add_parser("pii", help="redact or drop personal data in the `text` column of a JSONL/Parquet file")
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--mode", choices=["redact", "drop"], default="redact")
+    p.set_defaults(func=_cmd_pii)
+
+
+def _cmd_pii(args) -> int:
+    from builders.tablefile import read_table, write_table
+    from builders.stages.pii import PiiScanner, redact
+
+    df = read_table(args.inp, text_columns=("text",))
+    scanner = PiiScanner()
+    findings = scanner.scan(df["text"].to_list())
+    import polars as pl
+
+    flagged = pl.Series([bool(f) for f in findings])
+    if args.mode == "redact":
+        df = df.with_columns(pl.Series("text", [redact(t, f) for t, f in zip(df["text"].to_list(), findings)], dtype=pl.String))
+    else:
+        df = df.filter(~flagged)
+    write_table(df, args.out)
+    print(f"{int(flagged.sum())} of {len(findings)} texts held personal data ({args.mode}); wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="add `category` and `category_score` (Table 1 use cases) to a file of prompts")
+    p.add_argument("--in", dest="inp", required=True, help="JSONL or Parquet with `text`, `prompt` or `messages`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="a skops model from `instructkit taxonomy train` (default: the shipped one)")
+    p.set_defaults(func=_cmd_classify)
+
+
+def _cmd_classify(args) -> int:
+    import polars as pl
+
+    from builders.tablefile import prompt_texts, read_table, write_table
+    from taxonomy.model import UseCaseClassifier, load_default
+
+    df = read_table(args.inp, text_columns=("text", "prompt", "messages"))
+    clf = UseCaseClassifier.load(args.model) if args.model else load_default()
+    labels, scores = clf.predict(prompt_texts(df, args.inp))
+    df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
+    write_table(df, args.out)
+    print(f"classified {df.height} prompts; wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_taxonomy(sub) -> None:
+    p = sub.add_parser("taxonomy", help="train or evaluate the use-case classifier on your own labels")
+    tsub = p.add_subparsers(dest="taxonomy_cmd", required=True)
+    t = tsub.add_parser("train", help="train a classifier from CSV/JSONL rows of text,label")
+    t.add_argument("--labels", required=True)
+    t.add_argument("--out", required=True, help="model file to write (.skops)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=_cmd_taxonomy_train)
+    e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
+    e.add_argument("--labels", required=True)
+    e.add_argument("--model", help="skops model (default: the shipped one); with --cv, cross-validate instead")
+    e.add_argument("--cv", type=int, default=0, help="k-fold cross-validation on the labels themselves")
+    e.add_argument("--json", help="also write the metrics as JSON here")
+    e.set_defaults(func=_cmd_taxonomy_eval)
+
+
+def _cmd_taxonomy_train(args) -> int:
+    from taxonomy.model import UseCaseClassifier, evaluate, read_labels
+
+    texts, labels = read_labels(args.labels)
+    clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem)
+    clf.save(args.out)
+    cv = evaluate(None, texts, labels, cv=min(5, min(labels.count(c) for c in set(labels))), seed=args.seed) if len(texts) >= 10 else None
+    print(f"trained on {len(texts)} rows; wrote {args.out}" + (f"; cross-validated macro-F1 {cv['macro_f1']}" if cv and cv["n"] else ""))
+    return 0
+
+
+def _cmd_taxonomy_eval(args) -> int:
+    import json
+
+    from taxonomy.model import UseCaseClassifier, evaluate, load_default, read_labels
+
+    texts, labels = read_labels(args.labels)
+    if args.cv > 1:
+        res = evaluate(None, texts, labels, cv=args.cv)
+    else:
+        res = evaluate(UseCaseClassifier.load(args.model) if args.model else load_default(), texts, labels)
+    print(res["report"])
+    print(f"macro-F1 {res['macro_f1']} on {res['n']} rows")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in res.items() if k != "report"}, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="instructkit", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_build, _add_push, _add_pii, _add_classify, _add_taxonomy):
+        add(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return args.func(args)
+    except (InputError, PushRefused) as exc:
+        print(f"instructkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Runs the stages in the paper's order over the sources, then writes the dataset folders atomically."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from builders.pseudonym import load_key
+from builders.schema import DROPPED_SCHEMA, Tables
+from builders.settings import BuildSettings
+from builders.sources import SourceData, load_source
+from builders.stages import StageResult, drop_rows
+from builders.stages.cap import cap_per_user
+from builders.stages.classify import classify
+from builders.stages.dedup import dedup
+from builders.stages.pii import PiiScanner, remove_pii
+from builders.stages.split import split_by_user
+from builders.stages.validate import validate
+
+log = logging.getLogger(__name__)
+OUTPUT_NAMES = ("sft", "rm", "ppo", "build_report.json")
+
+
+@dataclass
+class BuildResult:
+    validated: Tables  # after stage 1: the ids every output record and drop is checked against
+    tables: Tables
+    stages: list[StageResult]
+    sources: list[SourceData]
+    unused: pl.DataFrame  # prompts that reach no dataset, with the reason
+    seconds: dict[str, float]
+
+
+def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> BuildResult:
+    """Sources → validate → dedup → cap → split → PII → classify; returns the final tables and every count."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    sources = [load_source(spec) for spec in settings.sources]
+    seconds["read"] = time.perf_counter() - t
+    records = [r for s in sources for r in s.records]
+
+    steps = [
+        ("validate", lambda tb: validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)),
+        ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
+                                   num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold, bands=settings.dedup_bands)),
+        ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
+        ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
+        ("pii", lambda tb: remove_pii(tb, scanner or PiiScanner(progress=progress), mode=settings.pii_mode, scope=settings.pii_scope)),
+        ("classify", lambda tb: classify(tb, classifier or _default_classifier())),
+    ]
+    tables, results, validated = None, [], None
+    for name, step in steps:
+        t = time.perf_counter()
+        tables, result = step(tables)
+        validated = validated or tables
+        seconds[name] = time.perf_counter() - t
+        results.append(result)
+        log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])
+
+    has_label = pl.concat([tables.demonstrations["prompt_id"], tables.rankings["prompt_id"]]).unique()
+    unused = tables.prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(settings.ppo_sources))
+    unused_rows = drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
+    return BuildResult(validated, tables, results, sources, unused_rows, seconds)
+
+
+def _default_classifier():
+    from taxonomy import load_default
+
+    return load_default()
+
+
+def source_dropped(sources: list[SourceData]) -> pl.DataFrame:
+    rows = [(rid, "source_record", "read:" + s.spec, reason) for s in sources for rid, reason in s.dropped]
+    return pl.DataFrame(rows, schema=DROPPED_SCHEMA, orient="row")
+
+
+def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> dict:
+    """Build sft/, rm/, ppo/ and build_report.json under settings.out; returns the report.
+
+    Everything is written to a temporary folder beside the output first and moved in only when all succeeded,
+    so a failed build never leaves half-written datasets behind.
+    """
+    from builders.writers.datasets import write_all
+
+    settings = settings or BuildSettings()
+    result = run_stages(settings, classifier=classifier, scanner=scanner, progress=progress)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    try:
+        report = write_all(result, settings, tmp)
+        for name in OUTPUT_NAMES:  # swap each output in; the old one moves into tmp and goes with it
+            target = out / name
+            if target.exists():
+                target.replace(tmp / f"old-{name}")
+            (tmp / name).replace(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report

@@ -1,0 +1,93 @@
+"""Read JSONL (optionally gzipped) and Parquet files record by record, keeping each record's file and line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from builders.errors import InputError
+
+
+@dataclass
+class RawRecord:
+    """One input record before validation: its data, or the error that kept it from being read."""
+
+    data: dict | None
+    file: str
+    line: int  # 1-based line (JSONL) or row (Parquet)
+    error: InputError | None = None
+    source: str = ""  # the source spec that produced it
+    kind: str | None = None  # set by adapters that know it; otherwise inferred from the fields
+
+    @property
+    def origin(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _open_text(path: Path):
+    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return raw
+
+
+def iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
+    """Yield one RawRecord per non-blank line; undecodable or broken lines come back with their error."""
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError("file not found", file=name)
+    seen_any = False
+    with _open_text(path) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            seen_any = True
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRecord(None, name, lineno, InputError(f"invalid UTF-8 at byte {exc.start}", file=name, line=lineno))
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawRecord(None, name, lineno, InputError(f"broken JSON: {exc.msg} (column {exc.colno})", file=name, line=lineno))
+                continue
+            if not isinstance(data, dict):
+                yield RawRecord(None, name, lineno, InputError("a record must be a JSON object", file=name, line=lineno))
+                continue
+            yield RawRecord(data, name, lineno)
+    if not seen_any:
+        raise InputError("file is empty: no records", file=name)
+
+
+def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawRecord]:
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError("file not found", file=name)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        raise InputError(f"not a readable Parquet file: {exc}", file=name) from exc
+    if pf.metadata.num_rows == 0:
+        raise InputError("file is empty: no records", file=name)
+    row = 0
+    for batch in pf.iter_batches(batch_size=batch_size):
+        for data in batch.to_pylist():
+            row += 1
+            yield RawRecord({k: v for k, v in data.items() if v is not None}, name, row)
+
+
+def iter_records(path: str | Path) -> Iterator[RawRecord]:
+    """JSONL (`.jsonl`, `.json`, `.jsonl.gz`) or Parquet by file name."""
+    path = Path(path)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() == ".parquet":
+        return iter_parquet(path)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or suffixes.endswith((".jsonl.gz", ".json.gz")):
+        return iter_jsonl(path)
+    raise InputError("unknown file type (expected .jsonl, .jsonl.gz or .parquet)", file=str(path))

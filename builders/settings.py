@@ -1,0 +1,104 @@
+"""Build settings: one dataclass, defaults written once; a YAML config uses the same keys as the CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from builders.errors import InputError
+
+
+@dataclass
+class BuildSettings:
+    """Every knob of `instructkit build`. Field docs are the defaults' justification."""
+
+    sources: list[str] = field(default_factory=lambda: ["sample"])
+    """Source specs (`sample`, `oasst:ID_OR_PATH`, `hh-rlhf:ID_OR_PATH`, `jsonl:PATH`, `parquet:PATH`)."""
+    out: str = "builders"
+    """Folder that receives sft/, rm/, ppo/ and build_report.json."""
+    seed: int = 0
+    """Seeds every random choice (cap sampling, user split order)."""
+    on_error: str = "fail"
+    """`fail`: stop at the first malformed record; `skip`: drop it and list it in the report."""
+    max_prompt_chars: int = 100_000
+    """Longer prompts, demonstrations or completions are rejected as malformed (a 10 MB paste is not a prompt)."""
+
+    dedup_prefix_chars: int = 200
+    """Prompts are compared on their first 200 normalised characters: few-shot templates share preambles much
+    longer than that, while distinct short prompts are compared whole."""
+    dedup_shingle_words: int = 3
+    """Word 3-grams: one changed word in a short prompt changes several shingles, so distinct short prompts stay
+    apart, while light edits of a long template keep most shingles."""
+    dedup_num_perm: int = 128
+    """MinHash permutations: Jaccard estimates within about ±0.04 (1/sqrt(128)/2)."""
+    dedup_threshold: float = 0.8
+    """Estimated Jaccard at or above which two prefixes are the same prompt."""
+    dedup_bands: int = 16
+    """LSH bands (16 × 8 rows): candidate pairs start near Jaccard 0.7, below the threshold, so few are missed;
+    every candidate is then checked against the threshold."""
+
+    cap_per_user: int = 200
+    """The paper's cap on prompts per user id."""
+
+    split_ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    """Target share of prompts per split; users are assigned whole."""
+
+    pii_mode: str = "redact"
+    """`redact`: typed placeholders such as <EMAIL_ADDRESS>; `drop`: remove the record."""
+    pii_scope: str = "all"
+    """`all` splits (safe to publish) or `train` only (the paper's exact procedure)."""
+
+    ppo_sources: list[str] = field(default_factory=lambda: ["api"])
+    """Prompt sources that feed the PPO dataset (the paper used customer prompts only)."""
+    license: str | None = None
+    """Licence in the dataset cards; by default taken from the sources."""
+
+    def __post_init__(self) -> None:
+        check = {
+            "on_error": ("fail", "skip"),
+            "pii_mode": ("redact", "drop"),
+            "pii_scope": ("all", "train"),
+        }
+        for name, allowed in check.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", field=name)
+        if set(self.split_ratios) != {"train", "validation", "test"} or any(v < 0 for v in self.split_ratios.values()):
+            raise InputError("needs non-negative train, validation and test ratios", field="split_ratios")
+        if not self.split_ratios["train"] > 0:
+            raise InputError("train ratio must be positive", field="split_ratios")
+        if self.dedup_num_perm % self.dedup_bands:
+            raise InputError("dedup_num_perm must be a multiple of dedup_bands", field="dedup_bands")
+        if not 0 < self.dedup_threshold <= 1:
+            raise InputError("must be in (0, 1]", field="dedup_threshold")
+        if self.cap_per_user < 1:
+            raise InputError("must be at least 1", field="cap_per_user")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides) -> "BuildSettings":
+        """Read a YAML config; keys are the CLI flag names (dashes or underscores), CLI overrides win."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"cannot read config: {exc}", file=str(path)) from exc
+        if not isinstance(data, dict):
+            raise InputError("config must be a mapping of setting: value", file=str(path))
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name == "source":
+                name = "sources"
+            if name not in known:
+                raise InputError(f"unknown setting (known: {', '.join(sorted(known))})", file=str(path), field=key)
+            values[name] = value
+        if isinstance(values.get("sources"), str):
+            values["sources"] = [values["sources"]]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,61 @@
+"""Source adapters: each turns one `--source SPEC` into canonical raw records plus its own accounting.
+
+SPEC is `sample`, `oasst:HUB_ID_OR_PATH`, `hh-rlhf:HUB_ID_OR_PATH`, `jsonl:PATH` or `parquet:PATH`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from builders.errors import InputError
+from builders.readers import RawRecord
+
+
+@dataclass
+class SourceData:
+    """What an adapter hands the pipeline: canonical records and what it dropped before them, with reasons."""
+
+    spec: str
+    unit: str  # what `units_read` counts: "records", "messages", "pairs"
+    units_read: int
+    records: list[RawRecord]
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
+    used: Counter = field(default_factory=Counter)  # input units by what they became
+    license: str | None = None
+
+    def accounting(self) -> dict:
+        return {
+            "spec": self.spec,
+            "unit": self.unit,
+            "read": self.units_read,
+            "became": dict(sorted(self.used.items())),
+            "dropped": dict(sorted(Counter(r for _, r in self.dropped).items())),
+        }
+
+
+def load_source(spec: str) -> SourceData:
+    """Dispatch a SPEC to its adapter."""
+    name, _, arg = spec.partition(":")
+    name = name.strip().lower()
+    if name == "sample":
+        from builders.sources.files import read_sample
+
+        return read_sample(spec)
+    if not arg:
+        raise InputError(f"source '{spec}' needs a path or Hub id after the colon", field="source")
+    if name in ("jsonl", "parquet"):
+        from builders.sources.files import read_canonical
+
+        return read_canonical(spec, arg, name)
+    if name == "oasst":
+        from builders.sources.oasst import read_oasst
+
+        return read_oasst(spec, arg)
+    if name in ("hh-rlhf", "hh_rlhf", "hh"):
+        from builders.sources.hh_rlhf import read_hh_rlhf
+
+        return read_hh_rlhf(spec, arg)
+    raise InputError(
+        f"unknown source '{name}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH)", field="source"
+    )

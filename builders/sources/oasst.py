@@ -1,0 +1,193 @@
+"""OpenAssistant oasst1/oasst2: flat message exports, nested tree exports, or the Hub.
+
+Each prompter turn becomes a prompt (earlier turns kept as chat context) from its `user_id`; ranked assistant
+siblings become one ranking; the best-ranked reply (or a lone reply) becomes a demonstration. Deleted messages,
+messages that failed review and everything below them are dropped with a counted reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from builders.errors import InputError
+from builders.readers import RawRecord, iter_records
+from builders.sources import SourceData
+
+ROLE = {"prompter": "user", "assistant": "assistant"}
+RANKERS = "oasst_rankers"  # oasst rankings are a consensus of several users, not one labeler's
+
+
+def _flatten_tree(node: dict, tree: dict, out: list[dict]) -> None:
+    msg = {k: v for k, v in node.items() if k != "replies"}
+    msg.setdefault("message_tree_id", tree.get("message_tree_id"))
+    out.append(msg)
+    for child in node.get("replies") or []:
+        child = dict(child)
+        child.setdefault("parent_id", node.get("message_id"))
+        _flatten_tree(child, tree, out)
+
+
+def _local_messages(path: Path) -> list[tuple[dict, str, int]]:
+    """(message, file, line) for every message of a flat or nested export."""
+    out: list[tuple[dict, str, int]] = []
+    files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet", ".gz")) if path.is_dir() else [path]
+    for file in files:
+        for rec in iter_records(file):
+            if rec.error:
+                raise rec.error
+            data = rec.data
+            if "prompt" in data and isinstance(data["prompt"], dict):  # nested tree export
+                flat: list[dict] = []
+                _flatten_tree(data["prompt"], data, flat)
+                out.extend((m, rec.file, rec.line) for m in flat)
+            else:
+                out.append((data, rec.file, rec.line))
+    return out
+
+
+def _hub_messages(hub_id: str) -> list[tuple[dict, str, int]]:
+    from datasets import load_dataset
+
+    ds = load_dataset(hub_id)
+    out = []
+    for split in sorted(ds):
+        for i, row in enumerate(ds[split], start=1):
+            out.append((row, f"{hub_id}[{split}]", i))
+    return out
+
+
+def read_oasst(spec: str, arg: str) -> SourceData:
+    path = Path(arg)
+    rows = _local_messages(path) if path.exists() else _hub_messages(arg)
+    if not rows:
+        raise InputError("no messages", file=arg)
+
+    msgs: dict[str, dict] = {}
+    where: dict[str, tuple[str, int]] = {}
+    for m, file, line in rows:
+        for fld in ("message_id", "role", "text"):
+            if m.get(fld) in (None, ""):
+                raise InputError("missing in an oasst message", file=file, line=line, field=fld)
+        if m["role"] not in ROLE:
+            raise InputError(f"unknown role {m['role']!r}", file=file, line=line, field="role")
+        if m["message_id"] in msgs:
+            raise InputError(f"duplicate message_id {m['message_id']!r}", file=file, line=line, field="message_id")
+        msgs[m["message_id"]] = m
+        where[m["message_id"]] = (file, line)
+
+    children: dict[str, list[str]] = defaultdict(list)
+    for mid, m in msgs.items():
+        if m.get("parent_id"):
+            children[m["parent_id"]].append(mid)
+
+    status: dict[str, str] = {}  # message id -> what it became, or "dropped:<reason>"
+
+    def own_problem(m: dict) -> str | None:
+        if m.get("deleted"):
+            return "deleted"
+        if m.get("review_result") is False:
+            return "review_failed"
+        return None
+
+    # Walk top-down so a dropped message takes its subtree with it.
+    def chain(mid: str) -> list[dict]:
+        out = []
+        while mid:
+            m = msgs[mid]
+            out.append(m)
+            mid = m.get("parent_id")
+        return out[::-1]
+
+    dropped: list[tuple[str, str]] = []
+    ok: set[str] = set()
+    order = sorted(msgs, key=lambda i: (where[i][0], where[i][1]))
+    for mid in order:
+        m = msgs[mid]
+        parent = m.get("parent_id")
+        if parent and parent not in msgs:
+            reason = "parent_missing"
+        else:
+            reason = own_problem(m)
+            if reason is None:
+                for anc in chain(mid)[:-1]:
+                    if own_problem(anc) or (anc.get("parent_id") and anc["parent_id"] not in msgs):
+                        reason = "ancestor_dropped"
+                        break
+        if reason:
+            status[mid] = "dropped"
+            dropped.append((mid, reason))
+        else:
+            ok.add(mid)
+
+    records: list[RawRecord] = []
+    for mid in order:
+        m = msgs[mid]
+        if mid not in ok or m["role"] != "prompter":
+            continue
+        file, line = where[mid]
+        history = chain(mid)
+        user_id = m.get("user_id") or f"tree:{m.get('message_tree_id') or history[0]['message_id']}"
+        records.append(
+            RawRecord(
+                {
+                    "prompt_id": mid,
+                    "user_id": user_id,
+                    "source": "api",
+                    "prompt_type": None,
+                    "messages": [{"role": ROLE[h["role"]], "content": h["text"]} for h in history],
+                    "created_at": m.get("created_date"),
+                    "lang": m.get("lang"),
+                },
+                file, line, source=spec, kind="prompt",
+            )
+        )
+        status[mid] = "prompt"
+        replies = sorted((c for c in children.get(mid, []) if c in ok), key=lambda c: where[c])
+        ranked = [c for c in replies if msgs[c].get("rank") is not None]
+        if len(ranked) >= 2:
+            records.append(
+                RawRecord(
+                    {
+                        "ranking_id": f"{mid}:ranking",
+                        "prompt_id": mid,
+                        "labeler_id": RANKERS,
+                        "completions": [msgs[c]["text"] for c in ranked],
+                        "ranks": [int(msgs[c]["rank"]) for c in ranked],
+                    },
+                    file, line, source=spec, kind="ranking",
+                )
+            )
+            for c in ranked:
+                status[c] = "ranking_completion"
+            best = min(ranked, key=lambda c: (int(msgs[c]["rank"]), where[c]))
+        elif len(replies) == 1:
+            best = replies[0]
+            status[best] = "demonstration"
+        else:
+            best = None
+        if best is not None:
+            b = msgs[best]
+            bf, bl = where[best]
+            records.append(
+                RawRecord(
+                    {
+                        "demonstration_id": f"{best}",
+                        "prompt_id": mid,
+                        "labeler_id": b.get("user_id") or RANKERS,
+                        "completion": b["text"],
+                    },
+                    bf, bl, source=spec, kind="demonstration",
+                )
+            )
+        for c in replies:
+            if c not in status:
+                status[c] = "dropped"
+                dropped.append((c, "unranked_reply" if ranked else "not_only_reply_and_unranked"))
+    for mid in ok:
+        if mid not in status:  # assistant replies under dropped prompter turns cannot happen; be explicit anyway
+            status[mid] = "dropped"
+            dropped.append((mid, "no_prompt_above"))
+
+    used = Counter(s for s in status.values() if s != "dropped")
+    return SourceData(spec, "messages", len(msgs), records, dropped=dropped, used=used, license="apache-2.0")

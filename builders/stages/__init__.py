@@ -1,0 +1,76 @@
+"""Pipeline stages, in the paper's order. Each is a pure function: tables in, tables and a StageResult out."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from builders.schema import DROPPED_SCHEMA
+
+
+@dataclass
+class StageResult:
+    """Counts of one stage: records in and out per kind, and every dropped record with its reason."""
+
+    name: str
+    counts_in: dict[str, int]
+    counts_out: dict[str, int]
+    dropped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DROPPED_SCHEMA))
+    notes: dict = field(default_factory=dict)
+
+    def report(self) -> dict:
+        by_kind: dict[str, dict[str, int]] = {}
+        for (kind, reason), n in Counter(zip(self.dropped["kind"].to_list(), self.dropped["reason"].to_list())).items():
+            by_kind.setdefault(kind, {})[reason] = n
+        return {
+            "name": self.name,
+            "in": self.counts_in.get("prompts", 0),
+            "out": self.counts_out.get("prompts", 0),
+            "dropped": dict(sorted(by_kind.get("prompt", {}).items())),
+            "records": {
+                kind: {
+                    "in": self.counts_in.get(kind + "s", 0),
+                    "out": self.counts_out.get(kind + "s", 0),
+                    "dropped": dict(sorted(by_kind.get(kind, {}).items())),
+                }
+                for kind in ("prompt", "demonstration", "ranking", "unreadable")
+                if kind != "unreadable" or self.counts_in.get("unreadables")
+            },
+            **({"notes": self.notes} if self.notes else {}),
+        }
+
+
+def drop_rows(df: pl.DataFrame, id_col: str, kind: str, stage: str, reason: str | pl.Expr) -> pl.DataFrame:
+    """Dropped-record rows for every row of `df`."""
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    return df.select(
+        pl.col(id_col).cast(pl.String).alias("record_id"),
+        pl.lit(kind).alias("kind"),
+        pl.lit(stage).alias("stage"),
+        reason_expr.cast(pl.String).alias("reason"),
+    )
+
+
+def follow_prompts(tables, kept_ids: pl.Series, stage: str, reason: str):
+    """Drop demonstrations and rankings whose prompt is gone; return (demos, rankings, dropped rows)."""
+    keep = tables.demonstrations["prompt_id"].is_in(kept_ids.implode())
+    keep_r = tables.rankings["prompt_id"].is_in(kept_ids.implode())
+    dropped = pl.concat(
+        [
+            drop_rows(tables.demonstrations.filter(~keep), "demonstration_id", "demonstration", stage, reason),
+            drop_rows(tables.rankings.filter(~keep_r), "ranking_id", "ranking", stage, reason),
+        ]
+    )
+    return tables.demonstrations.filter(keep), tables.rankings.filter(keep_r), dropped
+
+
+def stable_hash(values: pl.Series, seed: int) -> pl.Series:
+    """A seeded 64-bit hash that, unlike polars' own, is the same in every version and on every machine."""
+    salt = str(seed).encode("utf-8")
+    return pl.Series(
+        [int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8, salt=salt[:16]).digest(), "big") for v in values],
+        dtype=pl.UInt64,
+    )

