@@ -9,6 +9,7 @@ dates ("today") are never redacted. Texts that cannot hold a finding are never s
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ CUE_BEFORE = re.compile(
 # ... or right before these.
 CUE_AFTER = re.compile(
     r"^(?:'s? (?:email|e-mail|phone|number|cell|address|home|birthday|ssn|password|account|medical)|"
-    r",? (?:\(?\d{1,3}\)?,|aged? \d|born|who lives|lives|living|at \d|phone|email|e-mail|ssn)|"
+    r",? (?:\(?\d{1,3}\)?,|aged? \d|who lives|lives|living|at \d|phone|email|e-mail|ssn)|"
     r" (?:is my|was my|lives|works (?:at|for)|can be reached|\(my))",
     re.IGNORECASE,
 )
@@ -52,7 +53,9 @@ CUE_ANYWHERE = re.compile(
 MAY_HOLD_DIRECT = re.compile(r"[@\d]")
 # spaCy misses lone first names after a greeting or self-introduction ("Hi Priya,", "my name is Ada"): a pattern.
 NOT_NAMES = {"there", "all", "everyone", "team", "sir", "madam", "world", "guys", "folks", "friend", "friends", "customer",
-             "user", "hiring", "manager", "again", "assistant", "ai", "bot", "chatgpt", "gpt"}
+             "user", "hiring", "manager", "again", "assistant", "ai", "bot", "chatgpt", "gpt",
+             # words spaCy's small model sometimes tags PERSON next to real identifiers
+             "email", "e-mail", "mail", "phone", "call", "text", "name", "contact", "address", "please", "thanks", "regards"}
 GREETING_NAME = re.compile(r"\b(?:[Hh]i|[Hh]ello|[Hh]ey|[Dd]ear|[Mm]y name is|[Cc]all me|I'm|I am)[ ,]+([A-Z][a-z]+(?: [A-Z][a-z]+)?)\b")
 STREET = (r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s+){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|Blvd\.?|Lane|Ln\.?|"
           r"Drive|Dr\.?|Court|Ct\.?|Way|Place|Pl\.?|Terrace|Crescent)\b")
@@ -80,6 +83,8 @@ class PiiScanner:
 
     def __init__(self, batch_size: int = 64, progress: bool = True):
         _offline_tldextract()
+        # presidio logs a warning per recognizer of other languages and per unmapped spaCy label: noise here
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         from presidio_analyzer import AnalyzerEngine, BatchAnalyzerEngine, Pattern, PatternRecognizer
         from presidio_analyzer.nlp_engine import NerModelConfiguration, NoOpNlpEngine, SpacyNlpEngine
 
@@ -106,7 +111,8 @@ class PiiScanner:
         direct_texts = [t for t in unique if MAY_HOLD_DIRECT.search(t)]
         for t in tqdm(direct_texts, desc=f"{desc}: identifiers", unit="text", disable=not self.progress or len(direct_texts) < 500):
             res = self.direct.analyze(t, language="en", entities=DIRECT_ENTITIES, score_threshold=SCORE_THRESHOLD)
-            found[t] = [Finding(r.start, r.end, r.entity_type, r.score) for r in res]
+            found[t] = [Finding(r.start, r.end, r.entity_type, r.score) for r in res
+                        if r.entity_type != "PHONE_NUMBER" or sum(c.isdigit() for c in t[r.start : r.end]) >= 7]
         ner_texts = [t for t in unique if found[t] or CUE_ANYWHERE.search(t)]
         results = self.names.analyze_iterator(ner_texts, language="en", entities=[NAME_ENTITY],
                                               score_threshold=SCORE_THRESHOLD, batch_size=self.batch_size)
@@ -118,7 +124,7 @@ class PiiScanner:
                       if m.group(1).split()[0].lower() not in NOT_NAMES]
             for f in names:
                 end = f.start + len(t[f.start : f.end].split("\n")[0].rstrip(" :,"))  # a name never spans lines
-                if end > f.start and self._personal_name(t, f.start, end, direct):
+                if end > f.start and t[f.start:end].lower() not in NOT_NAMES and self._personal_name(t, f.start, end, direct):
                     found[t] = found[t] + [Finding(f.start, end, NAME_ENTITY, f.score)]
         return [found[t] for t in texts]
 

@@ -43,8 +43,10 @@ def _req_str(rec: RawRecord, fld: str) -> str:
     return str(value).strip()
 
 
-def _long_text(rec: RawRecord, fld: str, value, max_chars: int) -> str:
-    if not isinstance(value, str) or not value.strip():
+def _long_text(rec: RawRecord, fld: str, value, max_chars: int, allow_empty: bool = False) -> str:
+    """Earlier chat turns and ranked completions may be empty (a model can say nothing); prompts and
+    demonstrations may not."""
+    if not isinstance(value, str) or not (allow_empty or value.strip()):
         raise InputError("must be a non-empty string", file=rec.file, line=rec.line, field=fld)
     if len(value) > max_chars:
         raise InputError(f"{len(value):,} characters, over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field=fld)
@@ -67,7 +69,8 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
         for i, m in enumerate(raw):
             if not isinstance(m, dict) or m.get("role") not in ROLES:
                 raise InputError(f"message {i} needs a role in {ROLES}", file=rec.file, line=rec.line, field="messages")
-            messages.append({"role": m["role"], "content": _long_text(rec, f"messages[{i}].content", m.get("content"), max_chars)})
+            last = i == len(raw) - 1
+            messages.append({"role": m["role"], "content": _long_text(rec, f"messages[{i}].content", m.get("content"), max_chars, allow_empty=not last)})
         if messages[-1]["role"] != "user":
             raise InputError("the last message must be the user's", file=rec.file, line=rec.line, field="messages")
     elif d.get("text") is not None:
@@ -128,7 +131,7 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
         "ranking_id": str(d.get("ranking_id") or f"{pid}:r{n}"),
         "prompt_id": pid,
         "labeler_id": _req_str(rec, "labeler_id"),
-        "completions": [_long_text(rec, f"completions[{i}]", c, max_chars) for i, c in enumerate(comps)],
+        "completions": [_long_text(rec, f"completions[{i}]", c, max_chars, allow_empty=True) for i, c in enumerate(comps)],
         "ranks": [int(r) for r in ranks],
         "origin": rec.origin,
     }

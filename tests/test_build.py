@@ -1,0 +1,187 @@
+"""End-to-end builds: the sample, oasst1 and HH-RLHF from ../shared/data; load_dataset; determinism; accounting."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+
+import datasets
+import polars as pl
+import pytest
+
+from builders.errors import InputError
+from builders.pipeline import build
+from builders.settings import BuildSettings
+from builders.sources import load_source
+
+SPLITS = {"train", "validation", "test"}
+
+
+def test_sample_folders_load_with_load_dataset(sample_build):
+    out, report = sample_build
+    for name in ("sft", "rm", "ppo"):
+        ds = datasets.load_dataset(str(out / name))
+        assert set(ds) == SPLITS, name
+        assert all(ds[s].num_rows > 0 for s in SPLITS)
+    rankings = datasets.load_dataset(str(out / "rm"), "rankings")
+    assert set(rankings) == SPLITS
+    sft = datasets.load_dataset(str(out / "sft"), split="train")
+    row = sft[0]
+    assert row["messages"][-1]["role"] == "assistant" and row["completion"] == [row["messages"][-1]]
+    assert row["prompt"] == row["messages"][:-1]
+
+
+def test_sample_covers_what_the_pipeline_is_for(sample_build):
+    out, report = sample_build
+    stages = {s["name"]: s for s in report["stages"]}
+    assert [s["name"] for s in report["stages"]] == ["validate", "dedup", "cap_per_user", "split_by_user", "pii", "classify", "assemble"]
+    assert stages["dedup"]["dropped"].get("near_duplicate_prefix", 0) > 0
+    assert stages["dedup"]["dropped"].get("exact_prefix_duplicate", 0) > 0
+    assert stages["cap_per_user"]["dropped"] == {"over_200_prompts_per_user": stages["cap_per_user"]["in"] - stages["cap_per_user"]["out"]}
+    assert stages["pii"]["notes"]["entities"].get("EMAIL_ADDRESS", 0) > 0
+    counts = {c: v["count"] for c, v in report["use_cases"]["all_prompts"].items()}
+    assert len(counts) == 10 and sum(counts.values()) == stages["classify"]["out"]
+    assert {r["dataset"] for r in report["table6"]} == {"SFT", "RM", "PPO"}
+
+
+def test_rm_pairs_are_all_comparisons_of_each_ranking_without_ties(sample_build):
+    out, _ = sample_build
+    rankings = pl.read_parquet(out / "rm" / "rankings" / "train-*.parquet")
+    pairs = pl.read_parquet(out / "rm" / "data" / "train-*.parquet")
+    expected = sum(sum(1 for a, b in combinations(r, 2) if a != b) for r in rankings["ranks"].to_list())
+    assert pairs.height == expected
+    assert (pairs["chosen_rank"] < pairs["rejected_rank"]).all()
+    assert set(pairs["group"]) <= set(rankings["ranking_id"])
+    tied = rankings.filter(pl.col("ranks").list.n_unique() < pl.col("ranks").list.len())
+    assert tied.height > 0  # the sample has ties, and they gave fewer pairs than C(K,2)
+
+
+def test_no_user_in_two_splits_and_users_are_pseudonyms(sample_build):
+    out, _ = sample_build
+    frames = [pl.read_parquet(f).select("user", pl.lit(f.name.split("-")[0]).alias("split"))
+              for f in out.glob("*/*/*.parquet")]
+    users = pl.concat(frames)
+    assert users.group_by("user").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert users["user"].str.contains(r"^u_[0-9a-f]{16}$").all()
+    raw = {json.loads(line)["user_id"] for line in open(Path("builders/sample/prompts.jsonl"))}
+    blob = b"".join(f.read_bytes() for f in out.rglob("*") if f.is_file())
+    assert not any(u.encode() in blob for u in raw)
+
+
+def test_every_input_record_is_in_an_output_or_dropped_with_a_reason(sample_build):
+    out, report = sample_build
+    inputs = {}
+    for rec in load_source("sample").records:
+        d = rec.data
+        inputs[rec.origin] = d
+    dropped = {(r["kind"], r["record_id"]): r["reason"] for r in report["dropped_records"]}
+    assert all(dropped.values())
+    written_prompts = set()
+    written_demos, written_rankings = set(), set()
+    for name in ("sft", "rm", "ppo"):
+        for f in (out / name).rglob("*.parquet"):
+            df = pl.read_parquet(f)
+            written_prompts |= set(df["prompt_id"])
+            if "demonstration_id" in df.columns:
+                written_demos |= set(df["demonstration_id"])
+            if "ranking_id" in df.columns:
+                written_rankings |= set(df["ranking_id"])
+    n_prompts = n_demos = n_rankings = 0
+    seen: dict[tuple[str, str], int] = {}
+    for d in inputs.values():
+        if "completions" in d:
+            key = ("ranking", d["prompt_id"])
+            n = seen[key] = seen.get(key, -1) + 1
+            rid = f"{d['prompt_id']}:r{n}"
+            assert rid in written_rankings or ("ranking", rid) in dropped, rid
+            n_rankings += 1
+        elif "completion" in d:
+            key = ("demonstration", d["prompt_id"])
+            n = seen[key] = seen.get(key, -1) + 1
+            did = f"{d['prompt_id']}:d{n}"
+            assert did in written_demos or ("demonstration", did) in dropped, did
+            n_demos += 1
+        else:
+            assert d["prompt_id"] in written_prompts or ("prompt", d["prompt_id"]) in dropped, d["prompt_id"]
+            n_prompts += 1
+    acc = report["accounting"]
+    assert (acc["prompts"]["validated"], acc["demonstrations"]["validated"], acc["rankings"]["validated"]) == (n_prompts, n_demos, n_rankings)
+    assert acc["prompts"]["in_outputs"] + acc["prompts"]["dropped"] == n_prompts
+
+
+def test_same_input_and_seed_give_byte_identical_files(sample_build, tmp_path, scanner, classifier):
+    out, _ = sample_build
+    build(BuildSettings(out=str(tmp_path)), classifier=classifier, scanner=scanner, progress=False)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "build_report.json":  # parquet files and cards
+            assert (out / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+    a, b = (json.loads((d / "build_report.json").read_text()) for d in (out, tmp_path))
+    assert a["settings"].pop("out") != b["settings"].pop("out")
+    assert a == b
+
+
+def test_a_failed_build_leaves_the_previous_folders_untouched(sample_build, tmp_path, scanner, classifier):
+    out, _ = sample_build
+    before = {p: p.read_bytes() for p in out.rglob("*.parquet")}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt_id": "x", "text": "no user"}\n')
+    with pytest.raises(InputError):
+        build(BuildSettings(out=str(out), sources=["sample", f"jsonl:{bad}"]), classifier=classifier, scanner=scanner, progress=False)
+    assert {p: p.read_bytes() for p in out.rglob("*.parquet")} == before
+    assert not list(out.glob(".build-*"))
+
+
+def test_oasst_flat_export_accounts_for_all_2022_messages(shared, tmp_path, scanner, classifier):
+    path = shared / "oasst1_en_validation" / "oasst1_en_validation.jsonl"
+    report = build(BuildSettings(out=str(tmp_path), sources=[f"oasst:{path}"]), classifier=classifier, scanner=scanner, progress=False)
+    src = report["sources"][0]
+    assert src["read"] == 2022 and src["unit"] == "messages"
+    assert sum(src["became"].values()) + sum(src["dropped"].values()) == 2022
+    assert src["dropped"]["deleted"] > 0 and src["dropped"]["review_failed"] > 0
+    assert src["became"]["prompt"] == report["accounting"]["prompts"]["validated"]
+    rm = datasets.load_dataset(str(tmp_path / "rm"), "rankings")
+    ks = [len(r) for s in rm for r in rm[s]["ranks"]]
+    assert min(ks) >= 2 and max(ks) >= 3
+    sft = datasets.load_dataset(str(tmp_path / "sft"), split="train")
+    assert any(len(r) > 2 for r in sft["messages"])  # follow-up turns keep their earlier turns as context
+
+
+def test_oasst_nested_tree_export_without_user_ids(shared, scanner, classifier):
+    data = load_source(f"oasst:{shared / 'oasst_trees_synthetic' / 'en_100_tree.jsonl'}")
+    prompts = [r.data for r in data.records if r.kind == "prompt"]
+    rankings = [r.data for r in data.records if r.kind == "ranking"]
+    assert len({p["messages"][0]["content"] for p in prompts}) == 100 or len(prompts) >= 100
+    assert all(p["user_id"].startswith("tree:") for p in prompts)
+    assert rankings and all(len(r["completions"]) == len(r["ranks"]) >= 2 for r in rankings)
+    assert sum(data.used.values()) + len(data.dropped) == data.units_read
+
+
+def test_hh_rlhf_pairs_become_k2_rankings_with_users_by_opening_request(shared):
+    data = load_source(f"hh-rlhf:{shared / 'hh_rlhf'}")
+    assert data.units_read == 2354 + 2312
+    assert sum(data.used.values()) + len(data.dropped) == data.units_read
+    prompts = {r.data["prompt_id"]: r.data for r in data.records if r.kind == "prompt"}
+    rankings = [r.data for r in data.records if r.kind == "ranking"]
+    assert all(len(r["completions"]) == 2 for r in rankings)
+    assert all(p["messages"][-1]["role"] == "user" for p in prompts.values())
+    by_open: dict[str, set] = {}
+    for p in prompts.values():
+        by_open.setdefault(p["messages"][0]["content"], set()).add(p["user_id"])
+    assert all(len(u) == 1 for u in by_open.values())
+
+
+def test_hh_rlhf_build_on_a_slice(shared, tmp_path, scanner, classifier):
+    import gzip
+
+    lines = gzip.open(shared / "hh_rlhf" / "helpful-base" / "test.jsonl.gz", "rt", encoding="utf-8").readlines()[:200]
+    part = tmp_path / "in" / "helpful-base"
+    part.mkdir(parents=True)
+    (part / "test.jsonl").write_text("".join(lines), encoding="utf-8")
+    report = build(BuildSettings(out=str(tmp_path / "out"), sources=[f"hh-rlhf:{tmp_path / 'in'}"]),
+                   classifier=classifier, scanner=scanner, progress=False)
+    pairs = datasets.load_dataset(str(tmp_path / "out" / "rm"))
+    assert sum(pairs[s].num_rows for s in pairs) == report["accounting"]["rankings"]["in_outputs"]
+    assert report["license"] == "mit"

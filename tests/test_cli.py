@@ -1,0 +1,87 @@
+"""The `instructkit` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import polars as pl
+import pytest
+
+from builders.cli import main
+from tests.conftest import write_jsonl
+
+
+def test_build_cli_prints_a_summary_and_reads_a_yaml_config(tmp_path, capsys, shared):
+    cfg = tmp_path / "build.yaml"
+    cfg.write_text(f"source: oasst:{shared / 'oasst1_en_validation' / 'oasst1_en_validation.jsonl'}\n"
+                   "cap-per-user: 2\nsplit_ratios: {{train: 0.6, validation: 0.2, test: 0.2}}\n".replace("{{", "{").replace("}}", "}"))
+    assert main(["build", "--config", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "cap_per_user" in text and "accounted for" in text
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["settings"]["cap_per_user"] == 2
+    assert report["stages"][2]["dropped"].get("over_2_prompts_per_user", 0) > 0
+
+
+def test_build_cli_bad_input_exits_2_with_file_line_field(tmp_path, capsys):
+    f = write_jsonl(tmp_path / "p.jsonl", [{"prompt_id": "a", "user_id": "u", "source": "api", "text": "ok"},
+                                           {"prompt_id": "b", "user_id": "u", "source": "api"}])
+    assert main(["build", "--source", f"jsonl:{f}", "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert f"{f}:2: field 'text'" in capsys.readouterr().err
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dedup_treshold: 0.5\n")
+    assert main(["build", "--config", str(cfg)]) == 2
+    assert "field 'dedup_treshold': unknown setting" in capsys.readouterr().err
+
+
+def test_classify_adds_category_and_score(tmp_path):
+    rows = [{"text": "Write a short poem about the sea."}, {"prompt": "Who wrote Hamlet?"},
+            {"messages": [{"role": "user", "content": "List 10 gift ideas for my dad."}]}]
+    out = tmp_path / "out.parquet"
+    assert main(["classify", "--in", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--out", str(out)]) == 0
+    df = pl.read_parquet(out)
+    assert df["category"].to_list() == ["Generation", "Open QA", "Brainstorming"]
+    assert ((df["category_score"] > 0) & (df["category_score"] <= 1)).all()
+
+
+def test_pii_command_redacts_and_drops(tmp_path):
+    rows = [{"id": 1, "text": "Email me at jo@example.com"}, {"id": 2, "text": "Who was George Washington?"}]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert main(["pii", "--in", str(src), "--out", str(tmp_path / "r.jsonl")]) == 0
+    red = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
+    assert [r["text"] for r in red] == ["Email me at <EMAIL_ADDRESS>", "Who was George Washington?"]
+    assert main(["pii", "--in", str(src), "--out", str(tmp_path / "d.jsonl"), "--mode", "drop"]) == 0
+    assert [json.loads(line)["id"] for line in open(tmp_path / "d.jsonl")] == [2]
+
+
+def test_taxonomy_retrains_on_user_labels_and_evaluates(tmp_path, capsys):
+    rows = [{"text": f"Translate to French: sentence number {i}", "label": "Rewrite"} for i in range(8)]
+    rows += [{"text": f"Who was king of country number {i}?", "label": "Open QA"} for i in range(8)]
+    labels = write_jsonl(tmp_path / "labels.jsonl", rows)
+    model = tmp_path / "mine.skops"
+    assert main(["taxonomy", "train", "--labels", str(labels), "--out", str(model)]) == 0
+    assert main(["classify", "--in", str(write_jsonl(tmp_path / "q.jsonl", [{"text": "Translate to French: good night"}])),
+                 "--out", str(tmp_path / "o.jsonl"), "--model", str(model)]) == 0
+    assert json.loads(open(tmp_path / "o.jsonl").readline())["category"] == "Rewrite"
+    assert main(["taxonomy", "eval", "--labels", str(labels), "--model", str(model), "--json", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["macro_f1"] == 1.0
+
+
+def test_taxonomy_labels_with_unknown_category_name_the_row(tmp_path, capsys):
+    labels = tmp_path / "l.csv"
+    labels.write_text("text,label\nhello,Chat\nbye,Smalltalk\n")
+    assert main(["taxonomy", "train", "--labels", str(labels), "--out", str(tmp_path / "m.skops")]) == 2
+    assert "l.csv:3: field 'label': unknown label 'Smalltalk'" in capsys.readouterr().err
+
+
+def test_a_model_file_that_is_not_skops_is_refused(tmp_path, capsys):
+    evil = tmp_path / "model.skops"
+    evil.write_bytes(pickle.dumps({"not": "a skops file"}))
+    assert main(["classify", "--in", str(write_jsonl(tmp_path / "q.jsonl", [{"text": "hi"}])), "--out", str(tmp_path / "o.jsonl"),
+                 "--model", str(evil)]) == 2
+    assert "not a skops model file" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
