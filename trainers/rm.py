@@ -1,0 +1,191 @@
+"""Stage 2 of the paper: the reward model, from the SFT model with a scalar head.
+
+Two modes (`--mode`):
+- `pairs`: TRL's RewardTrainer on the pairwise comparisons (builders/rm, default config).
+- `kway`: the paper's way: one batch element is one K-way ranking; each completion gets one forward pass and the
+  loss averages -log σ(r_w − r_l) over all its C(K,2) untied pairs (builders/rm, config `rankings`).
+After training, the reward is shifted so that labeler demonstrations (builders/sft) score 0 on average; the
+offset is saved in the model config (`reward_offset`) and in reward_offset.json. Accuracy is reported on the
+validation pairs and, when `--hh_dir` is given, on HH-RLHF test pairs.
+
+Run:  instructkit train rm --config trainers/configs/rm.yaml [--mode kway]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from trainers.common import load_splits, load_tokenizer, loss_curve, write_metrics
+
+
+@dataclass
+class RmArguments:
+    dataset: str = field(default="builders/rm", metadata={"help": "built RM folder or Hub id"})
+    mode: str = field(default="kway", metadata={"help": "kway (the paper: one ranking per batch element) or pairs"})
+    sft_dataset: str | None = field(default="builders/sft", metadata={"help": "demonstrations for the reward offset"})
+    hh_dir: str | None = field(default=None, metadata={"help": "folder with HH-RLHF */test.jsonl.gz to report accuracy on"})
+    max_eval_pairs: int = field(default=2000, metadata={"help": "cap on pairs per accuracy report"})
+
+
+def _tokenize_conv(tok, messages, max_length: int | None):
+    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=False)
+    if hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)[-max_length:] if max_length else list(ids)  # keep the end: the completion
+
+
+def _pad(batch_ids: list[list[int]], pad_id: int):
+    width = max(len(x) for x in batch_ids)
+    ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
+    for i, x in enumerate(batch_ids):
+        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def score(model, tok, conversations: list[list[dict]], batch_size: int = 16, max_length: int | None = 1024) -> torch.Tensor:
+    """Raw reward (before the offset) of each conversation, the completion being its last message."""
+    model.eval()
+    out = []
+    device = next(model.parameters()).device
+    for i in range(0, len(conversations), batch_size):
+        ids, mask = _pad([_tokenize_conv(tok, c, max_length) for c in conversations[i : i + batch_size]], tok.pad_token_id)
+        out.append(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def pair_accuracy(model, tok, pairs: list[tuple[list[dict], list[dict], list[dict]]], max_length: int | None = 1024) -> float:
+    """Share of (prompt, chosen, rejected) pairs where the chosen completion scores higher."""
+    if not pairs:
+        return float("nan")
+    chosen = score(model, tok, [p + c for p, c, _ in pairs], max_length=max_length)
+    rejected = score(model, tok, [p + r for p, _, r in pairs], max_length=max_length)
+    return float((chosen > rejected).float().mean())
+
+
+def hh_pairs(folder: str, limit: int) -> list:
+    from builders.sources.hh_rlhf import read_hh_rlhf
+
+    data = read_hh_rlhf("hh-rlhf", folder)
+    prompts = {r.data["prompt_id"]: r.data["messages"] for r in data.records if r.kind == "prompt"}
+    out = []
+    for r in data.records:
+        if r.kind == "ranking" and r.data["ranks"] == [0, 1]:
+            c, rej = r.data["completions"]
+            out.append((prompts[r.data["prompt_id"]], [{"role": "assistant", "content": c}], [{"role": "assistant", "content": rej}]))
+    return out[:limit]
+
+
+class RankingCollator:
+    """Batches K-way rankings: all completions of all rankings in one padded tensor, plus group sizes and ranks."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        seqs = [s for f in features for s in f["completion_ids"]]
+        ids, mask = _pad(seqs, self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask,
+                "group_sizes": torch.tensor([len(f["completion_ids"]) for f in features]),
+                "ranks": torch.tensor([r for f in features for r in f["ranks"]])}
+
+
+def kway_loss(rewards: torch.Tensor, group_sizes: torch.Tensor, ranks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over rankings of the mean -log σ(r_w − r_l) over that ranking's untied pairs; and pair accuracy."""
+    losses, correct, total = [], 0, 0
+    start = 0
+    for k in group_sizes.tolist():
+        r, rk = rewards[start : start + k], ranks[start : start + k]
+        start += k
+        better = rk[:, None] < rk[None, :]  # better[i, j]: completion i ranked above j
+        if not better.any():
+            continue
+        diff = (r[:, None] - r[None, :])[better]
+        losses.append(-torch.nn.functional.logsigmoid(diff).mean())
+        correct += int((diff > 0).sum())
+        total += int(better.sum())
+    loss = torch.stack(losses).mean() if losses else rewards.sum() * 0.0
+    return loss, torch.tensor(correct / max(total, 1))
+
+
+def _kway_trainer_cls():
+    from transformers import Trainer
+
+    class KWayRewardTrainer(Trainer):
+        """transformers' Trainer with the paper's K-way loss; one forward pass per completion."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]
+            loss, acc = kway_loss(rewards, inputs["group_sizes"], inputs["ranks"])
+            return (loss, {"rewards": rewards}) if return_outputs else loss
+
+    return KWayRewardTrainer
+
+
+def main(script_args: RmArguments, training_args, model_args) -> dict:
+    from transformers import AutoModelForSequenceClassification
+
+    if script_args.mode not in ("kway", "pairs"):
+        raise ValueError(f"--mode must be kway or pairs, got {script_args.mode!r}")
+    tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, num_labels=1,
+                                                               trust_remote_code=training_args.trust_remote_code)
+    model.config.pad_token_id = tok.pad_token_id
+    pairs = load_splits(script_args.dataset)
+    max_len = getattr(training_args, "max_length", None) or 1024
+    start = time.perf_counter()
+    if script_args.mode == "pairs":
+        from trl import RewardTrainer
+
+        train = pairs["train"].select_columns(["prompt", "chosen", "rejected"])
+        trainer = RewardTrainer(model=model, args=training_args, train_dataset=train, processing_class=tok)
+    else:
+        rankings = load_splits(script_args.dataset, "rankings")["train"]
+
+        def encode(row):
+            return {"completion_ids": [_tokenize_conv(tok, row["prompt"] + [{"role": "assistant", "content": c}], max_len)
+                                       for c in row["completions"]]}
+
+        train = rankings.map(encode, remove_columns=[c for c in rankings.column_names if c != "ranks"])
+        training_args.remove_unused_columns = False
+        trainer = _kway_trainer_cls()(model=model, args=training_args, train_dataset=train,
+                                      data_collator=RankingCollator(tok.pad_token_id), processing_class=tok)
+    result = trainer.train()
+    seconds = time.perf_counter() - start
+    model = trainer.model
+
+    metrics = {"stage": "rm", "mode": script_args.mode, "train_rows": len(train), "train_loss": result.training_loss,
+               "train_seconds": round(seconds, 2), "loss_curve": loss_curve(trainer.state.log_history)}
+    if "validation" in pairs:
+        val = pairs["validation"].select(range(min(script_args.max_eval_pairs, len(pairs["validation"]))))
+        metrics["validation_accuracy"] = pair_accuracy(model, tok, list(zip(val["prompt"], val["chosen"], val["rejected"])), max_len)
+    if script_args.hh_dir:
+        metrics["hh_rlhf_test_accuracy"] = pair_accuracy(model, tok, hh_pairs(script_args.hh_dir, script_args.max_eval_pairs), max_len)
+    offset = 0.0
+    if script_args.sft_dataset:
+        demos = load_splits(script_args.sft_dataset)["train"]
+        offset = -float(score(model, tok, list(demos["messages"]), max_length=max_len).mean())
+    model.config.reward_offset = offset
+    metrics["reward_offset"] = offset
+    trainer.save_model(training_args.output_dir)
+    tok.save_pretrained(training_args.output_dir)
+    (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
+    write_metrics(training_args.output_dir, metrics)
+    return metrics
+
+
+def make_parser():
+    from trl import ModelConfig, RewardConfig, TrlParser
+
+    return TrlParser((RmArguments, RewardConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
