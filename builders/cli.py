@@ -1,4 +1,4 @@
-"""The `instructkit` command: build, push, pii, classify, taxonomy."""
+"""The `instructkit` command: build, push, pii, classify, taxonomy, train."""
 
 from __future__ import annotations
 
@@ -177,11 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_push, _add_pii, _add_classify, _add_taxonomy):
         add(sub)
-    args = parser.parse_args(argv)
+    try:
+        from trainers.cli import add_train
+    except ImportError:  # the train extra is not installed
+        add_train = None
+    if add_train:
+        add_train(sub)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return args.func(args)
+        return args.func(args, rest) if args.command == "train" else args.func(args)
     except (InputError, PushRefused) as exc:
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
