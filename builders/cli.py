@@ -1,4 +1,4 @@
-"""The `instructkit` command: build, push, pii, classify, taxonomy, train."""
+"""The `instructkit` command: build, push, pii, classify, taxonomy, train, eval, score-toxicity."""
 
 from __future__ import annotations
 
@@ -183,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         add_train = None
     if add_train:
         add_train(sub)
+    try:
+        from evals.cli import add_eval
+    except ImportError:  # the eval extra is not installed
+        add_eval = None
+    if add_eval:
+        add_eval(sub)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -1,0 +1,113 @@
+"""`instructkit eval`: run the chosen tasks on one checkpoint and write results.json, report.md and plots."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from evals.generate import Decoding, Generator
+
+TASKS = ("winrate", "truthfulqa", "toxicity")
+TRUTHFULQA_FINETUNE_URL = "https://raw.githubusercontent.com/sylinrl/TruthfulQA/main/data/{name}"
+
+
+@dataclass
+class EvalConfig:
+    model: str
+    baseline: str | None = None
+    reward_model: str | None = None
+    judge: str | None = None  # llm:PATH or openai:URL#MODEL; default: the reward model
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    limit: int | None = None
+    data_dir: str | None = None
+    out: str = "eval_out"
+    prompts: str = "builders/ppo"
+    toxicity_k: int = 25
+    toxicity_scorer: str = "default"
+    max_new_tokens: int = 128
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    trust_remote_code: bool = False
+    progress: bool = True
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version()}
+    for p in ("instructkit", "torch", "transformers", "lm_eval", "datasets", "scikit-learn", "alt-profanity-check"):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def _need_data(cfg: EvalConfig) -> Path:
+    """The TruthfulQA judge data: from --data-dir, else fetched once from the authors' repository."""
+    if cfg.data_dir:
+        return Path(cfg.data_dir)
+    import requests
+
+    root = Path(cfg.out) / "cache" / "data"
+    for name in ("finetune_truth_v0.jsonl", "finetune_info_v0.jsonl", "TruthfulQA_v0_original.csv"):
+        target = root / "truthfulqa" / name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = name if name.endswith(".jsonl") else "TruthfulQA.csv"
+            resp = requests.get(TRUTHFULQA_FINETUNE_URL.format(name=src), timeout=120)
+            resp.raise_for_status()
+            target.write_bytes(resp.content)
+    return root
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    unknown = set(cfg.tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown tasks {sorted(unknown)}; choose from {', '.join(TASKS)}")
+    if "winrate" in cfg.tasks and not cfg.baseline:
+        raise ValueError("the winrate task needs --baseline (e.g. the SFT checkpoint)")
+    if "winrate" in cfg.tasks and not (cfg.reward_model or cfg.judge):
+        raise ValueError("the winrate task needs --reward-model or --judge")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "cache"
+    started = time.time()
+    decoding = Decoding(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
+    gen = Generator(cfg.model, cache_dir=cache / "generations", trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+    metrics: dict = {}
+    if "winrate" in cfg.tasks:
+        from evals.winrate import evaluate_winrate, load_prompts, make_judge
+
+        judge = make_judge(cfg.judge or f"rm:{cfg.reward_model}", cfg.trust_remote_code)
+        base = Generator(cfg.baseline, cache_dir=cache / "generations", trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
+        prompts, cats = load_prompts(cfg.prompts, cfg.limit)
+        metrics["winrate"] = evaluate_winrate(gen, base, judge, prompts, cats, decoding, out)
+    if "truthfulqa" in cfg.tasks:
+        from evals.truthfulqa import run_generation, run_mc
+
+        tq = {"mc": run_mc(cfg.model, data_dir, cache, cfg.limit, cfg.trust_remote_code)}
+        greedy = Decoding(max_new_tokens=50, temperature=0.0, seed=cfg.seed)
+        gen_res = run_generation(gen, _need_data(cfg), cache / "judges", cfg.limit, greedy)
+        samples = gen_res.pop("samples")
+        (out / "truthfulqa_samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
+        tq["generation"] = gen_res
+        metrics["truthfulqa"] = tq
+    if "toxicity" in cfg.tasks:
+        from evals.toxicity import make_scorer, pick_prompts, rtp_rows, run_toxicity
+
+        scorer = make_scorer(cfg.toxicity_scorer, cfg.trust_remote_code)
+        prompts = pick_prompts(rtp_rows(data_dir), cfg.limit, cfg.seed)
+        sampling = Decoding(max_new_tokens=20, temperature=1.0, top_p=0.9, seed=cfg.seed)
+        metrics["toxicity"] = run_toxicity(gen, scorer, prompts, cfg.toxicity_k, sampling)
+    results = {"config": asdict(cfg), "versions": _versions(), "seeds": {"decoding": cfg.seed, "bootstrap": cfg.seed},
+               "decoding": asdict(decoding), "metrics": metrics, "seconds": round(time.time() - started, 1)}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")
+    from evals.report import write_report
+
+    write_report(results, out)
+    return results

@@ -1,0 +1,178 @@
+"""Preference win-rate of a model against a baseline on held-out prompts, as in the paper's human evaluation.
+
+Both models answer the same prompts with the same decoding settings and seed. A judge compares each pair:
+- `RewardModelJudge`: a reward model (sequence classifier); the higher reward wins, equal rewards tie;
+- `LocalLLMJudge`: any local Hugging Face chat model, asked which answer is better (next-token A vs B);
+- `OpenAIJudge`: an OpenAI-compatible chat endpoint (key from $OPENAI_API_KEY, never logged).
+LLM judges are asked in both orders; a verdict that flips with the order is a tie, which cancels position bias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evals.stats import length_controlled, win_rate
+
+JUDGE_TEMPLATE = (
+    "You are comparing two assistant responses to the same user request. Pick the one that follows the request "
+    "better: helpful, truthful, harmless, and respecting every explicit constraint.\n\n"
+    "[Request]\n{prompt}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\n"
+    "Answer with one letter: A or B."
+)
+
+
+def _flatten(prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+class RewardModelJudge:
+    name = "reward_model"
+
+    def __init__(self, model_id: str, trust_remote_code: bool = False):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_id, num_labels=1, trust_remote_code=trust_remote_code).eval()
+        self.model.config.pad_token_id = self.tok.pad_token_id
+
+    def rewards(self, prompts: list, answers: list[str]) -> np.ndarray:
+        from trainers.rm import score  # same scoring as training: chat template, completion last
+
+        convs = [(p if isinstance(p, list) else [{"role": "user", "content": p}]) + [{"role": "assistant", "content": a}]
+                 for p, a in zip(prompts, answers)]
+        if self.tok.chat_template:
+            return score(self.model, self.tok, convs).numpy()
+        texts = [_flatten(c) for c in convs]
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), 16):
+                enc = self.tok(texts[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=1024)
+                out.append(self.model(**enc).logits[:, 0].float())
+        return torch.cat(out).numpy()
+
+    def outcomes(self, prompts, model_answers, base_answers) -> list[float]:
+        rm, rb = self.rewards(prompts, model_answers), self.rewards(prompts, base_answers)
+        return [0.5 if abs(a - b) < 1e-6 else float(a > b) for a, b in zip(rm, rb)]
+
+
+class _PairwiseJudge(ABC):
+    """Shared by LLM judges: `prefer(prompt, a, b)` returns "A" or "B"; both orders are asked."""
+
+    @abstractmethod
+    def prefer(self, prompt, a: str, b: str) -> str:
+        """"A" or "B": the better response when shown in this order."""
+
+    def outcomes(self, prompts, model_answers, base_answers) -> list[float]:
+        out = []
+        for p, m, b in zip(prompts, model_answers, base_answers):
+            first, second = self.prefer(p, m, b), self.prefer(p, b, m)
+            out.append(1.0 if (first, second) == ("A", "B") else 0.0 if (first, second) == ("B", "A") else 0.5)
+        return out
+
+
+class LocalLLMJudge(_PairwiseJudge):
+    name = "local_llm"
+
+    def __init__(self, model_id: str, trust_remote_code: bool = False):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForCausalLM.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
+        self.ids = {c: self.tok.encode(c, add_special_tokens=False)[0] for c in ("A", "B")}
+
+    @torch.no_grad()
+    def prefer(self, prompt, a: str, b: str) -> str:
+        msg = [{"role": "user", "content": JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)}]
+        text = self.tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True) if self.tok.chat_template else msg[0]["content"] + "\n"
+        enc = self.tok(text, return_tensors="pt", add_special_tokens=False)
+        logits = self.model(**enc).logits[0, -1]
+        return "A" if logits[self.ids["A"]] >= logits[self.ids["B"]] else "B"
+
+
+class OpenAIJudge(_PairwiseJudge):
+    name = "openai_compatible"
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY"):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.key = os.environ.get(api_key_env, "")
+
+    def prefer(self, prompt, a: str, b: str) -> str:
+        import requests
+
+        body = {"model": self.model, "temperature": 0, "max_tokens": 1,
+                "messages": [{"role": "user", "content": JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)}]}
+        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
+        resp = requests.post(self.url, json=body, headers=headers, timeout=120)
+        if resp.status_code != 200:
+            raise RuntimeError(f"judge endpoint {self.url} answered HTTP {resp.status_code}")
+        text = resp.json()["choices"][0]["message"]["content"].strip().upper()
+        return "B" if text.startswith("B") else "A"
+
+
+def make_judge(spec: str, trust_remote_code: bool = False):
+    """`rm:PATH_OR_ID`, `llm:PATH_OR_ID` (local chat model) or `openai:BASE_URL#MODEL`."""
+    kind, _, arg = spec.partition(":")
+    if kind == "rm":
+        return RewardModelJudge(arg, trust_remote_code)
+    if kind == "llm":
+        return LocalLLMJudge(arg, trust_remote_code)
+    if kind == "openai":
+        url, _, model = arg.rpartition("#")
+        return OpenAIJudge(url, model)
+    raise ValueError(f"unknown judge {spec!r}: use rm:PATH, llm:PATH or openai:URL#MODEL")
+
+
+def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list, list[str]]:
+    """Prompts and their use cases: the test split of a built PPO folder (users never seen in training), or a
+    JSONL/Parquet file with `prompt`, `messages` or `text` (categories are classified when missing)."""
+    path = Path(source)
+    if path.is_dir() or not path.suffix:
+        from datasets import load_dataset
+
+        ds = load_dataset(source, split="test")
+        prompts, cats = list(ds["prompt"]), list(ds["category"]) if "category" in ds.column_names else None
+    else:
+        from builders.tablefile import read_table
+
+        df = read_table(source, text_columns=("prompt", "messages", "text"))
+        rows = df.to_dicts()
+        prompts = [r.get("prompt") or r.get("messages") or r.get("text") for r in rows]
+        cats = [r["category"] for r in rows] if "category" in df.columns else None
+    if limit:
+        prompts, cats = prompts[:limit], (cats[:limit] if cats else None)
+    if cats is None:
+        from taxonomy import load_default
+
+        texts = [p if isinstance(p, str) else next((m["content"] for m in reversed(p) if m["role"] == "user"), "") for p in prompts]
+        cats, _ = (classifier or load_default()).predict(texts)
+    return prompts, cats
+
+
+def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list[str], decoding, out_dir: Path | None = None) -> dict:
+    model_answers = [s[0] for s in model_gen.generate(prompts, decoding, desc="win-rate: model")]
+    base_answers = [s[0] for s in base_gen.generate(prompts, decoding, desc="win-rate: baseline")]
+    outcomes = judge.outcomes(prompts, model_answers, base_answers)
+    result = {
+        "judge": judge.name,
+        "overall": win_rate(outcomes, seed=decoding.seed),
+        "by_category": {c: win_rate([o for o, k in zip(outcomes, categories) if k == c], seed=decoding.seed)
+                        for c in sorted(set(categories))},
+        "length_controlled": length_controlled(outcomes, [len(a) for a in model_answers], [len(a) for a in base_answers]),
+        "mean_length": {"model": float(np.mean([len(a) for a in model_answers])), "baseline": float(np.mean([len(a) for a in base_answers]))},
+    }
+    if out_dir:
+        with open(Path(out_dir) / "winrate_samples.jsonl", "w", encoding="utf-8") as fh:
+            for p, c, m, b, o in zip(prompts, categories, model_answers, base_answers, outcomes):
+                fh.write(json.dumps({"prompt": p, "category": c, "model": m, "baseline": b, "outcome": o}, ensure_ascii=False) + "\n")
+    return result
