@@ -136,7 +136,9 @@ def _add_taxonomy(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_cmd_taxonomy_train)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
-    e.add_argument("--labels", required=True)
+    e.add_argument("--labels", help="CSV/JSONL of text,label (default with --heldout: the real held-out prompts)")
+    e.add_argument("--heldout", action="store_true", help="score the hand-labeled real prompts (texts read from --data-dir)")
+    e.add_argument("--data-dir", default="../shared/data", help="public data holding the held-out prompts' texts")
     e.add_argument("--model", help="skops model (default: the shipped one); with --cv, cross-validate instead")
     e.add_argument("--cv", type=int, default=0, help="k-fold cross-validation on the labels themselves")
     e.add_argument("--json", help="also write the metrics as JSON here")
@@ -159,7 +161,14 @@ def _cmd_taxonomy_eval(args) -> int:
 
     from taxonomy.model import UseCaseClassifier, evaluate, load_default, read_labels
 
-    texts, labels = read_labels(args.labels)
+    if args.heldout:
+        from taxonomy.heldout import load_heldout
+
+        texts, labels = load_heldout(args.data_dir)
+    elif args.labels:
+        texts, labels = read_labels(args.labels)
+    else:
+        raise InputError("give --labels FILE or --heldout", field="labels")
     if args.cv > 1:
         res = evaluate(None, texts, labels, cv=args.cv)
     else:

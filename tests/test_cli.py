@@ -85,3 +85,13 @@ def test_a_model_file_that_is_not_skops_is_refused(tmp_path, capsys):
                  "--model", str(evil)]) == 2
     assert "not a skops model file" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_heldout_real_prompts_resolve_and_are_scored(shared, tmp_path, capsys):
+    from taxonomy.heldout import load_heldout
+
+    texts, labels = load_heldout(shared)
+    assert len(texts) == len(labels) == 167 and all(t.strip() for t in texts)
+    assert main(["taxonomy", "eval", "--heldout", "--data-dir", str(shared), "--json", str(tmp_path / "h.json")]) == 0
+    res = json.loads((tmp_path / "h.json").read_text())
+    assert res["n"] == 167 and set(res["per_class_f1"]) >= set(labels)
