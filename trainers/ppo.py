@@ -232,13 +232,13 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                     ptx_loss = pretrain_loss(policy, tok, random.sample(ptx_texts, min(args.ptx_batch_size, len(ptx_texts))),
                                              args.ptx_max_tokens, device)
                     loss = loss + args.ptx_coef * ptx_loss
-                    stats["ptx_loss"].append(float(ptx_loss))
+                    stats["ptx_loss"].append(ptx_loss.item())
                 optimizer.zero_grad()
                 acc.backward(loss)
                 acc.clip_grad_norm_(list(policy.parameters()) + list(value.parameters()), args.max_grad_norm)
                 optimizer.step()
-                stats["pg_loss"].append(float(pg_loss))
-                stats["vf_loss"].append(float(vf_loss))
+                stats["pg_loss"].append(pg_loss.item())
+                stats["vf_loss"].append(vf_loss.item())
                 stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > args.cliprange).float(), m)))
         row = {"rollout": it, "mean_score": float(scores.mean()), "kl": float(kl.sum(1).mean()),
                "response_tokens": float(r_mask.sum(1).float().mean()),
