@@ -58,7 +58,8 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     for name, step in steps:
         t = time.perf_counter()
         tables, result = step(tables)
-        validated = validated or tables
+        if validated is None:  # the first step's output: every validated record
+            validated = tables
         seconds[name] = time.perf_counter() - t
         results.append(result)
         log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])

@@ -164,3 +164,42 @@ def test_score_toxicity_command(tmp_path):
     assert main(["score-toxicity", "--in", str(src), "--out", str(tmp_path / "o.jsonl")]) == 0
     rows = [json.loads(line) for line in open(tmp_path / "o.jsonl")]
     assert rows[0]["toxicity"] < 0.5 < rows[1]["toxicity"]
+
+
+def test_local_llm_judge_and_hf_toxicity_classifier_run_on_tiny_checkpoints(tiny_ckpts):
+    from evals.toxicity import make_scorer
+    from evals.winrate import make_judge
+
+    judge = make_judge(f"llm:{tiny_ckpts['model']}")
+    outcomes = judge.outcomes(["Say hi", "Name a colour"], ["hi", "red"], ["hello there", "blue"])
+    assert all(o in (0.0, 0.5, 1.0) for o in outcomes)
+    scores = make_scorer(f"hf:{tiny_ckpts['rm']}").score(["fine text", "other text", "third"])
+    assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_perspective_scorer_through_a_local_endpoint(monkeypatch):
+    from evals.toxicity import make_scorer
+
+    class Api(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            value = 0.9 if "idiot" in body["comment"]["text"] else 0.1
+            data = json.dumps({"attributeScores": {"TOXICITY": {"summaryScore": {"value": value}}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PERSPECTIVE_API_KEY", "k")
+    monkeypatch.setenv("INSTRUCTKIT_PERSPECTIVE_URL", f"http://127.0.0.1:{server.server_address[1]}/analyze")
+    try:
+        scorer = make_scorer("perspective")
+        scorer.wait = 0
+        assert scorer.score(["you idiot", "nice day"]).tolist() == [0.9, 0.1]
+    finally:
+        server.shutdown()

@@ -17,6 +17,7 @@ from builders.pipeline import build  # noqa: E402
 from builders.settings import BuildSettings  # noqa: E402
 from tests.conftest import write_jsonl  # noqa: E402
 from trainers import ppo, rm, sft  # noqa: E402
+from trainers.common import load_tokenizer  # noqa: E402
 from trainers.tiny import sample_texts, save_tiny  # noqa: E402
 
 COMMON = dict(report_to=[], save_strategy="no", use_cpu=True, logging_steps=5, max_length=128, seed=0)
@@ -143,3 +144,28 @@ def test_train_all_tiny_leaves_checkpoints_the_evals_can_load(sample_build, tmp_
     assert hasattr(rm_model.config, "reward_offset")
     for stage in ("sft", "rm", "ppo"):
         assert json.loads((tmp_path / stage / "metrics.json").read_text())["stage"] == stage
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_grpo_and_rloo_run_through_trl_against_the_reward_model(algo, sft_model, planted_data, tmp_path):
+    from transformers import LlamaForSequenceClassification
+
+    LlamaForSequenceClassification.from_pretrained(sft_model[0], num_labels=1).save_pretrained(tmp_path / "rm")
+    load_tokenizer(str(sft_model[0])).save_pretrained(tmp_path / "rm")
+    m = ppo.main(ppo.PpoArguments(policy=str(sft_model[0]), reward_model=str(tmp_path / "rm"), dataset=str(planted_data / "ppo"),
+                                  output_dir=str(tmp_path / algo), algo=algo, total_episodes=8, max_new_tokens=8))
+    assert m["algo"] == algo and len(m["reward_curve"]) >= 1
+    AutoModelForCausalLM.from_pretrained(tmp_path / algo)
+
+
+def test_train_cli_reads_yaml_and_command_line_overrides(tiny, planted_data, tmp_path):
+    from builders.cli import main
+
+    cfg = tmp_path / "sft.yaml"
+    cfg.write_text(f"model_name_or_path: {tiny}\ndataset: {planted_data / 'sft'}\noutput_dir: {tmp_path / 'wrong'}\n"
+                   "num_train_epochs: 5\nper_device_train_batch_size: 16\nlearning_rate: 0.005\nreport_to: []\n"
+                   "save_strategy: 'no'\nuse_cpu: true\nmax_length: 128\n")
+    assert main(["train", "sft", "--config", str(cfg), "--output_dir", str(tmp_path / "out"), "--num_train_epochs", "1",
+                 "--max_train_samples", "32"]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["train_rows"] == 32 and not (tmp_path / "wrong").exists()

@@ -19,7 +19,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builders.schema import DROPPED_SCHEMA
 from builders.stages.split import SPLITS
 from taxonomy.categories import CATEGORIES, PAPER_SHARES
 
@@ -69,7 +68,7 @@ def pairs_table(rankings: pl.DataFrame) -> pl.DataFrame:
                                "chosen": [{"role": "assistant", "content": comps[w]}],
                                "rejected": [{"role": "assistant", "content": comps[l]}],
                                "chosen_rank": ranks[w], "rejected_rank": ranks[l]})
-    schema = {f.name: pl.from_arrow(pa.table({f.name: pa.array([], f.type)})).schema[f.name] for f in PAIRS_SCHEMA}
+    schema = dict(pl.from_arrow(PAIRS_SCHEMA.empty_table()).schema)
     return pl.DataFrame(rows, schema=schema | {"split": pl.String})
 
 
@@ -202,6 +201,3 @@ def write_all(result, settings, out: Path) -> dict:
     (out / "build_report.json").write_text(json.dumps(report_for_file, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return report
 
-
-def dropped_frame(report: dict) -> pl.DataFrame:
-    return pl.DataFrame(report["dropped_records"], schema=DROPPED_SCHEMA)
