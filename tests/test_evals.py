@@ -15,6 +15,15 @@ from evals.toxicity import toxicity_metrics
 from evals.winrate import OpenAIJudge, _PairwiseJudge
 
 
+def reply_json(handler: BaseHTTPRequestHandler, obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def test_win_rate_and_interval_on_known_outcomes():
     res = win_rate([1] * 60 + [0] * 30 + [0.5] * 10)
     assert res["value"] == pytest.approx(0.65)
@@ -57,12 +66,7 @@ def test_openai_compatible_judge_through_a_local_endpoint(monkeypatch):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((self.path, self.headers.get("Authorization"), body["model"]))
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "A"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, {"choices": [{"message": {"role": "assistant", "content": "A"}}]})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -187,11 +191,7 @@ def test_perspective_scorer_through_a_local_endpoint(monkeypatch):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             value = 0.9 if "idiot" in body["comment"]["text"] else 0.1
-            data = json.dumps({"attributeScores": {"TOXICITY": {"summaryScore": {"value": value}}}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, {"attributeScores": {"TOXICITY": {"summaryScore": {"value": value}}}})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
     threading.Thread(target=server.serve_forever, daemon=True).start()
