@@ -35,6 +35,7 @@ class BuildResult:
     sources: list[SourceData]
     unused: pl.DataFrame  # prompts that reach no dataset, with the reason
     seconds: dict[str, float]
+    classifier: object = None  # the use-case classifier, for error-corrected shares in the report
 
 
 def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> BuildResult:
@@ -45,6 +46,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     seconds["read"] = time.perf_counter() - t
     records = [r for s in sources for r in s.records]
 
+    classifier = classifier or _default_classifier()
     steps = [
         ("validate", lambda tb: validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)),
         ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
@@ -52,7 +54,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
         ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
         ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
         ("pii", lambda tb: remove_pii(tb, scanner or PiiScanner(progress=progress), mode=settings.pii_mode, scope=settings.pii_scope)),
-        ("classify", lambda tb: classify(tb, classifier or _default_classifier())),
+        ("classify", lambda tb: classify(tb, classifier)),
     ]
     tables, results, validated = None, [], None
     for name, step in steps:
@@ -67,7 +69,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     has_label = pl.concat([tables.demonstrations["prompt_id"], tables.rankings["prompt_id"]]).unique()
     unused = tables.prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(settings.ppo_sources))
     unused_rows = drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
-    return BuildResult(validated, tables, results, sources, unused_rows, seconds)
+    return BuildResult(validated, tables, results, sources, unused_rows, seconds, classifier)
 
 
 def _default_classifier():

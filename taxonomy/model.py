@@ -79,15 +79,31 @@ def _clip(texts) -> list[str]:
 class UseCaseClassifier:
     """Predicts a Table 1 use case and its calibrated probability for each prompt text."""
 
-    def __init__(self, pipeline: Pipeline, name: str = "usecase"):
+    def __init__(self, pipeline: Pipeline, name: str = "usecase", cv_true: list[str] | None = None,
+                 cv_pred: list[str] | None = None):
         self.pipeline = pipeline
         self.name = name
+        self.cv_true, self.cv_pred = cv_true, cv_pred  # cross-validated labels, for error-corrected shares
 
     @classmethod
-    def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase") -> "UseCaseClassifier":
+    def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase", cv: int = 5) -> "UseCaseClassifier":
+        """Fit on all rows; with cv > 1 also keep cross-validated predictions (to correct share estimates)."""
         pipe = build_pipeline(seed)
         pipe.fit(_clip(texts), labels)
-        return cls(pipe, name)
+        cv_pred = None
+        folds = min(cv, min(labels.count(c) for c in set(labels))) if cv > 1 else 0
+        if folds > 1:
+            split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+            cv_pred = [str(p) for p in cross_val_predict(build_pipeline(seed), _clip(texts), labels, cv=split)]
+        return cls(pipe, name, list(labels) if cv_pred else None, cv_pred)
+
+    def shares(self, predicted: list[str], seed: int = 0) -> dict[str, dict] | None:
+        """Use-case shares of `predicted` labels corrected for this classifier's cross-validated errors."""
+        if not self.cv_pred:
+            return None
+        from taxonomy.distribution import adjusted_shares
+
+        return adjusted_shares(predicted, self.cv_true, self.cv_pred, seed=seed)
 
     @property
     def classes(self) -> list[str]:
@@ -110,7 +126,7 @@ class UseCaseClassifier:
         import skops.io as sio
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sio.dump({"pipeline": self.pipeline, "name": self.name}, path)
+        sio.dump({"pipeline": self.pipeline, "name": self.name, "cv_true": self.cv_true, "cv_pred": self.cv_pred}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "UseCaseClassifier":
@@ -134,7 +150,7 @@ class UseCaseClassifier:
             raise
         except Exception as exc:
             raise InputError(f"not a valid skops model file: {exc}", file=str(path)) from exc
-        return cls(obj["pipeline"], obj.get("name", path.stem))
+        return cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
 
 
 def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0) -> dict:

@@ -34,8 +34,12 @@ def _body(name: str, report: dict) -> str:
     stages = [[s["name"], s["in"], s["out"], ", ".join(f"{k}: {v}" for k, v in s["dropped"].items()) or "–"] for s in report["stages"]]
     t6 = [[r["dataset"], r["split"], r["labeler"], r["api"]] for r in report["table6"]]
     uc = report["use_cases"]
-    use = [[c, f"{uc['paper_table1'][c]:.1%}", f"{uc['api_prompts'][c]['share']:.1%}", uc["api_prompts"][c]["count"],
-            f"{uc['all_prompts'][c]['share']:.1%}"] for c in CATEGORIES]
+    adj = uc.get("api_prompts_adjusted")
+    use = [[c, f"{uc['paper_table1'][c]:.1%}", f"{uc['api_prompts'][c]['share']:.1%}", uc["api_prompts"][c]["count"]]
+           + ([f"{adj[c]['share']:.1%} [{adj[c]['ci95'][0]:.1%}, {adj[c]['ci95'][1]:.1%}]"] if adj else [])
+           + [f"{uc['all_prompts'][c]['share']:.1%}"] for c in CATEGORIES]
+    use_header = (["use case", "paper (API)", "this build (API)", "API prompts"]
+                  + (["API, error-corrected [95%]"] if adj else []) + ["this build (all)"])
     sizes = report["datasets"][name]
     size_rows = [[cfg, sp, n] for cfg, splits in sizes.items() for sp, n in splits.items()]
     pii = report["privacy"]["pii"]
@@ -71,9 +75,10 @@ Rows: SFT demonstrations, RM comparisons, PPO prompts.
 
 ## Use cases beside the paper's Table 1
 
-Shares of classified prompts (the classifier's own labels; see `taxonomy/` for its measured accuracy).
+Shares of classified prompts: the classifier's own labels and, for API prompts, the shares corrected for its
+cross-validated errors (adjusted classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
 
-{_table(["use case", "paper (API)", "this build (API)", "API prompts", "this build (all)"], use)}
+{_table(use_header, use)}
 
 ## Privacy
 

@@ -111,19 +111,25 @@ def _table6(sft: pl.DataFrame, pairs: pl.DataFrame, ppo: pl.DataFrame) -> list[d
     return rows
 
 
-def _use_cases(prompts: pl.DataFrame) -> dict:
+def _use_cases(prompts: pl.DataFrame, classifier=None) -> dict:
     def shares(df: pl.DataFrame) -> dict[str, dict]:
         counts = Counter(df["category"].to_list())
         total = max(1, df.height)
         return {c: {"count": counts.get(c, 0), "share": round(counts.get(c, 0) / total, 4)} for c in CATEGORIES}
 
     api = prompts.filter(pl.col("source") == "api")
-    return {
+    out = {
         "note": "shares of classified prompts after dedup, cap and split; the paper's Table 1 counts API prompts",
         "paper_table1": PAPER_SHARES,
         "api_prompts": shares(api),
         "all_prompts": shares(prompts),
     }
+    adjusted = classifier.shares(api["category"].to_list()) if classifier is not None and hasattr(classifier, "shares") else None
+    if adjusted:
+        out["api_prompts_adjusted"] = adjusted
+        out["adjusted_note"] = ("adjusted classify-and-count: API shares corrected with the classifier's cross-validated "
+                                "confusion matrix; 95% bootstrap intervals over prompts and validation pairs")
+    return out
 
 
 def _accounting(result, outputs: dict[str, set[str]], dropped: pl.DataFrame) -> dict:
@@ -186,7 +192,7 @@ def write_all(result, settings, out: Path) -> dict:
         "datasets": {name: {cfg: {sp: i["num_examples"] for sp, i in splits.items()} for cfg, splits in cfgs.items()}
                      for name, cfgs in infos.items()},
         "table6": _table6(sft, pairs, ppo),
-        "use_cases": _use_cases(tables.prompts),
+        "use_cases": _use_cases(tables.prompts, result.classifier),
         "privacy": privacy,
         "accounting": _accounting(result, outputs, dropped),
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
