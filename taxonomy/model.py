@@ -175,14 +175,38 @@ def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, s
 _default: UseCaseClassifier | None = None
 
 
+def _cache_path() -> Path:
+    """Where the trained default model is kept: keyed by the labeled data, this code and scikit-learn's version."""
+    import hashlib
+    import os
+
+    import sklearn
+
+    h = hashlib.sha256()
+    for f in (LABELED, HERE / "model.py", HERE / "features.py"):
+        h.update(f.read_bytes())
+    h.update(sklearn.__version__.encode())
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "instructkit" / "taxonomy"
+    return base / f"usecase-{h.hexdigest()[:16]}.skops"
+
+
 def load_default() -> UseCaseClassifier:
-    """The shipped model; trained from the shipped labeled set (a few seconds) if the model file is absent."""
+    """The default model: a shipped file if present, else trained from the shipped labeled set (with 5-fold
+    cross-validated predictions, ~10-20 s) on first use and cached in the user cache for later runs."""
     global _default
     if _default is None:
         if DEFAULT_MODEL.exists():
             _default = UseCaseClassifier.load(DEFAULT_MODEL)
         else:
-            _default = UseCaseClassifier.train(*read_labels(LABELED))
+            cached = _cache_path()
+            if cached.exists():
+                _default = UseCaseClassifier.load(cached)
+            else:
+                _default = UseCaseClassifier.train(*read_labels(LABELED))
+                try:
+                    _default.save(cached)
+                except OSError:  # a read-only home still gets a working classifier
+                    pass
     return _default
 
 

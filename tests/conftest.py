@@ -21,6 +21,7 @@ def _isolated_env(tmp_path_factory):
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ["INSTRUCTKIT_PSEUDONYM_KEY"] = "test-key-not-secret"
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
     yield
 
 

@@ -70,3 +70,13 @@ def test_build_report_carries_error_corrected_shares(sample_build):
     adj = report["use_cases"]["api_prompts_adjusted"]
     assert set(adj) == set(CATEGORIES) and sum(v["share"] for v in adj.values()) == pytest.approx(1.0, abs=1e-3)
     assert all(v["ci95"][0] <= v["share"] <= v["ci95"][1] for v in adj.values())
+
+
+def test_default_model_is_cached_and_reloads_with_the_same_predictions(classifier):
+    import taxonomy.model as tm
+
+    path = tm._cache_path()
+    assert path.exists()
+    again = tm.UseCaseClassifier.load(path)
+    texts = list(CLEAR.values())
+    assert again.predict(texts) == classifier.predict(texts) and again.cv_pred == classifier.cv_pred
