@@ -146,13 +146,13 @@ def _add_taxonomy(sub) -> None:
 
 
 def _cmd_taxonomy_train(args) -> int:
-    from taxonomy.model import UseCaseClassifier, evaluate, read_labels
+    from taxonomy.model import UseCaseClassifier, read_labels, scores
 
     texts, labels = read_labels(args.labels)
     clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem)
     clf.save(args.out)
-    cv = evaluate(None, texts, labels, cv=min(5, min(labels.count(c) for c in set(labels))), seed=args.seed) if len(texts) >= 10 else None
-    print(f"trained on {len(texts)} rows; wrote {args.out}" + (f"; cross-validated macro-F1 {cv['macro_f1']}" if cv and cv["n"] else ""))
+    cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
+    print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from builders.pseudonym import load_key
-from builders.schema import DROPPED_SCHEMA, Tables
+from builders.schema import Tables
 from builders.settings import BuildSettings
 from builders.sources import SourceData, load_source
 from builders.stages import StageResult, drop_rows
@@ -76,11 +76,6 @@ def _default_classifier():
     from taxonomy import load_default
 
     return load_default()
-
-
-def source_dropped(sources: list[SourceData]) -> pl.DataFrame:
-    rows = [(rid, "source_record", "read:" + s.spec, reason) for s in sources for rid, reason in s.dropped]
-    return pl.DataFrame(rows, schema=DROPPED_SCHEMA, orient="row")
 
 
 def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> dict:

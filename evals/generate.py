@@ -95,7 +95,6 @@ class Generator:
             sample = decoding.temperature > 0
             gen = self.model.generate(**enc, max_new_tokens=decoding.max_new_tokens, do_sample=sample,
                                       temperature=decoding.temperature if sample else None, top_p=decoding.top_p if sample else None,
-                                      top_k=None if sample else None,
                                       pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
             texts = self.tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             for (pi, si), text in zip(batch, texts):

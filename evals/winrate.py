@@ -46,19 +46,11 @@ class RewardModelJudge:
         self.model.config.pad_token_id = self.tok.pad_token_id
 
     def rewards(self, prompts: list, answers: list[str]) -> np.ndarray:
-        from trainers.rm import score  # same scoring as training: chat template, completion last
+        from evals.reward import score  # the same scoring the trainers use: chat template, completion last
 
         convs = [(p if isinstance(p, list) else [{"role": "user", "content": p}]) + [{"role": "assistant", "content": a}]
                  for p, a in zip(prompts, answers)]
-        if self.tok.chat_template:
-            return score(self.model, self.tok, convs).numpy()
-        texts = [_flatten(c) for c in convs]
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), 16):
-                enc = self.tok(texts[i : i + 16], return_tensors="pt", padding=True, truncation=True, max_length=1024)
-                out.append(self.model(**enc).logits[:, 0].float())
-        return torch.cat(out).numpy()
+        return score(self.model, self.tok, convs).numpy()
 
     def outcomes(self, prompts, model_answers, base_answers) -> list[float]:
         rm, rb = self.rewards(prompts, model_answers), self.rewards(prompts, base_answers)

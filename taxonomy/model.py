@@ -4,7 +4,6 @@ calibrated probabilities. Saved with skops (never pickle) and loaded with an exp
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -93,8 +92,7 @@ class UseCaseClassifier:
         cv_pred = None
         folds = min(cv, min(labels.count(c) for c in set(labels))) if cv > 1 else 0
         if folds > 1:
-            split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-            cv_pred = [str(p) for p in cross_val_predict(build_pipeline(seed), _clip(texts), labels, cv=split)]
+            cv_pred = cv_predict(texts, labels, folds, seed)
         return cls(pipe, name, list(labels) if cv_pred else None, cv_pred)
 
     def shares(self, predicted: list[str], seed: int = 0) -> dict[str, dict] | None:
@@ -153,18 +151,25 @@ class UseCaseClassifier:
         return cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
 
 
+def cv_predict(texts: list[str], labels: list[str], folds: int, seed: int = 0) -> list[str]:
+    """Each row's label predicted by a model trained on the other folds (stratified, shuffled by seed)."""
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [str(p) for p in cross_val_predict(build_pipeline(seed), _clip(texts), labels, cv=split)]
+
+
 def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0) -> dict:
     """Macro-F1, per-class F1 and the confusion matrix, on given labels, or cross-validated when cv > 1."""
-    if cv > 1:
-        folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-        pred = list(cross_val_predict(build_pipeline(seed), _clip(texts), labels, cv=folds))
-    else:
-        pred, _ = clf_or_none.predict(texts)
+    pred = cv_predict(texts, labels, cv, seed) if cv > 1 else clf_or_none.predict(texts)[0]
+    return scores(labels, pred)
+
+
+def scores(labels: list[str], pred: list[str]) -> dict:
+    """Macro-F1, per-class F1, confusion matrix and a printable report of predictions against labels."""
     # macro-F1 over the use cases present in the test labels; predicting any other class still costs recall
     present = [c for c in CATEGORIES if c in set(labels)]
     shown = [c for c in CATEGORIES if c in set(labels) | set(pred)]
     return {
-        "n": len(texts),
+        "n": len(labels),
         "macro_f1": round(float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)), 4),
         "per_class_f1": {c: round(float(v), 4) for c, v in zip(present, f1_score(labels, pred, labels=present, average=None, zero_division=0))},
         "confusion_matrix": {"labels": shown, "rows_true_cols_pred": confusion_matrix(labels, pred, labels=shown).tolist()},
@@ -208,9 +213,3 @@ def load_default() -> UseCaseClassifier:
                 except OSError:  # a read-only home still gets a working classifier
                     pass
     return _default
-
-
-def write_jsonl(path: Path, rows) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")

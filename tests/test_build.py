@@ -71,43 +71,31 @@ def test_no_user_in_two_splits_and_users_are_pseudonyms(sample_build):
 
 def test_every_input_record_is_in_an_output_or_dropped_with_a_reason(sample_build):
     out, report = sample_build
-    inputs = {}
-    for rec in load_source("sample").records:
-        d = rec.data
-        inputs[rec.origin] = d
     dropped = {(r["kind"], r["record_id"]): r["reason"] for r in report["dropped_records"]}
     assert all(dropped.values())
-    written_prompts = set()
-    written_demos, written_rankings = set(), set()
-    for name in ("sft", "rm", "ppo"):
-        for f in (out / name).rglob("*.parquet"):
-            df = pl.read_parquet(f)
-            written_prompts |= set(df["prompt_id"])
-            if "demonstration_id" in df.columns:
-                written_demos |= set(df["demonstration_id"])
-            if "ranking_id" in df.columns:
-                written_rankings |= set(df["ranking_id"])
-    n_prompts = n_demos = n_rankings = 0
+    id_column = {"prompt": "prompt_id", "demonstration": "demonstration_id", "ranking": "ranking_id"}
+    written = {kind: set() for kind in id_column}
+    for f in out.glob("*/*/*.parquet"):
+        df = pl.read_parquet(f)
+        for kind, col in id_column.items():
+            if col in df.columns:
+                written[kind] |= set(df[col])
+    counts = dict.fromkeys(id_column, 0)
     seen: dict[tuple[str, str], int] = {}
-    for d in inputs.values():
-        if "completions" in d:
-            key = ("ranking", d["prompt_id"])
-            n = seen[key] = seen.get(key, -1) + 1
-            rid = f"{d['prompt_id']}:r{n}"
-            assert rid in written_rankings or ("ranking", rid) in dropped, rid
-            n_rankings += 1
-        elif "completion" in d:
-            key = ("demonstration", d["prompt_id"])
-            n = seen[key] = seen.get(key, -1) + 1
-            did = f"{d['prompt_id']}:d{n}"
-            assert did in written_demos or ("demonstration", did) in dropped, did
-            n_demos += 1
-        else:
-            assert d["prompt_id"] in written_prompts or ("prompt", d["prompt_id"]) in dropped, d["prompt_id"]
-            n_prompts += 1
+    for rec in load_source("sample").records:
+        d = rec.data
+        kind = "ranking" if "completions" in d else "demonstration" if "completion" in d else "prompt"
+        if kind == "prompt":
+            rid = d["prompt_id"]
+        else:  # labeler records get `<prompt_id>:d<n>` / `:r<n>` ids in input order
+            n = seen[(kind, d["prompt_id"])] = seen.get((kind, d["prompt_id"]), -1) + 1
+            rid = f"{d['prompt_id']}:{kind[0]}{n}"
+        assert rid in written[kind] or (kind, rid) in dropped, rid
+        counts[kind] += 1
     acc = report["accounting"]
-    assert (acc["prompts"]["validated"], acc["demonstrations"]["validated"], acc["rankings"]["validated"]) == (n_prompts, n_demos, n_rankings)
-    assert acc["prompts"]["in_outputs"] + acc["prompts"]["dropped"] == n_prompts
+    assert (acc["prompts"]["validated"], acc["demonstrations"]["validated"], acc["rankings"]["validated"]) == (
+        counts["prompt"], counts["demonstration"], counts["ranking"])
+    assert acc["prompts"]["in_outputs"] + acc["prompts"]["dropped"] == counts["prompt"]
 
 
 def test_same_input_and_seed_give_byte_identical_files(sample_build, tmp_path, scanner, classifier):

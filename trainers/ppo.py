@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from evals.reward import chat_token_ids, pad, score
 from trainers.common import load_splits, load_tokenizer, write_metrics
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,6 @@ class PpoArguments:
 # ---------------------------------------------------------------- helpers
 
 
-def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
-    return ids, mask
-
-
 def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
     """log π(token_t | tokens_<t) for every response token (positions start..end)."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -83,12 +74,19 @@ def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int) -> 
     return torch.gather(F.log_softmax(logits, -1), 2, ids[:, start:, None]).squeeze(-1)
 
 
-def token_values(value_model, ids: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """The value head (the RM's scalar head) applied at every response position."""
-    base = getattr(value_model, value_model.base_model_prefix)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = base(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
-    return value_model.score(hidden)[:, start - 1 : -1, 0].float()
+class TokenValues(torch.nn.Module):
+    """The value model: the RM's backbone and scalar head applied at every position (the RM's own forward pools
+    to one score). A module of its own so that `accelerator.prepare` wraps it and its gradients sync across devices."""
+
+    def __init__(self, reward_model):
+        super().__init__()
+        self.backbone = getattr(reward_model, reward_model.base_model_prefix)
+        self.head = reward_model.score
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+        return self.head(hidden)[:, start - 1 : -1, 0].float()
 
 
 def response_mask(responses: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
@@ -139,8 +137,6 @@ def load_ptx_texts(spec: str, column: str) -> list[str]:
 
 def rm_scorer(reward_model, tok, offset: float) -> Callable[[list[list[dict]]], torch.Tensor]:
     """Score full conversations (prompt + response) with the RM, shifted by its offset."""
-    from trainers.rm import score
-
     return lambda convs: score(reward_model, tok, convs) + offset
 
 
@@ -160,7 +156,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     kw = {"trust_remote_code": args.trust_remote_code}
     policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
     ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
-    value = AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw)
+    value = TokenValues(AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw))
     if reward_fn is None:
         rm = AutoModelForSequenceClassification.from_pretrained(args.reward_model, num_labels=1, **kw).eval().requires_grad_(False)
         offset = float(getattr(rm.config, "reward_offset", 0.0) or 0.0)
@@ -178,10 +174,9 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     policy, value, optimizer = acc.prepare(policy, value, optimizer)
     ref = acc.prepare_model(ref, evaluation_mode=True)
     device = acc.device
-    eos, pad = tok.eos_token_id, tok.pad_token_id
+    eos, pad_id = tok.eos_token_id, tok.pad_token_id
 
-    encoded = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=False) for p in prompts]
-    encoded = [list(e["input_ids"] if hasattr(e, "keys") else e)[-args.max_prompt_tokens:] for e in encoded]
+    encoded = [chat_token_ids(tok, p, add_generation_prompt=True, max_length=args.max_prompt_tokens) for p in prompts]
     order = list(range(len(prompts)))
     history = []
     n_rollouts = max(1, args.total_episodes // args.rollout_batch_size)
@@ -192,20 +187,20 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
         # 1. rollout: sample responses, then score them under the policy, the reference, the value model and the RM
         with torch.no_grad():
-            q_ids, q_mask = left_pad([encoded[i] for i in idx], pad)
+            q_ids, q_mask = pad([encoded[i] for i in idx], pad_id, left=True)
             q_ids, q_mask = q_ids.to(device), q_mask.to(device)
             out = acc.unwrap_model(policy).generate(input_ids=q_ids, attention_mask=q_mask, do_sample=True,
                                                    temperature=args.temperature, top_k=0, top_p=1.0,
-                                                   max_new_tokens=args.max_new_tokens, pad_token_id=pad, eos_token_id=eos)
+                                                   max_new_tokens=args.max_new_tokens, pad_token_id=pad_id, eos_token_id=eos)
             start = q_ids.shape[1]
             resp = out[:, start:]
-            r_mask = response_mask(resp, eos, pad).to(device)
-            ids = torch.cat([q_ids, resp * r_mask + pad * (1 - r_mask)], 1)
+            r_mask = response_mask(resp, eos, pad_id).to(device)
+            ids = torch.cat([q_ids, resp * r_mask + pad_id * (1 - r_mask)], 1)
             mask = torch.cat([q_mask, r_mask], 1)
             old_logp = token_logprobs(policy, ids, mask, start)
             ref_logp = token_logprobs(ref, ids, mask, start)
-            old_values = token_values(acc.unwrap_model(value), ids, mask, start)
-            texts = tok.batch_decode(resp * r_mask + pad * (1 - r_mask), skip_special_tokens=True)
+            old_values = value(ids, mask, start)
+            texts = tok.batch_decode(resp * r_mask + pad_id * (1 - r_mask), skip_special_tokens=True)
             scores = reward_fn([prompts[i] + [{"role": "assistant", "content": t}] for i, t in zip(idx, texts)]).to(device).float()
             kl = (old_logp - ref_logp) * r_mask
             rewards = -args.kl_coef * kl
@@ -224,7 +219,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                 ratio = torch.exp(new_logp - old_logp[mb])
                 pg = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
                 pg_loss = masked_mean(pg, m)
-                v = token_values(acc.unwrap_model(value), ids[mb], mask[mb], start)
+                v = value(ids[mb], mask[mb], start)
                 v_clip = old_values[mb] + (v - old_values[mb]).clamp(-args.cliprange_value, args.cliprange_value)
                 vf_loss = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
                 loss = pg_loss + args.vf_coef * vf_loss

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from evals.reward import chat_token_ids, pad, pair_accuracy, score
 from trainers.common import load_splits, load_tokenizer, loss_curve, write_metrics
 
 
@@ -30,44 +31,6 @@ class RmArguments:
     sft_dataset: str | None = field(default="builders/sft", metadata={"help": "demonstrations for the reward offset"})
     hh_dir: str | None = field(default=None, metadata={"help": "folder with HH-RLHF */test.jsonl.gz to report accuracy on"})
     max_eval_pairs: int = field(default=2000, metadata={"help": "cap on pairs per accuracy report"})
-
-
-def _tokenize_conv(tok, messages, max_length: int | None):
-    ids = tok.apply_chat_template(messages, tokenize=True, return_dict=False)
-    if hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
-    return list(ids)[-max_length:] if max_length else list(ids)  # keep the end: the completion
-
-
-def _pad(batch_ids: list[list[int]], pad_id: int):
-    width = max(len(x) for x in batch_ids)
-    ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch_ids), width), dtype=torch.long)
-    for i, x in enumerate(batch_ids):
-        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
-        mask[i, : len(x)] = 1
-    return ids, mask
-
-
-@torch.no_grad()
-def score(model, tok, conversations: list[list[dict]], batch_size: int = 16, max_length: int | None = 1024) -> torch.Tensor:
-    """Raw reward (before the offset) of each conversation, the completion being its last message."""
-    model.eval()
-    out = []
-    device = next(model.parameters()).device
-    for i in range(0, len(conversations), batch_size):
-        ids, mask = _pad([_tokenize_conv(tok, c, max_length) for c in conversations[i : i + batch_size]], tok.pad_token_id)
-        out.append(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def pair_accuracy(model, tok, pairs: list[tuple[list[dict], list[dict], list[dict]]], max_length: int | None = 1024) -> float:
-    """Share of (prompt, chosen, rejected) pairs where the chosen completion scores higher."""
-    if not pairs:
-        return float("nan")
-    chosen = score(model, tok, [p + c for p, c, _ in pairs], max_length=max_length)
-    rejected = score(model, tok, [p + r for p, _, r in pairs], max_length=max_length)
-    return float((chosen > rejected).float().mean())
 
 
 def hh_pairs(folder: str, limit: int) -> list:
@@ -91,7 +54,7 @@ class RankingCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         seqs = [s for f in features for s in f["completion_ids"]]
-        ids, mask = _pad(seqs, self.pad_id)
+        ids, mask = pad(seqs, self.pad_id)
         return {"input_ids": ids, "attention_mask": mask,
                 "group_sizes": torch.tensor([len(f["completion_ids"]) for f in features]),
                 "ranks": torch.tensor([r for f in features for r in f["ranks"]])}
@@ -150,7 +113,7 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
         rankings = load_splits(script_args.dataset, "rankings")["train"]
 
         def encode(row):
-            return {"completion_ids": [_tokenize_conv(tok, row["prompt"] + [{"role": "assistant", "content": c}], max_len)
+            return {"completion_ids": [chat_token_ids(tok, row["prompt"] + [{"role": "assistant", "content": c}], max_length=max_len)
                                        for c in row["completions"]]}
 
         train = rankings.map(encode, remove_columns=[c for c in rankings.column_names if c != "ranks"])

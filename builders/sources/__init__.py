@@ -24,6 +24,15 @@ class SourceData:
     used: Counter = field(default_factory=Counter)  # input units by what they became
     license: str | None = None
 
+    def dropped_rows(self):
+        """What this source dropped before validation, as rows of the build's dropped-records table."""
+        import polars as pl
+
+        from builders.schema import DROPPED_SCHEMA
+
+        rows = [(rid, "source_record", "read:" + self.spec, reason) for rid, reason in self.dropped]
+        return pl.DataFrame(rows, schema=DROPPED_SCHEMA, orient="row")
+
     def accounting(self) -> dict:
         return {
             "spec": self.spec,

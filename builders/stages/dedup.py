@@ -9,8 +9,6 @@ cluster keeps one representative: earliest `created_at`, then smallest `prompt_i
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import polars as pl
 from datasketch import MinHash
@@ -21,11 +19,11 @@ from builders.schema import Tables
 from builders.stages import StageResult, drop_rows, follow_prompts
 
 NAME = "dedup"
-_SPACE = re.compile(r"\s+")
 
 
-def normalise_prefix(text: str, prefix_chars: int) -> str:
-    return _SPACE.sub(" ", text.lower()).strip()[:prefix_chars]
+def normalised_prefix(text: pl.Expr, prefix_chars: int) -> pl.Expr:
+    """Lower case, whitespace runs collapsed to one space, trimmed, cut to `prefix_chars` characters."""
+    return text.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars().str.slice(0, prefix_chars)
 
 
 def shingles(prefix: str, k: int) -> list[bytes]:
@@ -61,9 +59,7 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     counts_in = tables.counts()
     # Representative order: earliest created_at (unknown times last), then prompt_id.
     p = tables.prompts.sort(["created_at", "prompt_id"], nulls_last=True)
-    p = p.with_columns(
-        pl.col("text").map_elements(lambda t: normalise_prefix(t, prefix_chars), return_dtype=pl.String).alias("_prefix")
-    ).with_row_index("_pos")
+    p = p.with_columns(normalised_prefix(pl.col("text"), prefix_chars).alias("_prefix")).with_row_index("_pos")
 
     # Exact fast path: identical (context, prefix) -> the first in representative order.
     exact_rep = p.group_by(["context_key", "_prefix"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))

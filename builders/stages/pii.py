@@ -160,17 +160,17 @@ def remove_pii(tables: Tables, scanner: PiiScanner, *, mode: str = "redact", sco
     """Redact or drop personal data in prompts, demonstrations and ranked completions of the splits in scope."""
     counts_in = tables.counts()
     split_of = tables.prompts.select("prompt_id", "split")
-    in_scope = (lambda df: pl.lit(True)) if scope == "all" else (lambda df: pl.col("split") == "train")
+    in_scope = pl.lit(True) if scope == "all" else pl.col("split") == "train"
 
     prompts = tables.prompts.with_row_index("_i")
     demos = tables.demonstrations.join(split_of, on="prompt_id", how="left").with_row_index("_i")
     rankings = tables.rankings.join(split_of, on="prompt_id", how="left").with_row_index("_i")
 
     # Flatten every text in scope into one list: (table, row, position) -> text.
-    p_rows = prompts.filter(in_scope(prompts)).select("_i", "messages").explode("messages").with_columns(
+    p_rows = prompts.filter(in_scope).select("_i", "messages").explode("messages").with_columns(
         pl.int_range(pl.len()).over("_i").alias("_j")).unnest("messages")
-    d_rows = demos.filter(in_scope(demos)).select("_i", pl.lit(0).alias("_j"), pl.col("completion").alias("content"))
-    r_rows = rankings.filter(in_scope(rankings)).select("_i", "completions").explode("completions").with_columns(
+    d_rows = demos.filter(in_scope).select("_i", pl.lit(0).alias("_j"), pl.col("completion").alias("content"))
+    r_rows = rankings.filter(in_scope).select("_i", "completions").explode("completions").with_columns(
         pl.int_range(pl.len()).over("_i").alias("_j")).rename({"completions": "content"})
     texts = p_rows["content"].to_list() + d_rows["content"].to_list() + r_rows["content"].to_list()
     findings = scanner.scan(texts)

@@ -152,7 +152,6 @@ def _accounting(result, outputs: dict[str, set[str]], dropped: pl.DataFrame) -> 
 
 
 def write_all(result, settings, out: Path) -> dict:
-    from builders.pipeline import source_dropped
     from builders.writers.card import write_card
 
     tables = result.tables
@@ -167,7 +166,7 @@ def write_all(result, settings, out: Path) -> dict:
                "rankings": write_splits(rankings, RANKINGS_SCHEMA, out / "rm" / "rankings")},
         "ppo": {"default": write_splits(ppo, PPO_SCHEMA, out / "ppo" / "data")},
     }
-    dropped = pl.concat([source_dropped(result.sources)] + [s.dropped for s in result.stages] + [result.unused])
+    dropped = pl.concat([s.dropped_rows() for s in result.sources] + [s.dropped for s in result.stages] + [result.unused])
     outputs = {
         "prompt": set(sft["prompt_id"].to_list()) | set(rankings["prompt_id"].to_list()) | set(ppo["prompt_id"].to_list()),
         "demonstration": set(sft["demonstration_id"].to_list()),
