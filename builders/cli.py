@@ -22,6 +22,9 @@ def _add_build(sub) -> None:
     p.add_argument("--cap-per-user", type=int, help="prompts kept per user (default 200)")
     p.add_argument("--pii-mode", choices=["redact", "drop"])
     p.add_argument("--pii-scope", choices=["all", "train"], help="`train` reproduces the paper; `all` is safe to publish")
+    p.add_argument("--engine", choices=["local", "ray"], help="where per-row work runs (default local; output is the same)")
+    p.add_argument("--workers", type=int, help="worker processes or local Ray CPUs (default: every core)")
+    p.add_argument("--ray-address", help="join a running Ray cluster (auto, ray://HOST:10001) instead of starting one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_build)
 
@@ -31,7 +34,8 @@ def _cmd_build(args) -> int:
     from builders.settings import BuildSettings
 
     overrides = {"sources": args.sources, "out": args.out, "seed": args.seed, "on_error": args.on_error,
-                 "cap_per_user": args.cap_per_user, "pii_mode": args.pii_mode, "pii_scope": args.pii_scope}
+                 "cap_per_user": args.cap_per_user, "pii_mode": args.pii_mode, "pii_scope": args.pii_scope,
+                 "engine": args.engine, "workers": args.workers, "ray_address": args.ray_address}
     if args.config:
         settings = BuildSettings.from_yaml(args.config, **overrides)
     else:
@@ -180,11 +184,66 @@ def _cmd_taxonomy_eval(args) -> int:
     return 0
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark the prompt pipeline on generated logs against the anchors")
+    bsub = p.add_subparsers(dest="bench_command", required=True)
+    g = bsub.add_parser("generate", help="write a deterministic synthetic prompt log with known duplicates and PII")
+    g.add_argument("--n", type=int, required=True, help="prompts")
+    g.add_argument("--out", required=True, help="output folder (canonical-schema Parquet; a name ending .jsonl gives JSONL)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--data-dir", default="../shared/data", help="real public text to build from (default: ../shared/data; "
+                   "without it, the embedded sample and the taxonomy's labeled prompts)")
+    g.add_argument("--dup-rate", type=float, default=0.15, help="share of rows that re-submit an earlier prompt")
+    g.add_argument("--pii-rate", type=float, default=0.05, help="share of new prompts given one personal value")
+    g.set_defaults(func=_cmd_bench_generate)
+    r = bsub.add_parser("run", help="per-stage speed and memory, and dedup/PII quality against the anchors")
+    r.add_argument("--sizes", default="100000,1000000", help="comma-separated prompt counts (default 100000,1000000)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--work", default="bench-work", help="folder for generated logs and outputs (default: bench-work)")
+    r.add_argument("--data-dir", default="../shared/data")
+    r.add_argument("--workers", type=int, help="pipeline worker processes (default: every core)")
+    r.add_argument("--pii-sample", type=int, default=2000, help="distinct prompts both PII scanners read (default 2000)")
+    r.add_argument("--anchor-dedup-limit", type=int, default=1_000_000,
+                   help="the datasketch loop reads at most this many earliest prompts (default 1,000,000)")
+    r.add_argument("--out", help="write the table here as Markdown (and the raw numbers beside it as .json)")
+    r.set_defaults(func=_cmd_bench_run)
+
+
+def _data_dir(arg: str | None) -> Path | None:
+    return Path(arg) if arg and Path(arg).exists() else None
+
+
+def _cmd_bench_generate(args) -> int:
+    from builders.bench.generate import GenSettings, generate, write
+
+    tables = generate(GenSettings(n=args.n, seed=args.seed, dup_rate=args.dup_rate, pii_rate=args.pii_rate), _data_dir(args.data_dir))
+    paths = write(tables, Path(args.out))
+    truth = tables["truth"]
+    print(f"wrote {args.n:,} prompts, {tables['demonstrations'].num_rows:,} demonstrations and {tables['rankings'].num_rows:,} "
+          f"rankings to {args.out} ({args.n - truth['dup_of'].null_count:,} injected duplicates, "
+          f"{args.n - truth['pii_value'].null_count:,} prompts with injected personal data); truth in {paths['truth']}")
+    return 0
+
+
+def _cmd_bench_run(args) -> int:
+    from builders.bench.run import run
+
+    try:
+        sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"must be comma-separated integers, got {args.sizes!r}", field="sizes") from None
+    command = "instructkit bench run " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "instructkit bench run"
+    run(sizes, seed=args.seed, work=Path(args.work), data_dir=_data_dir(args.data_dir), workers=args.workers,
+        pii_sample=args.pii_sample, anchor_dedup_limit=args.anchor_dedup_limit, out=Path(args.out) if args.out else None,
+        command=command)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="instructkit", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_push, _add_pii, _add_classify, _add_taxonomy):
+    for add in (_add_build, _add_push, _add_pii, _add_classify, _add_taxonomy, _add_bench):
         add(sub)
     try:
         from trainers.cli import add_train

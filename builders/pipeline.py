@@ -38,8 +38,12 @@ class BuildResult:
     classifier: object = None  # the use-case classifier, for error-corrected shares in the report
 
 
-def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> BuildResult:
-    """Sources → validate → dedup → cap → split → PII → classify; returns the final tables and every count."""
+def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True,
+               on_stage=None, engine=None) -> BuildResult:
+    """Sources → validate → dedup → cap → split → PII → classify; returns the final tables and every count.
+
+    `engine` (default: the one `settings` names) runs the per-row work; `on_stage(name, result, seconds)` is
+    called after each stage."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     sources = [load_source(spec) for spec in settings.sources]
@@ -47,24 +51,37 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     records = [r for s in sources for r in s.records]
 
     classifier = classifier or _default_classifier()
+    from builders.engine import make_engine
+
+    own_engine = engine is None
+    if own_engine:
+        engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
     steps = [
         ("validate", lambda tb: validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)),
         ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
-                                   num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold, bands=settings.dedup_bands)),
+                                   num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold, bands=settings.dedup_bands,
+                                   engine=engine)),
         ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
         ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
-        ("pii", lambda tb: remove_pii(tb, scanner or PiiScanner(progress=progress), mode=settings.pii_mode, scope=settings.pii_scope)),
-        ("classify", lambda tb: classify(tb, classifier)),
+        ("pii", lambda tb: remove_pii(tb, scanner or PiiScanner(progress=progress), mode=settings.pii_mode, scope=settings.pii_scope,
+                                    engine=engine)),
+        ("classify", lambda tb: classify(tb, classifier, engine=engine)),
     ]
     tables, results, validated = None, [], None
-    for name, step in steps:
-        t = time.perf_counter()
-        tables, result = step(tables)
-        if validated is None:  # the first step's output: every validated record
-            validated = tables
-        seconds[name] = time.perf_counter() - t
-        results.append(result)
-        log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])
+    try:
+        for name, step in steps:
+            t = time.perf_counter()
+            tables, result = step(tables)
+            if validated is None:  # the first step's output: every validated record
+                validated = tables
+            seconds[name] = time.perf_counter() - t
+            results.append(result)
+            log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])
+            if on_stage is not None:
+                on_stage(name, result, seconds[name])
+    finally:
+        if own_engine:
+            engine.close()
 
     has_label = pl.concat([tables.demonstrations["prompt_id"], tables.rankings["prompt_id"]]).unique()
     unused = tables.prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(settings.ppo_sources))
@@ -78,7 +95,8 @@ def _default_classifier():
     return load_default()
 
 
-def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True) -> dict:
+def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True,
+          engine=None) -> dict:
     """Build sft/, rm/, ppo/ and build_report.json under settings.out; returns the report.
 
     Everything is written to a temporary folder beside the output first and moved in only when all succeeded,
@@ -87,7 +105,7 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
     from builders.writers.datasets import write_all
 
     settings = settings or BuildSettings()
-    result = run_stages(settings, classifier=classifier, scanner=scanner, progress=progress)
+    result = run_stages(settings, classifier=classifier, scanner=scanner, progress=progress, engine=engine)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))

@@ -56,11 +56,20 @@ class BuildSettings:
     license: str | None = None
     """Licence in the dataset cards; by default taken from the sources."""
 
+    engine: str = "local"
+    """Where the per-row work (MinHash, PII, classification) runs: `local` (this machine) or `ray` (Ray Data).
+    Output is identical either way."""
+    workers: int | None = None
+    """Worker processes (local) or CPUs (a local Ray instance); default: every core. Small inputs stay in-process."""
+    ray_address: str | None = None
+    """A running Ray cluster (`auto`, `ray://HOST:10001`); default: start a local Ray instance."""
+
     def __post_init__(self) -> None:
         check = {
             "on_error": ("fail", "skip"),
             "pii_mode": ("redact", "drop"),
             "pii_scope": ("all", "train"),
+            "engine": ("local", "ray"),
         }
         for name, allowed in check.items():
             if getattr(self, name) not in allowed:
@@ -73,6 +82,8 @@ class BuildSettings:
             raise InputError("dedup_num_perm must be a multiple of dedup_bands", field="dedup_bands")
         if not 0 < self.dedup_threshold <= 1:
             raise InputError("must be in (0, 1]", field="dedup_threshold")
+        if self.workers is not None and self.workers < 1:
+            raise InputError("must be at least 1", field="workers")
         if self.cap_per_user < 1:
             raise InputError("must be at least 1", field="cap_per_user")
 

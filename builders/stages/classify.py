@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import polars as pl
 
 from builders.schema import Tables
@@ -10,9 +12,17 @@ from builders.stages import StageResult
 NAME = "classify"
 
 
-def classify(tables: Tables, classifier) -> tuple[Tables, StageResult]:
+def _predict(classifier, texts: list[str]) -> list[tuple[str, float]]:
+    return list(zip(*classifier.predict(texts)))
+
+
+def classify(tables: Tables, classifier, engine=None) -> tuple[Tables, StageResult]:
     """Adds `category` and `category_score` to the prompts; drops nothing."""
-    labels, scores = classifier.predict(tables.prompts["text"].to_list())
+    from builders.engine import LocalEngine
+
+    engine = engine or LocalEngine(workers=1, progress=False)
+    results = engine.map(partial(_predict, classifier), tables.prompts["text"].to_list(), batch_size=5_000, desc="classify")
+    labels, scores = (list(x) for x in zip(*results)) if results else ([], [])
     prompts = tables.prompts.with_columns(
         pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64)
     )

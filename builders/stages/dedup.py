@@ -9,6 +9,8 @@ cluster keeps one representative: earliest `created_at`, then smallest `prompt_i
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import polars as pl
 from datasketch import MinHash
@@ -34,11 +36,15 @@ def shingles(prefix: str, k: int) -> list[bytes]:
 
 
 def signatures(prefixes: list[str], k: int, num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (n × num_perm, uint64) with datasketch's batch constructor."""
+    """MinHash signatures (n × num_perm, uint32: datasketch keeps 32-bit hash values) with its batch constructor."""
     if not prefixes:
-        return np.zeros((0, num_perm), dtype=np.uint64)
+        return np.zeros((0, num_perm), dtype=np.uint32)
     mhs = MinHash.bulk([shingles(p, k) for p in prefixes], num_perm=num_perm, seed=seed)
-    return np.vstack([m.hashvalues for m in mhs]).astype(np.uint64)
+    return np.vstack([m.hashvalues for m in mhs]).astype(np.uint32)
+
+
+def _signature_rows(k: int, num_perm: int, prefixes: list[str]) -> list[np.ndarray]:
+    return list(signatures(prefixes, k, num_perm))
 
 
 _MIX = np.array([pow(0x9E3779B97F4A7C15, j + 1, 2**64) for j in range(64)], dtype=np.uint64)
@@ -46,7 +52,7 @@ _MIX = np.array([pow(0x9E3779B97F4A7C15, j + 1, 2**64) for j in range(64)], dtyp
 
 def band_keys(band: np.ndarray) -> np.ndarray:
     """One uint64 key per row of a signature band (a multiplicative mix, wrapping mod 2**64)."""
-    return (band * _MIX[: band.shape[1]]).sum(axis=1, dtype=np.uint64)
+    return (band.astype(np.uint64) * _MIX[: band.shape[1]]).sum(axis=1, dtype=np.uint64)
 
 
 def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
@@ -55,7 +61,10 @@ def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
 
 
 def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, num_perm: int = 128,
-          threshold: float = 0.8, bands: int = 16) -> tuple[Tables, StageResult]:
+          threshold: float = 0.8, bands: int = 16, engine=None) -> tuple[Tables, StageResult]:
+    from builders.engine import LocalEngine
+
+    engine = engine or LocalEngine(workers=1, progress=False)
     counts_in = tables.counts()
     # Representative order: earliest created_at (unknown times last), then prompt_id.
     p = tables.prompts.sort(["created_at", "prompt_id"], nulls_last=True)
@@ -66,23 +75,26 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     p = p.join(exact_rep, on=["context_key", "_prefix"], how="left")
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
 
-    # MinHash + LSH over the exact-path representatives.
-    sig = signatures(reps["_prefix"].to_list(), shingle_words, num_perm)
-    rows = num_perm // bands
+    # MinHash + LSH over the exact-path representatives: rows sharing a band key (within one chat context) are
+    # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold.
     n = reps.height
-    edges_a, edges_b = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    ctx = reps["context_key"].to_numpy()
-    for b in range(bands):
-        keys = pl.DataFrame({"ctx": ctx, "h": band_keys(sig[:, b * rows : (b + 1) * rows]), "i": np.arange(n)})
-        groups = keys.group_by(["ctx", "h"]).agg(pl.col("i").min().alias("first"), pl.col("i")).filter(pl.col("i").list.len() > 1)
-        if groups.height == 0:
-            continue
-        pairs = groups.select("first", "i").explode("i").filter(pl.col("i") != pl.col("first"))
-        a, c = pairs["first"].to_numpy(), pairs["i"].to_numpy()
-        ok = (sig[a] == sig[c]).mean(axis=1) >= threshold
-        edges_a.append(a[ok])
-        edges_b.append(c[ok])
-    ea, eb = np.concatenate(edges_a), np.concatenate(edges_b)
+    rows_per_band = num_perm // bands
+    sig_rows = engine.map(partial(_signature_rows, shingle_words, num_perm), reps["_prefix"].to_list(), batch_size=5_000,
+                          desc="dedup: MinHash")
+    sig = np.vstack(sig_rows) if sig_rows else np.zeros((0, num_perm), dtype=np.uint32)
+    del sig_rows
+    ctx = reps.select(pl.col("context_key").rank("dense").cast(pl.UInt32))["context_key"].to_numpy()
+    index = np.arange(n, dtype=np.int64)
+    keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx,
+                          "h": band_keys(sig[:, b * rows_per_band : (b + 1) * rows_per_band]), "i": index})
+            for b in range(bands))
+    pairs = engine.pairs(keys)
+    a, c = pairs["first"].to_numpy(), pairs["i"].to_numpy()
+    ok = np.zeros(len(a), dtype=bool)
+    for lo in range(0, len(a), 1_000_000):  # bounded memory: compare signatures a million pairs at a time
+        hi = lo + 1_000_000
+        ok[lo:hi] = (sig[a[lo:hi]] == sig[c[lo:hi]]).mean(axis=1) >= threshold
+    ea, eb = a[ok], c[ok]
     comp = _clusters(n, ea, eb) if n else np.zeros(0, dtype=np.int64)
     reps = reps.with_columns(pl.Series("_comp", comp))
     comp_rep = reps.group_by("_comp").agg(pl.col("_pos").min().alias("_keep"))

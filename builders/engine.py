@@ -1,0 +1,186 @@
+"""Where the per-row work of the stages runs: in this process, in local worker processes, or on Ray Data.
+
+Stages hand the engine a picklable function of a list (texts in, one result per text out, same order) and,
+for dedup, a table of LSH band keys to group. Every engine returns exactly what the in-process run returns, so
+the choice of engine changes speed, never output.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing as mp
+import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+_worker_fn: Callable | None = None
+
+
+def _init_worker(payload: bytes) -> None:
+    global _worker_fn
+    _worker_fn = pickle.loads(payload)  # heavy state (models) loads here, once per worker
+
+
+def _run_chunk(items: list) -> list:
+    return _worker_fn(items)
+
+
+def candidate_pairs(keys: pl.DataFrame) -> pl.DataFrame:
+    """Rows sharing a band key, as (first, i) pairs: every member of a group joined to the group's smallest row.
+
+    `keys` has columns `band`, `ctx`, `h` (the band's hash) and `i` (row). This is the unit of work a distributed
+    engine shards by key; the result is the same whatever the partitioning.
+    """
+    groups = keys.group_by(["band", "ctx", "h"]).agg(pl.col("i").min().alias("first"), pl.col("i")).filter(pl.col("i").list.len() > 1)
+    pairs = groups.select("first", "i").explode("i").filter(pl.col("i") != pl.col("first"))
+    return pairs.select(pl.col("first").cast(pl.Int64), pl.col("i").cast(pl.Int64)).unique().sort(["first", "i"])
+
+
+class LocalEngine:
+    """In this process, or in `workers` spawned processes for inputs of at least `min_parallel` items."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, min_parallel: int = 20_000, progress: bool = True):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.min_parallel = min_parallel
+        self.progress = progress
+
+    def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to batches of `items`; results concatenated in input order."""
+        n = len(items)
+        spans = _chunks(n, batch_size)
+        bar = tqdm(total=n, desc=desc, unit="row", disable=not self.progress or n < 5_000, mininterval=2)
+        out: list = []
+        try:
+            if self.workers == 1 or n < self.min_parallel:
+                for a, b in spans:
+                    out.extend(fn(list(items[a:b])))
+                    bar.update(b - a)
+                return out
+            # fork: workers start in milliseconds and need no importable __main__; they run only the stage function
+            # (no polars), so the parent's idle polars threads are of no concern to them
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ctx.Pool(self.workers, initializer=_init_worker, initargs=(pickle.dumps(fn),)) as pool:
+                for (a, b), res in zip(spans, pool.imap(_run_chunk, (list(items[a:b]) for a, b in spans))):
+                    out.extend(res)
+                    bar.update(b - a)
+            return out
+        finally:
+            bar.close()
+
+    def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+        """Candidate pairs of all band-key frames, one frame (one LSH band) at a time to bound memory."""
+        return pl.concat([candidate_pairs(k) for k in key_frames]).unique().sort(["first", "i"])
+
+    def close(self) -> None:
+        pass
+
+
+class _RayApply:
+    """A Ray Data actor: unpickles the stage function once (loading its models), then maps batches."""
+
+    def __init__(self, payload: bytes):
+        self.fn = pickle.loads(payload)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        results = self.fn(batch["x"].to_pylist())
+        return pa.table({"i": batch["i"], "y": pa.array([pickle.dumps(r) for r in results], type=pa.binary())})
+
+
+def _ray_group_pairs(batch):
+    """One key group (Ray's map_groups): every member joined to the smallest row."""
+    import pyarrow as pa
+
+    rows = np.sort(batch["i"].to_numpy())
+    if len(rows) < 2:
+        return pa.table({"first": pa.array([], pa.int64()), "i": pa.array([], pa.int64())})
+    return pa.table({"first": np.full(len(rows) - 1, rows[0], dtype=np.int64), "i": rows[1:].astype(np.int64)})
+
+
+class RayEngine:
+    """Ray Data: the same stage functions as Ray actors, band-key grouping as a Ray shuffle.
+
+    `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"` or `ray://host:10001`
+    joins a running cluster.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, progress: bool = True):
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError("the Ray engine needs Ray Data: pip install 'instructkit[ray]'") from exc
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.progress = progress
+        if not ray.is_initialized():
+            kwargs = {"address": address} if address else {"num_cpus": self.workers, "include_dashboard": False}
+            ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+        import ray.data
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        ctx.execution_options.preserve_order = True
+
+    def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        import pyarrow as pa
+        import ray.data
+
+        if not len(items):
+            return []
+        table = pa.table({"i": pa.array(np.arange(len(items), dtype=np.int64)), "x": pa.array(list(items))})
+        # one block per batch, so the actors share the work
+        ds = ray.data.from_arrow([table.slice(a, b - a) for a, b in _chunks(len(items), batch_size)])
+        from ray import cloudpickle  # by value where needed: workers may not import the caller's __main__
+
+        out = ds.map_batches(_RayApply, fn_constructor_args=(cloudpickle.dumps(fn),), batch_size=None, batch_format="pyarrow",
+                             compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=1).to_arrow_refs()
+        result = pa.concat_tables(ray.get(out)).sort_by("i")
+        del ds, out
+        gc.collect()  # releases the actor pool's CPUs now, not whenever the dataset is collected (a later shuffle waits on them)
+        if result.num_rows != len(items):
+            raise RuntimeError(f"Ray returned {result.num_rows} results for {len(items)} rows")
+        return [pickle.loads(b) for b in result["y"].to_pylist()]
+
+    def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+        """All bands in one Ray shuffle by (band, context, key)."""
+        import ray.data
+
+        keys = pl.concat(list(key_frames))
+        if keys.height == 0:
+            return candidate_pairs(keys)
+        ds = ray.data.from_arrow(keys.to_arrow())
+        out = ds.groupby(["band", "ctx", "h"]).map_groups(_ray_group_pairs, batch_format="pyarrow")
+        tables = out.to_arrow_refs()
+        import pyarrow as pa
+        import ray
+
+        got = pl.from_arrow(pa.concat_tables(ray.get(tables)))
+        return got.select(pl.col("first").cast(pl.Int64), pl.col("i").cast(pl.Int64)).unique().sort(["first", "i"])
+
+    def close(self) -> None:
+        import ray
+
+        ray.shutdown()
+
+
+def make_engine(name: str = "local", *, workers: int | None = None, address: str | None = None, progress: bool = True):
+    if name == "local":
+        return LocalEngine(workers=workers, progress=progress)
+    if name == "ray":
+        return RayEngine(address=address, workers=workers, progress=progress)
+    from builders.errors import InputError
+
+    raise InputError(f"unknown engine {name!r} (local or ray)", field="engine")
