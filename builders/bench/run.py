@@ -1,0 +1,328 @@
+"""`instructkit bench run`: per-stage throughput, wall time and peak memory of the pipeline on generated logs, with
+the two anchors (a datasketch per-prompt MinHash loop; presidio's default analyzer) measured on the same input,
+and the recall of the injected duplicates and personal data for ours and for the anchors."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+
+from builders.bench.generate import GenSettings, generate, write
+from builders.settings import BuildSettings
+
+PII_ENTITY_OF = {"PERSON": "PERSON"}  # injected kind -> entity name a scanner must report (the rest keep their name)
+
+
+class PeakRss:
+    """Samples the resident memory of this process and its children (worker processes) every `every` seconds."""
+
+    def __init__(self, every: float = 0.1):
+        import psutil
+
+        self.proc, self.every, self.peak, self._stop = psutil.Process(), every, 0, threading.Event()
+        self.window_peak = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _rss(self) -> int:
+        total = self.proc.memory_info().rss
+        for child in self.proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except Exception:  # a worker that just exited
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = self._rss()
+            self.peak, self.window_peak = max(self.peak, rss), max(self.window_peak, rss)
+            time.sleep(self.every)
+
+    def start(self) -> "PeakRss":
+        self.thread.start()
+        return self
+
+    def take_window(self) -> int:
+        """Peak since the last call (one stage), then start a new window."""
+        peak, self.window_peak = max(self.window_peak, self._rss()), 0
+        return peak
+
+    def stop(self) -> int:
+        self._stop.set()
+        self.thread.join()
+        return self.peak
+
+
+def _prefixes(texts: list[str], chars: int) -> list[str]:
+    from builders.stages.dedup import normalised_prefix
+
+    return pl.Series(texts, dtype=pl.String).to_frame("t").select(normalised_prefix(pl.col("t"), chars))["t"].to_list()
+
+
+def anchor_dedup(prompts: pl.DataFrame, s: BuildSettings) -> tuple[set[str], float]:
+    """The usual hand-written dedup: one datasketch MinHash per prompt (update loop) and a MinHashLSH index;
+    a prompt whose query finds an earlier prompt is a duplicate. Same prefixes and shingles as ours."""
+    from datasketch import MinHash, MinHashLSH
+
+    from builders.stages.dedup import shingles
+
+    p = prompts.sort(["created_at", "prompt_id"], nulls_last=True)
+    t0 = time.perf_counter()
+    lsh = MinHashLSH(threshold=s.dedup_threshold, num_perm=s.dedup_num_perm)
+    dups = set()
+    for pid, prefix in zip(p["prompt_id"].to_list(), _prefixes(p["text"].to_list(), s.dedup_prefix_chars)):
+        m = MinHash(num_perm=s.dedup_num_perm)
+        for sh in shingles(prefix, s.dedup_shingle_words):
+            m.update(sh)
+        if lsh.query(m):
+            dups.add(pid)
+        else:
+            lsh.insert(pid, m)
+    return dups, time.perf_counter() - t0
+
+
+def presidio_default():
+    """presidio's AnalyzerEngine with its default recognizers and spaCy's small English model (the default engine
+    downloads en_core_web_lg, which this machine cannot; the small model is the faster of the two)."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from builders.stages.pii import SPACY_MODEL, _offline_tldextract
+
+    _offline_tldextract()
+    nlp = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy",
+                                               "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}).create_engine()
+    return AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+
+
+def pii_quality(texts: list[str], values: list[str | None], spans: list[list[tuple[int, int]]]) -> dict:
+    """Leaks: injected values not fully covered by a finding. False positives: findings in texts without an
+    injected value, and findings elsewhere than the injected value in texts with one."""
+    leaks = injected = fp_spans = fp_texts = clean_texts = 0
+    for text, value, found in zip(texts, values, spans):
+        if value is None:
+            clean_texts += 1
+            fp_texts += bool(found)
+            fp_spans += len(found)
+            continue
+        injected += 1
+        a = text.find(value)
+        b = a + len(value)
+        covered = [False] * len(value)
+        for s, e in found:
+            for k in range(max(s, a), min(e, b)):
+                covered[k - a] = True
+        leaks += not all(c for c, ch in zip(covered, value) if not ch.isspace() and ch not in "-().+")
+        fp_spans += sum(1 for s, e in found if e <= a or s >= b)
+    return {"texts": len(texts), "injected": injected, "leaks": leaks, "leak_rate": round(leaks / max(injected, 1), 4),
+            "clean_texts": clean_texts, "clean_texts_flagged": fp_texts,
+            "clean_flag_rate": round(fp_texts / max(clean_texts, 1), 4), "false_positive_spans": fp_spans}
+
+
+def _pii_sample(prompts: pl.DataFrame, truth: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """n distinct prompts: half with injected personal data (as many as exist), the rest without."""
+    t = prompts.select("prompt_id", "text").join(truth.select("prompt_id", "pii_value", "dup_of"), on="prompt_id")
+    t = t.filter(pl.col("dup_of").is_null())
+    with_pii = t.filter(pl.col("pii_value").is_not_null())
+    with_pii = with_pii.sample(min(n // 2, with_pii.height), seed=seed)
+    without = t.filter(pl.col("pii_value").is_null()).sample(n - with_pii.height, seed=seed)
+    return pl.concat([with_pii, without]).sort("prompt_id")
+
+
+def run_size(n: int, *, seed: int, work: Path, data_dir: Path | None, workers: int | None, pii_sample: int,
+             anchor_dedup_limit: int) -> dict:
+    """Generate (or reuse) a log of n prompts, build it with per-stage timings and memory, run the anchors."""
+    from builders.pipeline import run_stages
+    from builders.stages.pii import PiiScanner
+    from builders.writers.datasets import write_all
+
+    log_dir = work / f"log-{n}-seed{seed}"
+    t0 = time.perf_counter()
+    if not (log_dir / "truth" / "truth.parquet").exists():
+        write(generate(GenSettings(n=n, seed=seed), data_dir), log_dir)
+    gen_s = time.perf_counter() - t0
+    truth = pl.read_parquet(log_dir / "truth" / "truth.parquet")
+
+    os.environ.setdefault("INSTRUCTKIT_PSEUDONYM_KEY", "benchmark-key")
+    settings = BuildSettings(sources=[f"parquet:{log_dir}"], out=str(work / f"out-{n}"), seed=seed, workers=workers)
+    mem = PeakRss().start()
+    stages = []
+    wall0 = time.perf_counter()
+
+    def on_stage(name, result, seconds):
+        stages.append({"stage": name, "rows_in": result.counts_in.get("prompts", 0), "rows_out": result.counts_out.get("prompts", 0),
+                       "seconds": round(seconds, 2), "peak_rss_mb": round(mem.take_window() / 2**20)})
+
+    result = run_stages(settings, progress=False, on_stage=on_stage)
+    stages.insert(0, {"stage": "read", "rows_in": n, "rows_out": n, "seconds": round(result.seconds["read"], 2), "peak_rss_mb": None})
+    tmp = work / f"write-{n}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    t = time.perf_counter()
+    write_all(result, settings, tmp)
+    stages.append({"stage": "write", "rows_in": result.tables.prompts.height, "rows_out": result.tables.prompts.height,
+                   "seconds": round(time.perf_counter() - t, 2), "peak_rss_mb": round(mem.take_window() / 2**20)})
+    wall = time.perf_counter() - wall0
+    peak = mem.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    # duplicates: injected ones whose prefix really is a duplicate (true Jaccard at or above the threshold)
+    dropped = pl.concat([r.dropped for r in result.stages])
+    ours_dups = set(dropped.filter((pl.col("stage") == "dedup") & (pl.col("kind") == "prompt"))["record_id"].to_list())
+    validated = result.validated.prompts
+    real = truth.filter(pl.col("prefix_jaccard") >= settings.dedup_threshold)
+    not_dup = set(truth.filter(pl.col("dup_of").is_null())["prompt_id"].to_list())
+    limit_ids = set(validated.sort(["created_at", "prompt_id"]).head(anchor_dedup_limit)["prompt_id"].to_list())
+    anchor_input = validated.filter(pl.col("prompt_id").is_in(list(limit_ids)))
+    anchor_dups, anchor_s = anchor_dedup(anchor_input, settings)
+    # ours on the anchor's input, for a like-for-like recall (duplicates whose original is in the same rows)
+    real_in = real.filter(pl.col("prompt_id").is_in(list(limit_ids)) & pl.col("dup_of").is_in(list(limit_ids)))
+    dedup_stage = next(s for s in stages if s["stage"] == "dedup")
+
+    def recall(found: set, ids) -> float:
+        ids = list(ids)
+        return round(sum(i in found for i in ids) / max(len(ids), 1), 4)
+
+    dedup = {
+        "injected_duplicates": truth["dup_of"].is_not_null().sum(),
+        "injected_at_or_above_threshold": real.height,
+        "ours": {"prompts_per_s": round(n / dedup_stage["seconds"]), "recall": recall(ours_dups, real["prompt_id"]),
+                 "recall_on_anchor_rows": recall(ours_dups, real_in["prompt_id"]),
+                 "false_dups": len(ours_dups & not_dup)},
+        "anchor": {"rows": anchor_input.height, "prompts_per_s": round(anchor_input.height / anchor_s),
+                   "recall_on_anchor_rows": recall(anchor_dups, real_in["prompt_id"]),
+                   "false_dups": len(anchor_dups & not_dup)},
+    }
+    dedup["speedup"] = round(dedup["ours"]["prompts_per_s"] / dedup["anchor"]["prompts_per_s"], 1)
+
+    # personal data: both scanners on the same texts, one process each; speed on a random sample of the log's
+    # distinct prompts (its natural mix), leaks and false positives on a sample half made of injected values
+    distinct = validated.filter(pl.col("prompt_id").is_in(list(not_dup)))
+    speed_texts = distinct.sample(min(pii_sample, distinct.height), seed=seed)["text"].to_list()
+    quality = _pii_sample(validated, truth, pii_sample, seed)
+    texts, values = quality["text"].to_list(), quality["pii_value"].to_list()
+    ours_scanner, anchor = PiiScanner(progress=False), presidio_default()
+
+    def timed(fn, xs):
+        t = time.perf_counter()
+        out = fn(xs)
+        return out, len(xs) / (time.perf_counter() - t)
+
+    _, ours_rate = timed(ours_scanner.scan_distinct, speed_texts)
+    _, anchor_rate = timed(lambda xs: [anchor.analyze(x, language="en") for x in xs], speed_texts)
+    ours_found = ours_scanner.scan_distinct(texts)
+    anchor_found = [anchor.analyze(x, language="en") for x in texts]
+    pii_stage = next(s for s in stages if s["stage"] == "pii")
+    pii_notes = next(r.notes for r in result.stages if r.name == "pii")
+    pii = {
+        "speed_texts": len(speed_texts), "quality_texts": len(texts),
+        "ours": {"texts_per_s_one_process": round(ours_rate),
+                 "pipeline_texts_per_s": round(pii_notes["texts_scanned"] / pii_stage["seconds"]),
+                 **pii_quality(texts, values, [[(f.start, f.end) for f in fs] for fs in ours_found])},
+        "anchor": {"texts_per_s_one_process": round(anchor_rate),
+                   **pii_quality(texts, values, [[(r.start, r.end) for r in rs] for rs in anchor_found])},
+    }
+    pii["speedup_one_process"] = round(pii["ours"]["texts_per_s_one_process"] / pii["anchor"]["texts_per_s_one_process"], 1)
+    pii["speedup_pipeline"] = round(pii["ours"]["pipeline_texts_per_s"] / pii["anchor"]["texts_per_s_one_process"], 1)
+    return {"n": n, "seed": seed, "generate_s": round(gen_s, 1), "wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20),
+            "workers": settings.workers or os.cpu_count(), "stages": stages, "dedup": dedup, "pii": pii}
+
+
+def markdown(results: list[dict], command: str) -> str:
+    import datasketch
+    import presidio_analyzer  # noqa: F401
+    from importlib.metadata import version
+
+    lines = ["# Prompt pipeline benchmarks", "",
+             f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+             f"datasketch {datasketch.__version__ if hasattr(datasketch, '__version__') else version('datasketch')}, "
+             f"presidio-analyzer {version('presidio-analyzer')}, spaCy {version('spacy')}.", "",
+             "Produced by:", "", "```bash", command, "```", ""]
+    for r in results:
+        lines += [f"## {r['n']:,} prompts (seed {r['seed']}, {r['workers']} workers)", "",
+                  f"Whole pipeline (read → validate → dedup → cap → split → PII → classify → write): **{r['wall_s']:.0f} s**, "
+                  f"peak memory (this process and its workers) **{r['peak_rss_mb']:,} MB**. Generating the log took {r['generate_s']:.0f} s "
+                  "(not counted).", "",
+                  "| stage | rows in | rows out | seconds | rows/s | peak MB |", "|---|---:|---:|---:|---:|---:|"]
+        for s in r["stages"]:
+            rate = f"{s['rows_in'] / s['seconds']:,.0f}" if s["seconds"] else "-"
+            peak = f"{s['peak_rss_mb']:,}" if s["peak_rss_mb"] is not None else "-"
+            lines.append(f"| {s['stage']} | {s['rows_in']:,} | {s['rows_out']:,} | {s['seconds']:.1f} | {rate} | {peak} |")
+        d, p = r["dedup"], r["pii"]
+        lines += ["", f"Dedup: {d['injected_duplicates']:,} injected duplicates, {d['injected_at_or_above_threshold']:,} of them with a "
+                  "true prefix Jaccard at or above the threshold (the ones recall counts).", "",
+                  "| dedup | rows | prompts/s | recall (anchor's rows) | recall (all rows) | distinct prompts dropped |",
+                  "|---|---:|---:|---:|---:|---:|",
+                  f"| ours (stage) | {r['n']:,} | {d['ours']['prompts_per_s']:,} | {d['ours']['recall_on_anchor_rows']:.4f} | "
+                  f"{d['ours']['recall']:.4f} | {d['ours']['false_dups']:,} |",
+                  f"| datasketch loop + MinHashLSH | {d['anchor']['rows']:,} | {d['anchor']['prompts_per_s']:,} | "
+                  f"{d['anchor']['recall_on_anchor_rows']:.4f} | - | {d['anchor']['false_dups']:,} |",
+                  "", f"Dedup speed-up over the anchor: **{d['speedup']}×**.", "",
+                  f"PII: both scanners read the same texts in one process each: {p['speed_texts']:,} distinct prompts drawn at random "
+                  f"for speed, and {p['quality_texts']:,} (half with one injected value) for leaks and false positives. "
+                  "The pipeline stage also scans demonstrations and ranked completions, on every worker.", "",
+                  "| PII | texts/s (1 process) | texts/s (pipeline stage) | injected | leaks | clean texts flagged | false-positive spans |",
+                  "|---|---:|---:|---:|---:|---:|---:|",
+                  f"| ours | {p['ours']['texts_per_s_one_process']:,} | {p['ours']['pipeline_texts_per_s']:,} | {p['ours']['injected']:,} | "
+                  f"{p['ours']['leaks']:,} | {p['ours']['clean_texts_flagged']:,} of {p['ours']['clean_texts']:,} | {p['ours']['false_positive_spans']:,} |",
+                  f"| presidio default (spaCy sm) | {p['anchor']['texts_per_s_one_process']:,} | - | {p['anchor']['injected']:,} | "
+                  f"{p['anchor']['leaks']:,} | {p['anchor']['clean_texts_flagged']:,} of {p['anchor']['clean_texts']:,} | "
+                  f"{p['anchor']['false_positive_spans']:,} |",
+                  "", f"PII speed-up over the anchor: **{p['speedup_one_process']}×** in one process, "
+                  f"**{p['speedup_pipeline']}×** as the pipeline stage runs it.", ""]
+    return "\n".join(lines)
+
+
+def run(sizes: list[int], *, seed: int, work: Path, data_dir: Path | None, workers: int | None, pii_sample: int,
+        anchor_dedup_limit: int, out: Path | None, command: str) -> list[dict]:
+    """Each size in a fresh interpreter, so peak memory is that size's alone."""
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in sizes:
+        res_file = work / f"result-{n}.json"
+        cmd = [sys.executable, "-m", "builders.bench.run", "--one", str(n), "--seed", str(seed), "--work", str(work),
+               "--pii-sample", str(pii_sample), "--anchor-dedup-limit", str(anchor_dedup_limit)]
+        if data_dir is not None:
+            cmd += ["--data-dir", str(data_dir)]
+        if workers:
+            cmd += ["--workers", str(workers)]
+        print(f"benchmark: {n:,} prompts ...", file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True)
+        results.append(json.loads(res_file.read_text()))
+    text = markdown(results, command)
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+        out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return results
+
+
+def _one(argv: list[str]) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--one", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", required=True)
+    p.add_argument("--data-dir")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--pii-sample", type=int, default=2000)
+    p.add_argument("--anchor-dedup-limit", type=int, default=10**9)
+    a = p.parse_args(argv)
+    work = Path(a.work)
+    res = run_size(a.one, seed=a.seed, work=work, data_dir=Path(a.data_dir) if a.data_dir else None, workers=a.workers,
+                   pii_sample=a.pii_sample, anchor_dedup_limit=a.anchor_dedup_limit)
+    (work / f"result-{a.one}.json").write_text(json.dumps(res, indent=1, default=int) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _one(sys.argv[1:])
