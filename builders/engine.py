@@ -56,7 +56,11 @@ class LocalEngine:
         self.progress = progress
 
     def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
-        """fn applied to batches of `items`; results concatenated in input order."""
+        """fn applied to batches of `items` (one result per item); results concatenated in input order."""
+        return [r for batch in self.map_batches(fn, items, batch_size=batch_size, desc=desc) for r in batch]
+
+    def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to consecutive batches of `items`; one result per batch, in order."""
         n = len(items)
         spans = _chunks(n, batch_size)
         bar = tqdm(total=n, desc=desc, unit="row", disable=not self.progress or n < 5_000, mininterval=2)
@@ -64,7 +68,7 @@ class LocalEngine:
         try:
             if self.workers == 1 or n < self.min_parallel:
                 for a, b in spans:
-                    out.extend(fn(list(items[a:b])))
+                    out.append(fn(list(items[a:b])))
                     bar.update(b - a)
                 return out
             # fork: workers start in milliseconds and need no importable __main__; they run only the stage function
@@ -72,7 +76,7 @@ class LocalEngine:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             with ctx.Pool(self.workers, initializer=_init_worker, initargs=(pickle.dumps(fn),)) as pool:
                 for (a, b), res in zip(spans, pool.imap(_run_chunk, (list(items[a:b]) for a, b in spans))):
-                    out.extend(res)
+                    out.append(res)
                     bar.update(b - a)
             return out
         finally:
@@ -87,16 +91,16 @@ class LocalEngine:
 
 
 class _RayApply:
-    """A Ray Data actor: unpickles the stage function once (loading its models), then maps batches."""
+    """A Ray Data actor: unpickles the stage function once (loading its models), then maps one batch per block."""
 
     def __init__(self, payload: bytes):
         self.fn = pickle.loads(payload)
 
-    def __call__(self, batch):
+    def __call__(self, block):
         import pyarrow as pa
 
-        results = self.fn(batch["x"].to_pylist())
-        return pa.table({"i": batch["i"], "y": pa.array([pickle.dumps(r) for r in results], type=pa.binary())})
+        result = self.fn(block["x"].to_pylist())
+        return pa.table({"i": block["i"].slice(0, 1), "y": pa.array([pickle.dumps(result)], type=pa.binary())})
 
 
 def _ray_group_pairs(batch):
@@ -135,23 +139,29 @@ class RayEngine:
         ctx.execution_options.preserve_order = True
 
     def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to batches of `items` (one result per item); results concatenated in input order."""
+        return [r for batch in self.map_batches(fn, items, batch_size=batch_size, desc=desc) for r in batch]
+
+    def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to consecutive batches of `items` on an actor pool; one result per batch, in order."""
         import pyarrow as pa
         import ray.data
+        from ray import cloudpickle  # by value where needed: workers may not import the caller's __main__
 
         if not len(items):
             return []
-        table = pa.table({"i": pa.array(np.arange(len(items), dtype=np.int64)), "x": pa.array(list(items))})
-        # one block per batch, so the actors share the work
-        ds = ray.data.from_arrow([table.slice(a, b - a) for a, b in _chunks(len(items), batch_size)])
-        from ray import cloudpickle  # by value where needed: workers may not import the caller's __main__
-
+        spans = _chunks(len(items), batch_size)
+        # one block per batch, so the actors share the work; `i` is the batch's position
+        blocks = [pa.table({"i": pa.array([k] * (b - a), pa.int64()), "x": pa.array(list(items[a:b]))})
+                  for k, (a, b) in enumerate(spans)]
+        ds = ray.data.from_arrow(blocks)
         out = ds.map_batches(_RayApply, fn_constructor_args=(cloudpickle.dumps(fn),), batch_size=None, batch_format="pyarrow",
                              compute=ray.data.ActorPoolStrategy(size=self.workers), num_cpus=1).to_arrow_refs()
         result = pa.concat_tables(ray.get(out)).sort_by("i")
         del ds, out
         gc.collect()  # releases the actor pool's CPUs now, not whenever the dataset is collected (a later shuffle waits on them)
-        if result.num_rows != len(items):
-            raise RuntimeError(f"Ray returned {result.num_rows} results for {len(items)} rows")
+        if result.num_rows != len(spans):
+            raise RuntimeError(f"Ray returned {result.num_rows} results for {len(spans)} batches")
         return [pickle.loads(b) for b in result["y"].to_pylist()]
 
     def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:

@@ -49,6 +49,8 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     sources = [load_source(spec) for spec in settings.sources]
     seconds["read"] = time.perf_counter() - t
     records = [r for s in sources for r in s.records]
+    for s in sources:  # the validated tables replace the raw records: free them as soon as validation is done
+        s.records = []
 
     classifier = classifier or _default_classifier()
     from builders.engine import make_engine
@@ -57,7 +59,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     if own_engine:
         engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
     steps = [
-        ("validate", lambda tb: validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)),
+        ("validate", lambda tb: _validate_then_release(records, settings)),
         ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
                                    num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold, bands=settings.dedup_bands,
                                    engine=engine)),
@@ -87,6 +89,14 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     unused = tables.prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(settings.ppo_sources))
     unused_rows = drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
     return BuildResult(validated, tables, results, sources, unused_rows, seconds, classifier)
+
+
+def _validate_then_release(records: list, settings: BuildSettings):
+    """Validate, then drop the raw records: from here on the typed tables hold everything (and take far less memory)."""
+    try:
+        return validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)
+    finally:
+        records.clear()
 
 
 def _default_classifier():

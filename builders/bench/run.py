@@ -23,20 +23,30 @@ PII_ENTITY_OF = {"PERSON": "PERSON"}  # injected kind -> entity name a scanner m
 
 
 class PeakRss:
-    """Samples the resident memory of this process and its children (worker processes) every `every` seconds."""
+    """Samples the memory of this process and its children (worker processes) every `every` seconds.
 
-    def __init__(self, every: float = 0.1):
+    Proportional set size where the OS reports it (Linux): forked workers share the parent's pages, and summing
+    their resident sizes would count those pages once per worker."""
+
+    def __init__(self, every: float = 0.2):
         import psutil
 
         self.proc, self.every, self.peak, self._stop = psutil.Process(), every, 0, threading.Event()
         self.window_peak = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    @staticmethod
+    def _mem(proc) -> int:
+        try:
+            return proc.memory_full_info().pss
+        except AttributeError:  # no PSS on this OS
+            return proc.memory_info().rss
+
     def _rss(self) -> int:
-        total = self.proc.memory_info().rss
+        total = self._mem(self.proc)
         for child in self.proc.children(recursive=True):
             try:
-                total += child.memory_info().rss
+                total += self._mem(child)
             except Exception:  # a worker that just exited
                 pass
         return total
@@ -249,7 +259,7 @@ def markdown(results: list[dict], command: str) -> str:
     for r in results:
         lines += [f"## {r['n']:,} prompts (seed {r['seed']}, {r['workers']} workers)", "",
                   f"Whole pipeline (read → validate → dedup → cap → split → PII → classify → write): **{r['wall_s']:.0f} s**, "
-                  f"peak memory (this process and its workers) **{r['peak_rss_mb']:,} MB**. Generating the log took {r['generate_s']:.0f} s "
+                  f"peak memory (proportional set size of this process and its workers) **{r['peak_rss_mb']:,} MB**. Generating the log took {r['generate_s']:.0f} s "
                   "(not counted).", "",
                   "| stage | rows in | rows out | seconds | rows/s | peak MB |", "|---|---:|---:|---:|---:|---:|"]
         for s in r["stages"]:

@@ -43,8 +43,6 @@ def signatures(prefixes: list[str], k: int, num_perm: int, seed: int = 1) -> np.
     return np.vstack([m.hashvalues for m in mhs]).astype(np.uint32)
 
 
-def _signature_rows(k: int, num_perm: int, prefixes: list[str]) -> list[np.ndarray]:
-    return list(signatures(prefixes, k, num_perm))
 
 
 _MIX = np.array([pow(0x9E3779B97F4A7C15, j + 1, 2**64) for j in range(64)], dtype=np.uint64)
@@ -79,10 +77,10 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold.
     n = reps.height
     rows_per_band = num_perm // bands
-    sig_rows = engine.map(partial(_signature_rows, shingle_words, num_perm), reps["_prefix"].to_list(), batch_size=5_000,
-                          desc="dedup: MinHash")
-    sig = np.vstack(sig_rows) if sig_rows else np.zeros((0, num_perm), dtype=np.uint32)
-    del sig_rows
+    parts = engine.map_batches(partial(signatures, k=shingle_words, num_perm=num_perm), reps["_prefix"].to_list(),
+                               batch_size=5_000, desc="dedup: MinHash")
+    sig = np.vstack(parts) if parts else np.zeros((0, num_perm), dtype=np.uint32)
+    del parts
     ctx = reps.select(pl.col("context_key").rank("dense").cast(pl.UInt32))["context_key"].to_numpy()
     index = np.arange(n, dtype=np.int64)
     keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx,
