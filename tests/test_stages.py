@@ -88,3 +88,19 @@ def test_split_never_puts_a_user_in_two_splits_and_follows_ratios(tmp_path):
         assert abs(share[split] - target) < 0.02, (split, share)
     again, _ = split_by_user(tables, ratios=ratios, seed=3)
     assert again.prompts["split"].to_list() == out.prompts["split"].to_list()
+
+
+def test_batch_signatures_equal_datasketch_minhash():
+    """Our batched MinHash is datasketch's MinHash (same permutations, scheme and hash), computed for many at once."""
+    import numpy as np
+    import xxhash
+    from datasketch import MinHash
+
+    from builders.stages.dedup import shingles, signatures
+
+    prefixes = ["write a poem about the sea", "", "a", "summarize the following article about tides and the moon " * 3,
+                "what is the capital of france?"] * 300
+    ours = signatures(prefixes, 3, 128)
+    ref = MinHash.bulk([shingles(p, 3) for p in prefixes], num_perm=128, seed=1, hashfunc=xxhash.xxh32_intdigest)
+    assert ours.shape == (1500, 128)
+    assert np.array_equal(ours, np.vstack([m.hashvalues for m in ref]))

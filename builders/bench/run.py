@@ -37,9 +37,10 @@ class PeakRss:
 
     @staticmethod
     def _mem(proc) -> int:
-        try:
-            return proc.memory_full_info().pss
-        except AttributeError:  # no PSS on this OS
+        try:  # smaps_rollup: the kernel sums PSS itself, far cheaper than reading every mapping
+            with open(f"/proc/{proc.pid}/smaps_rollup") as fh:
+                return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("Pss:"))
+        except (OSError, StopIteration):  # not Linux: resident size
             return proc.memory_info().rss
 
     def _rss(self) -> int:

@@ -14,6 +14,7 @@ from functools import partial
 import numpy as np
 import polars as pl
 from datasketch import MinHash
+from xxhash import xxh32_intdigest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -35,14 +36,33 @@ def shingles(prefix: str, k: int) -> list[bytes]:
     return [" ".join(words[i : i + k]).encode("utf-8") for i in range(len(words) - k + 1)]
 
 
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before its affine permutations."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 def signatures(prefixes: list[str], k: int, num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (n × num_perm, uint32: datasketch keeps 32-bit hash values) with its batch constructor."""
+    """datasketch MinHash signatures (n × num_perm, uint32) of the prefixes' word shingles, for a whole batch at
+    once: the values `MinHash.bulk(..., num_perm, seed, hashfunc=xxhash.xxh32_intdigest)` gives (tested), from
+    datasketch's own permutations, in one numpy pass instead of one per prompt."""
     if not prefixes:
         return np.zeros((0, num_perm), dtype=np.uint32)
-    mhs = MinHash.bulk([shingles(p, k) for p in prefixes], num_perm=num_perm, seed=seed)
-    return np.vstack([m.hashvalues for m in mhs]).astype(np.uint32)
-
-
+    a, b = MinHash(num_perm=num_perm, seed=seed, hashfunc=xxh32_intdigest).permutations
+    sh = [shingles(p, k) for p in prefixes]
+    counts = np.fromiter((len(x) for x in sh), dtype=np.int64, count=len(sh))
+    hv = _fmix32(np.fromiter((xxh32_intdigest(x) for row in sh for x in row), dtype=np.uint32, count=int(counts.sum())))
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    out = np.empty((len(prefixes), num_perm), dtype=np.uint32)
+    a, b = a[:, None], b[:, None]
+    for i in range(0, len(prefixes), 1_000):  # permutations × shingles of 1,000 prompts: a few MB, cache-friendly
+        j = min(i + 1_000, len(prefixes))
+        lo = starts[i]
+        out[i:j] = np.minimum.reduceat(a * hv[None, lo : starts[j]] + b, starts[i:j] - lo, axis=1).T
+    return out
 
 
 _MIX = np.array([pow(0x9E3779B97F4A7C15, j + 1, 2**64) for j in range(64)], dtype=np.uint64)
