@@ -1,8 +1,8 @@
 """Where the per-row work of the stages runs: in this process, in local worker processes, or on Ray Data.
 
-Stages hand the engine a picklable function of a list (texts in, one result per text out, same order) and,
-for dedup, a table of LSH band keys to group. Every engine returns exactly what the in-process run returns, so
-the choice of engine changes speed, never output.
+Stages hand the engine a picklable function of a list (`map`: one result per item; `map_batches`: one result per
+batch), and, for dedup, tables of LSH band keys to group (`pairs`). Every engine returns exactly what the
+in-process run returns, so the choice of engine changes speed, never output.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import gc
 import multiprocessing as mp
 import os
 import pickle
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -45,8 +46,27 @@ def candidate_pairs(keys: pl.DataFrame) -> pl.DataFrame:
     return pairs.select(pl.col("first").cast(pl.Int64), pl.col("i").cast(pl.Int64)).unique().sort(["first", "i"])
 
 
-class LocalEngine:
-    """In this process, or in `workers` spawned processes for inputs of at least `min_parallel` items."""
+class _Engine(ABC):
+    """What every engine offers the stages; only `map_batches` and `pairs` differ between engines."""
+
+    def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to batches of `items` (one result per item); results concatenated in input order."""
+        return [r for batch in self.map_batches(fn, items, batch_size=batch_size, desc=desc) for r in batch]
+
+    @abstractmethod
+    def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
+        """fn applied to consecutive batches of `items`; one result per batch, in order."""
+
+    @abstractmethod
+    def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+        """Candidate (first, i) pairs of rows sharing a band key (see `candidate_pairs`)."""
+
+    def close(self) -> None:
+        pass
+
+
+class LocalEngine(_Engine):
+    """In this process, or in `workers` forked processes for inputs of at least `min_parallel` items."""
 
     name = "local"
 
@@ -54,10 +74,6 @@ class LocalEngine:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.min_parallel = min_parallel
         self.progress = progress
-
-    def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
-        """fn applied to batches of `items` (one result per item); results concatenated in input order."""
-        return [r for batch in self.map_batches(fn, items, batch_size=batch_size, desc=desc) for r in batch]
 
     def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
         """fn applied to consecutive batches of `items`; one result per batch, in order."""
@@ -86,9 +102,6 @@ class LocalEngine:
         """Candidate pairs of all band-key frames, one frame (one LSH band) at a time to bound memory."""
         return pl.concat([candidate_pairs(k) for k in key_frames]).unique().sort(["first", "i"])
 
-    def close(self) -> None:
-        pass
-
 
 class _RayApply:
     """A Ray Data actor: unpickles the stage function once (loading its models), then maps one batch per block."""
@@ -113,7 +126,7 @@ def _ray_group_pairs(batch):
     return pa.table({"first": np.full(len(rows) - 1, rows[0], dtype=np.int64), "i": rows[1:].astype(np.int64)})
 
 
-class RayEngine:
+class RayEngine(_Engine):
     """Ray Data: the same stage functions as Ray actors, band-key grouping as a Ray shuffle.
 
     `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"` or `ray://host:10001`
@@ -129,7 +142,8 @@ class RayEngine:
             raise RuntimeError("the Ray engine needs Ray Data: pip install 'instructkit[ray]'") from exc
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.progress = progress
-        if not ray.is_initialized():
+        self._started = not ray.is_initialized()  # a Ray session the caller opened stays open
+        if self._started:
             kwargs = {"address": address} if address else {"num_cpus": self.workers, "include_dashboard": False}
             ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
         import ray.data
@@ -137,10 +151,6 @@ class RayEngine:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = progress
         ctx.execution_options.preserve_order = True
-
-    def map(self, fn: Callable[[list], list], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
-        """fn applied to batches of `items` (one result per item); results concatenated in input order."""
-        return [r for batch in self.map_batches(fn, items, batch_size=batch_size, desc=desc) for r in batch]
 
     def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
         """fn applied to consecutive batches of `items` on an actor pool; one result per batch, in order."""
@@ -166,24 +176,22 @@ class RayEngine:
 
     def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
         """All bands in one Ray shuffle by (band, context, key)."""
+        import pyarrow as pa
+        import ray
         import ray.data
 
         keys = pl.concat(list(key_frames))
         if keys.height == 0:
             return candidate_pairs(keys)
-        ds = ray.data.from_arrow(keys.to_arrow())
-        out = ds.groupby(["band", "ctx", "h"]).map_groups(_ray_group_pairs, batch_format="pyarrow")
-        tables = out.to_arrow_refs()
-        import pyarrow as pa
-        import ray
-
-        got = pl.from_arrow(pa.concat_tables(ray.get(tables)))
+        groups = ray.data.from_arrow(keys.to_arrow()).groupby(["band", "ctx", "h"])
+        got = pl.from_arrow(pa.concat_tables(ray.get(groups.map_groups(_ray_group_pairs, batch_format="pyarrow").to_arrow_refs())))
         return got.select(pl.col("first").cast(pl.Int64), pl.col("i").cast(pl.Int64)).unique().sort(["first", "i"])
 
     def close(self) -> None:
         import ray
 
-        ray.shutdown()
+        if self._started:
+            ray.shutdown()
 
 
 def make_engine(name: str = "local", *, workers: int | None = None, address: str | None = None, progress: bool = True):
