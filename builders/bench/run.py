@@ -19,7 +19,6 @@ import polars as pl
 from builders.bench.generate import GenSettings, generate, write
 from builders.settings import BuildSettings
 
-PII_ENTITY_OF = {"PERSON": "PERSON"}  # injected kind -> entity name a scanner must report (the rest keep their name)
 
 
 class PeakRss:
@@ -248,13 +247,11 @@ def run_size(n: int, *, seed: int, work: Path, data_dir: Path | None, workers: i
 
 
 def markdown(results: list[dict], command: str) -> str:
-    import datasketch
-    import presidio_analyzer  # noqa: F401
     from importlib.metadata import version
 
     lines = ["# Prompt pipeline benchmarks", "",
              f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-             f"datasketch {datasketch.__version__ if hasattr(datasketch, '__version__') else version('datasketch')}, "
+             f"datasketch {version('datasketch')}, "
              f"presidio-analyzer {version('presidio-analyzer')}, spaCy {version('spacy')}.", "",
              "Produced by:", "", "```bash", command, "```", ""]
     lines += ["## Targets", "", "| size | dedup ≥ 10× the loop, recall not lower | PII ≥ 10× presidio, no more leaks, fewer false positives | "
