@@ -191,7 +191,7 @@ def _add_bench(sub) -> None:
     g.add_argument("--n", type=int, required=True, help="prompts")
     g.add_argument("--out", required=True, help="output folder (canonical-schema Parquet; a name ending .jsonl gives JSONL)")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--data-dir", default="../shared/data", help="real public text to build from (default: ../shared/data; "
+    g.add_argument("--data-dir", help="real public text to build from (default: ../shared/data when it exists; "
                    "without it, the embedded sample and the taxonomy's labeled prompts)")
     g.add_argument("--dup-rate", type=float, default=0.15, help="share of rows that re-submit an earlier prompt")
     g.add_argument("--pii-rate", type=float, default=0.05, help="share of new prompts given one personal value")
@@ -200,7 +200,7 @@ def _add_bench(sub) -> None:
     r.add_argument("--sizes", default="100000,1000000", help="comma-separated prompt counts (default 100000,1000000)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--work", default="bench-work", help="folder for generated logs and outputs (default: bench-work)")
-    r.add_argument("--data-dir", default="../shared/data")
+    r.add_argument("--data-dir", help="real public text to build from (default: ../shared/data when it exists)")
     r.add_argument("--workers", type=int, help="pipeline worker processes (default: every core)")
     r.add_argument("--pii-sample", type=int, default=2000, help="distinct prompts both PII scanners read (default 2000)")
     r.add_argument("--anchor-dedup-limit", type=int, default=1_000_000,
@@ -210,7 +210,13 @@ def _add_bench(sub) -> None:
 
 
 def _data_dir(arg: str | None) -> Path | None:
-    return Path(arg) if arg and Path(arg).exists() else None
+    """A folder given on the command line must exist; the default is used only where it does."""
+    if arg is None:
+        default = Path("../shared/data")
+        return default if default.is_dir() else None
+    if not Path(arg).is_dir():
+        raise InputError("no such folder", file=arg, field="data-dir")
+    return Path(arg)
 
 
 def _cmd_bench_generate(args) -> int:

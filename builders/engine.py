@@ -103,6 +103,9 @@ class LocalEngine(_Engine):
         return pl.concat([candidate_pairs(k) for k in key_frames]).unique().sort(["first", "i"])
 
 
+IN_PROCESS = LocalEngine(workers=1, progress=False)  # what a stage uses when it is given no engine
+
+
 class _RayApply:
     """A Ray Data actor: unpickles the stage function once (loading its models), then maps one batch per block."""
 

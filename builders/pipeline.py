@@ -49,7 +49,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     sources = [load_source(spec) for spec in settings.sources]
     seconds["read"] = time.perf_counter() - t
     records = [r for s in sources for r in s.records]
-    for s in sources:  # the validated tables replace the raw records: free them as soon as validation is done
+    for s in sources:  # `records` is now the only holder: validation empties it when done (see below)
         s.records = []
 
     classifier = classifier or _default_classifier()

@@ -52,3 +52,8 @@ def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, cl
     injected = truth.filter(pl.col("pii_value").is_not_null() & pl.col("prompt_id").is_in(list(final)))
     leaks = [v for p, v in zip(injected["prompt_id"], injected["pii_value"]) if v in final[p]]
     assert injected.height > 50 and len(leaks) / injected.height <= 0.03, leaks[:10]
+
+
+def test_a_missing_data_dir_is_an_error_not_a_silent_fallback(tmp_path, capsys):
+    assert main(["bench", "generate", "--n", "10", "--out", str(tmp_path / "log"), "--data-dir", str(tmp_path / "nope")]) == 2
+    assert "data-dir" in capsys.readouterr().err and not (tmp_path / "log").exists()

@@ -112,8 +112,8 @@ def prefix_jaccard(a: str, b: str, k: int = 3, chars: int = 200) -> float:
 
 
 class _Maker:
-    def __init__(self, prompts: list[str], replies: list[str], rng: np.random.Generator):
-        self.prompts, self.replies, self.rng = prompts, replies, rng
+    def __init__(self, prompts: list[str], rng: np.random.Generator):
+        self.prompts, self.rng = prompts, rng
         self.words = [p.split() for p in prompts]
         self.order = rng.permutation(len(prompts))
         self.used = 0
@@ -198,7 +198,7 @@ def generate(settings: GenSettings, data_dir: Path | None) -> dict[str, pa.Table
         raise InputError("must be at least 1", field="n")
     rng = np.random.default_rng(settings.seed)
     prompts_pool, replies = real_texts(data_dir)
-    maker = _Maker(prompts_pool, replies, rng)
+    maker = _Maker(prompts_pool, rng)
     n = settings.n
     n_users = max(1, int(n * settings.users_per_prompt))
     weights = 1.0 / np.arange(1, n_users + 1) ** settings.zipf_s

@@ -18,9 +18,9 @@ def _predict(classifier, texts: list[str]) -> list[tuple[str, float]]:
 
 def classify(tables: Tables, classifier, engine=None) -> tuple[Tables, StageResult]:
     """Adds `category` and `category_score` to the prompts; drops nothing."""
-    from builders.engine import LocalEngine
+    from builders.engine import IN_PROCESS
 
-    engine = engine or LocalEngine(workers=1, progress=False)
+    engine = engine or IN_PROCESS
     results = engine.map(partial(_predict, classifier), tables.prompts["text"].to_list(), batch_size=5_000, desc="classify")
     labels, scores = (list(x) for x in zip(*results)) if results else ([], [])
     prompts = tables.prompts.with_columns(

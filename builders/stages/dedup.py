@@ -80,9 +80,9 @@ def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
 
 def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, num_perm: int = 128,
           threshold: float = 0.8, bands: int = 16, engine=None) -> tuple[Tables, StageResult]:
-    from builders.engine import LocalEngine
+    from builders.engine import IN_PROCESS
 
-    engine = engine or LocalEngine(workers=1, progress=False)
+    engine = engine or IN_PROCESS
     counts_in = tables.counts()
     # Representative order: earliest created_at (unknown times last), then prompt_id.
     p = tables.prompts.sort(["created_at", "prompt_id"], nulls_last=True)
