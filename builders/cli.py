@@ -22,6 +22,7 @@ def _add_build(sub) -> None:
     p.add_argument("--cap-per-user", type=int, help="prompts kept per user (default 200)")
     p.add_argument("--pii-mode", choices=["redact", "drop"])
     p.add_argument("--pii-scope", choices=["all", "train"], help="`train` reproduces the paper; `all` is safe to publish")
+    p.add_argument("--classifier", help="use-case classifier: fast (default), embed (more accurate, slower) or a skops file")
     p.add_argument("--engine", choices=["local", "ray"], help="where per-row work runs (default local; output is the same)")
     p.add_argument("--workers", type=int, help="worker processes or local Ray CPUs (default: every core)")
     p.add_argument("--ray-address", help="join a running Ray cluster (auto, ray://HOST:10001) instead of starting one")
@@ -35,7 +36,8 @@ def _cmd_build(args) -> int:
 
     overrides = {"sources": args.sources, "out": args.out, "seed": args.seed, "on_error": args.on_error,
                  "cap_per_user": args.cap_per_user, "pii_mode": args.pii_mode, "pii_scope": args.pii_scope,
-                 "engine": args.engine, "workers": args.workers, "ray_address": args.ray_address}
+                 "engine": args.engine, "workers": args.workers, "ray_address": args.ray_address,
+                 "classifier": args.classifier}
     if args.config:
         settings = BuildSettings.from_yaml(args.config, **overrides)
     else:
@@ -112,7 +114,8 @@ def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="add `category` and `category_score` (Table 1 use cases) to a file of prompts")
     p.add_argument("--in", dest="inp", required=True, help="JSONL or Parquet with `text`, `prompt` or `messages`")
     p.add_argument("--out", required=True)
-    p.add_argument("--model", help="a skops model from `instructkit taxonomy train` (default: the shipped one)")
+    p.add_argument("--model", help="`fast` (default), `embed` (shipped, more accurate, needs the embed extra) or a "
+                   "skops file from `instructkit taxonomy train`")
     p.set_defaults(func=_cmd_classify)
 
 
@@ -120,10 +123,10 @@ def _cmd_classify(args) -> int:
     import polars as pl
 
     from builders.tablefile import prompt_texts, read_table, write_table
-    from taxonomy.model import UseCaseClassifier, load_default
+    from taxonomy.model import load_model
 
     df = read_table(args.inp, text_columns=("text", "prompt", "messages"))
-    clf = UseCaseClassifier.load(args.model) if args.model else load_default()
+    clf = load_model(args.model)
     labels, scores = clf.predict(prompt_texts(df, args.inp))
     df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
     write_table(df, args.out)
@@ -135,25 +138,35 @@ def _add_taxonomy(sub) -> None:
     p = sub.add_parser("taxonomy", help="train or evaluate the use-case classifier on your own labels")
     tsub = p.add_subparsers(dest="taxonomy_cmd", required=True)
     t = tsub.add_parser("train", help="train a classifier from CSV/JSONL rows of text,label")
-    t.add_argument("--labels", required=True)
+    t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels)")
+    t.add_argument("--default", action="store_true", help="train on the shipped labels instead: the written set plus "
+                   "the hand-labeled real prompts read from --data-dir (this is how the shipped models are made)")
+    t.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts (--default)")
+    t.add_argument("--features", choices=["fast", "embed"], default="fast",
+                   help="fast: TF-IDF + structure; embed: also MiniLM sentence embeddings (the embed extra)")
     t.add_argument("--out", required=True, help="model file to write (.skops)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=_cmd_taxonomy_train)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
-    e.add_argument("--labels", help="CSV/JSONL of text,label (default with --heldout: the real held-out prompts)")
-    e.add_argument("--heldout", action="store_true", help="score the hand-labeled real prompts (texts read from --data-dir)")
-    e.add_argument("--data-dir", default="../shared/data", help="public data holding the held-out prompts' texts")
-    e.add_argument("--model", help="skops model (default: the shipped one); with --cv, cross-validate instead")
+    e.add_argument("--labels", help="CSV/JSONL of text,label")
+    e.add_argument("--heldout", action="store_true", help="score the hand-labeled held-out real prompts (texts read from --data-dir)")
+    e.add_argument("--real", action="store_true", help="with --cv K: cross-validate on the hand-labeled real training "
+                   "prompts, every fold's model also trained on the written set")
+    e.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts")
+    e.add_argument("--model", help="fast (default), embed, or a skops file; with --cv, cross-validate instead")
+    e.add_argument("--features", choices=["fast", "embed"], default="fast", help="the model kind to cross-validate (--cv)")
     e.add_argument("--cv", type=int, default=0, help="k-fold cross-validation on the labels themselves")
     e.add_argument("--json", help="also write the metrics as JSON here")
     e.set_defaults(func=_cmd_taxonomy_eval)
 
 
 def _cmd_taxonomy_train(args) -> int:
-    from taxonomy.model import UseCaseClassifier, read_labels, scores
+    from taxonomy.model import UseCaseClassifier, default_training_set, read_labels, scores
 
-    texts, labels = read_labels(args.labels)
-    clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem)
+    if bool(args.labels) == bool(args.default):
+        raise InputError("give exactly one of --labels FILE or --default", field="labels")
+    texts, labels = default_training_set(args.data_dir) if args.default else read_labels(args.labels)
+    clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem, features=args.features)
     clf.save(args.out)
     cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
     print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
@@ -163,20 +176,28 @@ def _cmd_taxonomy_train(args) -> int:
 def _cmd_taxonomy_eval(args) -> int:
     import json
 
-    from taxonomy.model import UseCaseClassifier, evaluate, load_default, read_labels
+    from taxonomy.model import LABELED, cv_predict_with_base, evaluate, load_model, read_labels, scores
 
-    if args.heldout:
-        from taxonomy.heldout import load_heldout
+    if args.real:
+        if args.cv < 2:
+            raise InputError("--real cross-validates: give --cv K (K >= 2)", field="cv")
+        from taxonomy.heldout import load_real_labeled
 
-        texts, labels = load_heldout(args.data_dir)
-    elif args.labels:
-        texts, labels = read_labels(args.labels)
+        texts, labels = load_real_labeled(args.data_dir)
+        res = scores(labels, cv_predict_with_base(read_labels(LABELED), texts, labels, args.cv, features=args.features))
     else:
-        raise InputError("give --labels FILE or --heldout", field="labels")
-    if args.cv > 1:
-        res = evaluate(None, texts, labels, cv=args.cv)
-    else:
-        res = evaluate(UseCaseClassifier.load(args.model) if args.model else load_default(), texts, labels)
+        if args.heldout:
+            from taxonomy.heldout import load_heldout
+
+            texts, labels = load_heldout(args.data_dir)
+        elif args.labels:
+            texts, labels = read_labels(args.labels)
+        else:
+            raise InputError("give --labels FILE, --heldout or --real", field="labels")
+        if args.cv > 1:
+            res = evaluate(None, texts, labels, cv=args.cv, features=args.features)
+        else:
+            res = evaluate(load_model(args.model), texts, labels)
     print(res["report"])
     print(f"macro-F1 {res['macro_f1']} on {res['n']} rows")
     if args.json:

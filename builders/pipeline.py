@@ -52,7 +52,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     for s in sources:  # `records` is now the only holder: validation empties it when done (see below)
         s.records = []
 
-    classifier = classifier or _default_classifier()
+    classifier = classifier or _default_classifier(settings.classifier)
     from builders.engine import make_engine
 
     own_engine = engine is None
@@ -99,10 +99,10 @@ def _validate_then_release(records: list, settings: BuildSettings):
         records.clear()
 
 
-def _default_classifier():
-    from taxonomy import load_default
+def _default_classifier(name: str = "fast"):
+    from taxonomy.model import load_model
 
-    return load_default()
+    return load_model(name)
 
 
 def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True,

@@ -1,37 +1,96 @@
-"""The held-out test of REAL prompts, labeled by hand for this project and never trained on.
+"""Hand-labeled REAL prompts, stored as references (source + id + label); the texts are read from the public data
+in `../shared/data` (never copied into this repository).
 
-`taxonomy/data/heldout_real.jsonl` stores only references (source + message id) and labels; the texts are read
-from the public data in `../shared/data` (never copied into this repository).
-Coverage: 167 oasst1 (English validation) prompts — 156 first turns and 11 follow-ups — in 7 of the 10 use
-cases. The public logs here hold no real Extract, Classification or Other prompts, so those classes are
-measured only by cross-validation on the labeled set.
+- `taxonomy/data/heldout_real.jsonl`: the held-out test, never trained on. 167 oasst1 (English validation)
+  prompts — 156 first turns and 11 follow-ups — in 7 of the 10 use cases.
+- `taxonomy/data/real_labeled.jsonl`: 546 real prompts labeled for training (disjoint from the held-out test):
+  300 first human turns of HH-RLHF's test splits (240 helpful-base, 60 harmless-base), 94 root prompts of the
+  synthetic oasst trees (six more are held-out prompts and are left out), and 32 root prompts and 120 follow-up
+  turns of oasst1 validation that are not in the held-out test. Measured by cross-validation (each fold trained
+  on the written set plus the other folds).
+
+The public logs here hold almost no real Extract, Classification, Summarization or Closed QA prompts, so those
+classes are measured mainly by cross-validation on the written labeled set.
+
+References: `oasst1_en_validation` and `oasst_trees_synthetic` by message id; `hh_helpful_test` and
+`hh_harmless_test` by the 0-based row of the test split (`Anthropic/hh-rlhf`, `data_dir="helpful-base"` etc.),
+whose text is the first `Human:` turn of `chosen`.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
+from typing import Callable, Iterator
 
 from builders.errors import InputError
 
-HELDOUT = Path(__file__).resolve().parent / "data" / "heldout_real.jsonl"
-SOURCES = {"oasst1_en_validation": "oasst1_en_validation/oasst1_en_validation.jsonl"}
+DATA = Path(__file__).resolve().parent / "data"
+HELDOUT = DATA / "heldout_real.jsonl"
+REAL_LABELED = DATA / "real_labeled.jsonl"
+
+
+def _oasst_flat(file: Path) -> Iterator[tuple[str, str]]:
+    with open(file, encoding="utf-8") as fh:
+        for m in map(json.loads, fh):
+            yield m["message_id"], m["text"]
+
+
+def _oasst_trees(file: Path) -> Iterator[tuple[str, str]]:
+    with open(file, encoding="utf-8") as fh:
+        for tree in map(json.loads, fh):
+            yield tree["prompt"]["message_id"], tree["prompt"]["text"]
+
+
+def first_human_turn(transcript: str) -> str:
+    """The first `Human:` turn of an HH-RLHF transcript."""
+    return transcript.split("\n\nHuman: ", 1)[-1].split("\n\nAssistant:", 1)[0]
+
+
+def _hh(file: Path) -> Iterator[tuple[str, str]]:
+    with gzip.open(file, "rt", encoding="utf-8") as fh:
+        for i, row in enumerate(map(json.loads, fh)):
+            yield str(i), first_human_turn(row["chosen"])
+
+
+SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[tuple[str, str]]]]] = {
+    "oasst1_en_validation": ("oasst1_en_validation/oasst1_en_validation.jsonl", _oasst_flat),
+    "oasst_trees_synthetic": ("oasst_trees_synthetic/en_100_tree.jsonl", _oasst_trees),
+    "hh_helpful_test": ("hh_rlhf/helpful-base/test.jsonl.gz", _hh),
+    "hh_harmless_test": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh),
+}
+
+
+def load_refs(path: Path, data_dir: str | Path) -> tuple[list[str], list[str]]:
+    """Texts and labels of a reference file, resolved against the public data in `data_dir`."""
+    refs = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            ref = json.loads(line)
+            if ref.get("source") not in SOURCES:
+                raise InputError(f"unknown source {ref.get('source')!r} (one of: {', '.join(SOURCES)})", file=str(path), line=i, field="source")
+            refs.append((i, ref))
+    texts_by_source: dict[str, dict[str, str]] = {}
+    for name in sorted({r["source"] for _, r in refs}):
+        rel, reader = SOURCES[name]
+        file = Path(data_dir) / rel
+        if not file.exists():
+            raise InputError("needed for the hand-labeled real prompts; pass --data-dir pointing at the public data", file=str(file))
+        texts_by_source[name] = dict(reader(file))
+    texts, labels = [], []
+    for i, ref in refs:
+        try:
+            texts.append(texts_by_source[ref["source"]][str(ref["id"])])
+        except KeyError:
+            raise InputError(f"reference {ref.get('id')!r} not found in {ref['source']!r}", file=str(path), line=i, field="id") from None
+        labels.append(ref["label"])
+    return texts, labels
 
 
 def load_heldout(data_dir: str | Path, path: Path = HELDOUT) -> tuple[list[str], list[str]]:
-    refs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts_by_source: dict[str, dict[str, str]] = {}
-    for name, rel in SOURCES.items():
-        file = Path(data_dir) / rel
-        if not file.exists():
-            raise InputError("needed for the held-out real prompts; pass --data-dir pointing at the public data", file=str(file))
-        with open(file, encoding="utf-8") as fh:
-            texts_by_source[name] = {m["message_id"]: m["text"] for m in map(json.loads, fh)}
-    texts, labels = [], []
-    for i, ref in enumerate(refs, start=1):
-        try:
-            texts.append(texts_by_source[ref["source"]][ref["message_id"]])
-        except KeyError:
-            raise InputError(f"reference {ref.get('message_id')!r} not found in {ref.get('source')!r}", file=str(path), line=i) from None
-        labels.append(ref["label"])
-    return texts, labels
+    return load_refs(path, data_dir)
+
+
+def load_real_labeled(data_dir: str | Path, path: Path = REAL_LABELED) -> tuple[list[str], list[str]]:
+    return load_refs(path, data_dir)

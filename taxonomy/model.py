@@ -1,5 +1,7 @@
-"""The use-case classifier: TF-IDF words and characters plus structure features, logistic regression with
-calibrated probabilities. Saved with skops (never pickle) and loaded with an explicit list of trusted types."""
+"""The use-case classifier: TF-IDF words and characters plus structure features (and, with `features="embed"`,
+MiniLM sentence embeddings), class-balanced logistic regression with calibrated probabilities. Trained on the
+written labeled set plus hand-labeled real prompts; saved with skops (never pickle) and loaded with an explicit
+list of trusted types."""
 
 from __future__ import annotations
 
@@ -17,28 +19,38 @@ from sklearn.preprocessing import FunctionTransformer
 
 from builders.errors import InputError
 from taxonomy.categories import CATEGORIES
-from taxonomy.features import structure_features
+from taxonomy.features import SentenceEmbedder, structure_features
 
 HERE = Path(__file__).resolve().parent
 LABELED = HERE / "data" / "labeled.jsonl"
 DEFAULT_MODEL = HERE / "model" / "usecase.skops"
+SHIPPED = {"fast": DEFAULT_MODEL, "embed": HERE / "model" / "usecase-embed.skops"}
+FEATURES = ("fast", "embed")
 MAX_CHARS = 2000  # the classifier reads the start of a prompt: enough for instruction, passage cue and options
 TRUSTED = [
     "taxonomy.features.structure_features",
+    "taxonomy.features.SentenceEmbedder",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "builtins.getattr",
 ]
 
 
-def build_pipeline(seed: int = 0) -> Pipeline:
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, lowercase=True)),
+def build_pipeline(seed: int = 0, features: str = "fast") -> Pipeline:
+    """`fast`: TF-IDF words and characters plus structure features (thousands of prompts/s on one core).
+    `embed`: the same plus MiniLM sentence embeddings (the `embed` extra; about a hundred prompts/s on one CPU core).
+    Terms must occur in at least two training texts, so the vocabulary holds no prompt-specific strings."""
+    if features not in FEATURES:
+        raise InputError(f"unknown features {features!r} (one of: {', '.join(FEATURES)})", field="features")
+    parts = [
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, lowercase=True)),
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000)),
         ("structure", FunctionTransformer(structure_features)),
-    ])
-    clf = CalibratedClassifierCV(LogisticRegression(C=10.0, max_iter=2000, random_state=seed), cv=3, method="sigmoid")
-    return Pipeline([("features", features), ("clf", clf)])
+    ]
+    if features == "embed":
+        parts.append(("embedding", SentenceEmbedder(weight=2.0)))
+    lr = LogisticRegression(C=10.0, max_iter=3000, class_weight="balanced", random_state=seed)
+    return Pipeline([("features", FeatureUnion(parts)), ("clf", CalibratedClassifierCV(lr, cv=3, method="sigmoid", ensemble=False))])
 
 
 def read_labels(path: str | Path) -> tuple[list[str], list[str]]:
@@ -85,14 +97,16 @@ class UseCaseClassifier:
         self.cv_true, self.cv_pred = cv_true, cv_pred  # cross-validated labels, for error-corrected shares
 
     @classmethod
-    def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase", cv: int = 5) -> "UseCaseClassifier":
+    def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase", cv: int = 5,
+              features: str = "fast") -> "UseCaseClassifier":
         """Fit on all rows; with cv > 1 also keep cross-validated predictions (to correct share estimates)."""
-        pipe = build_pipeline(seed)
+        pipe = build_pipeline(seed, features)
         pipe.fit(_clip(texts), labels)
+        _drop_rare_terms(pipe)
         cv_pred = None
         folds = min(cv, min(labels.count(c) for c in set(labels))) if cv > 1 else 0
         if folds > 1:
-            cv_pred = cv_predict(texts, labels, folds, seed)
+            cv_pred = cv_predict(texts, labels, folds, seed, features)
         return cls(pipe, name, list(labels) if cv_pred else None, cv_pred)
 
     def shares(self, predicted: list[str], seed: int = 0) -> dict[str, dict] | None:
@@ -102,6 +116,11 @@ class UseCaseClassifier:
         from taxonomy.distribution import adjusted_shares
 
         return adjusted_shares(predicted, self.cv_true, self.cv_pred, seed=seed)
+
+    @property
+    def uses_torch(self) -> bool:
+        """True when a step runs a torch model (the MiniLM embeddings): run it in one process, not forked workers."""
+        return any(isinstance(part, SentenceEmbedder) for _, part in self.pipeline.named_steps["features"].transformer_list)
 
     @property
     def classes(self) -> list[str]:
@@ -121,10 +140,17 @@ class UseCaseClassifier:
         return [str(classes[i]) for i in best], [round(float(p), 4) for p in proba[np.arange(len(best)), best]]
 
     def save(self, path: str | Path) -> None:
+        """A compressed skops file (~1 MB); vocabulary indices as plain ints so skops keeps them in its schema."""
+        import zipfile
+
         import skops.io as sio
 
+        for _, part in self.pipeline.named_steps["features"].transformer_list:
+            if hasattr(part, "vocabulary_"):
+                part.vocabulary_ = {term: int(i) for term, i in part.vocabulary_.items()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sio.dump({"pipeline": self.pipeline, "name": self.name, "cv_true": self.cv_true, "cv_pred": self.cv_pred}, path)
+        sio.dump({"pipeline": self.pipeline, "name": self.name, "cv_true": self.cv_true, "cv_pred": self.cv_pred}, path,
+                 compression=zipfile.ZIP_DEFLATED, compresslevel=9)
 
     @classmethod
     def load(cls, path: str | Path) -> "UseCaseClassifier":
@@ -151,15 +177,52 @@ class UseCaseClassifier:
         return cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
 
 
-def cv_predict(texts: list[str], labels: list[str], folds: int, seed: int = 0) -> list[str]:
+def _drop_rare_terms(pipe: Pipeline) -> None:
+    """TF-IDF keeps the terms it dropped (`stop_words_`: every term seen in one text only) for inspection; they
+    are not needed to predict and would put fragments of individual training prompts into the model file."""
+    for _, part in pipe.named_steps["features"].transformer_list:
+        if hasattr(part, "stop_words_"):
+            del part.stop_words_
+
+
+def cv_predict(texts: list[str], labels: list[str], folds: int, seed: int = 0, features: str = "fast") -> list[str]:
     """Each row's label predicted by a model trained on the other folds (stratified, shuffled by seed)."""
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [str(p) for p in cross_val_predict(build_pipeline(seed), _clip(texts), labels, cv=split)]
+    return [str(p) for p in cross_val_predict(build_pipeline(seed, features), _clip(texts), labels, cv=split)]
 
 
-def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0) -> dict:
+def cv_predict_with_base(base: tuple[list[str], list[str]], texts: list[str], labels: list[str], folds: int,
+                         seed: int = 0, features: str = "fast") -> list[str]:
+    """Cross-validated predictions for `texts` where every fold's model also trains on all of `base` (the written
+    labeled set): how a model trained on both does on prompts like `texts` it has not seen."""
+    import warnings
+
+    pred: list[str] = [""] * len(texts)
+    split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # classes rarer than `folds` (a couple of real Closed QA prompts) still split
+        warnings.simplefilter("ignore", UserWarning)
+        for train_idx, test_idx in split.split(texts, labels):
+            pipe = build_pipeline(seed, features)
+            pipe.fit(_clip(base[0] + [texts[i] for i in train_idx]), base[1] + [labels[i] for i in train_idx])
+            for i, p in zip(test_idx, pipe.predict(_clip([texts[i] for i in test_idx]))):
+                pred[i] = str(p)
+    return pred
+
+
+def default_training_set(data_dir: str | Path | None) -> tuple[list[str], list[str]]:
+    """The written labeled set plus the hand-labeled real prompts (texts read from `data_dir`)."""
+    texts, labels = read_labels(LABELED)
+    if data_dir is not None:
+        from taxonomy.heldout import load_real_labeled
+
+        real_texts, real_labels = load_real_labeled(data_dir)
+        texts, labels = texts + real_texts, labels + real_labels
+    return texts, labels
+
+
+def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0, features: str = "fast") -> dict:
     """Macro-F1, per-class F1 and the confusion matrix, on given labels, or cross-validated when cv > 1."""
-    pred = cv_predict(texts, labels, cv, seed) if cv > 1 else clf_or_none.predict(texts)[0]
+    pred = cv_predict(texts, labels, cv, seed, features) if cv > 1 else clf_or_none.predict(texts)[0]
     return scores(labels, pred)
 
 
@@ -177,39 +240,26 @@ def scores(labels: list[str], pred: list[str]) -> dict:
     }
 
 
-_default: UseCaseClassifier | None = None
+_loaded: dict[str, UseCaseClassifier] = {}
 
 
-def _cache_path() -> Path:
-    """Where the trained default model is kept: keyed by the labeled data, this code and scikit-learn's version."""
-    import hashlib
-    import os
+def load_default(features: str = "fast") -> UseCaseClassifier:
+    """A shipped model: `fast` (the default, used by the builders) or `embed` (MiniLM embeddings too; needs the
+    `embed` extra). Both are trained on the written labeled set plus the hand-labeled real prompts and are
+    reproduced by `instructkit taxonomy train --default [--features embed] --data-dir ../shared/data`."""
+    if features not in SHIPPED:
+        raise InputError(f"unknown shipped model {features!r} (one of: {', '.join(SHIPPED)})", field="model")
+    if features not in _loaded:
+        path = SHIPPED[features]
+        if not path.exists():
+            raise InputError("shipped model missing; rebuild it with `instructkit taxonomy train --default "
+                             f"--features {features} --data-dir ../shared/data --out {path}`", file=str(path))
+        _loaded[features] = UseCaseClassifier.load(path)
+    return _loaded[features]
 
-    import sklearn
 
-    h = hashlib.sha256()
-    for f in (LABELED, HERE / "model.py", HERE / "features.py"):
-        h.update(f.read_bytes())
-    h.update(sklearn.__version__.encode())
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "instructkit" / "taxonomy"
-    return base / f"usecase-{h.hexdigest()[:16]}.skops"
-
-
-def load_default() -> UseCaseClassifier:
-    """The default model: a shipped file if present, else trained from the shipped labeled set (with 5-fold
-    cross-validated predictions, ~10-20 s) on first use and cached in the user cache for later runs."""
-    global _default
-    if _default is None:
-        if DEFAULT_MODEL.exists():
-            _default = UseCaseClassifier.load(DEFAULT_MODEL)
-        else:
-            cached = _cache_path()
-            if cached.exists():
-                _default = UseCaseClassifier.load(cached)
-            else:
-                _default = UseCaseClassifier.train(*read_labels(LABELED))
-                try:
-                    _default.save(cached)
-                except OSError:  # a read-only home still gets a working classifier
-                    pass
-    return _default
+def load_model(name_or_path: str | None) -> UseCaseClassifier:
+    """`fast`/`embed` (the shipped models), a skops file, or None for the default."""
+    if name_or_path is None or name_or_path in SHIPPED:
+        return load_default(name_or_path or "fast")
+    return UseCaseClassifier.load(name_or_path)

@@ -58,3 +58,37 @@ def test_local_engine_keeps_order_across_workers():
 
 def _upper(items: list[str]) -> list[str]:
     return [s.upper() for s in items]
+
+
+def test_torch_classifier_runs_in_process_with_worker_engine():
+    """The embed classifier's torch model hangs a forked worker once its thread pool has started; with a worker
+    engine the classify stage runs it in-process and labels the same as the plain in-process run."""
+    import json
+
+    import polars as pl
+
+    from builders.schema import Tables
+    from builders.sources.files import SAMPLE_DIR
+    from builders.stages.classify import classify
+    from taxonomy.model import load_default
+
+    clf = load_default("embed")
+    lines = (SAMPLE_DIR / "prompts.jsonl").read_text(encoding="utf-8").splitlines()[:60]
+    prompts = pl.DataFrame({"text": [json.loads(line)["text"] for line in lines]})
+    tables = Tables(prompts, pl.DataFrame(), pl.DataFrame())
+    clf.predict(["start the torch thread pool in this process"])
+
+    def hung(signum, frame):
+        raise TimeoutError("the classify stage hung in forked workers")
+
+    import signal
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)  # a regression hangs rather than fails: make it fail
+    try:
+        got, _ = classify(tables, clf, engine=LocalEngine(workers=2, min_parallel=1, progress=False))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    want, _ = classify(tables, clf)
+    assert got.prompts["category"].to_list() == want.prompts["category"].to_list() == clf.predict(prompts["text"].to_list())[0]

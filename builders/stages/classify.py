@@ -18,9 +18,13 @@ def _predict(classifier, texts: list[str]) -> list[tuple[str, float]]:
 
 def classify(tables: Tables, classifier, engine=None) -> tuple[Tables, StageResult]:
     """Adds `category` and `category_score` to the prompts; drops nothing."""
-    from builders.engine import IN_PROCESS
+    from builders.engine import IN_PROCESS, LocalEngine
 
     engine = engine or IN_PROCESS
+    if getattr(classifier, "uses_torch", False) and isinstance(engine, LocalEngine):
+        # torch is not fork-safe once its thread pool has started (a forked worker hangs), and it already spreads
+        # one process over every core; Ray's workers are separate interpreters and keep their pool
+        engine = IN_PROCESS
     results = engine.map(partial(_predict, classifier), tables.prompts["text"].to_list(), batch_size=5_000, desc="classify")
     labels, scores = (list(x) for x in zip(*results)) if results else ([], [])
     prompts = tables.prompts.with_columns(
