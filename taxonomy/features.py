@@ -1,5 +1,6 @@
 """Structure features of a prompt that words alone miss: a supplied passage, transcript markers, answer options,
-list requests, code, a trailing question. Dense, scaled to about [0, 1]."""
+list and option requests, code, a trailing question, talk to the assistant itself, a short remark. Dense, scaled to
+about [0, 1]. Also the MiniLM sentence embedder of the `embed` classifier."""
 
 from __future__ import annotations
 
@@ -18,8 +19,14 @@ GIVEN = re.compile(r"\b(?:following|below|above|this|these|the)\s+(?:text|passag
                    r"review|reviews|notes|transcript|conversation|document|poem|song|code|sentence|sentences|chapter|essay|"
                    r"thread|list|table|message)\b|\b(?:text|passage|article|paragraph|context)\s*:", re.I)
 WH = re.compile(r"^\s*(?:who|what|when|where|why|how|which|is|are|can|does|do|did)\b", re.I)
+# asking for several options: "what are some ...", "any suggestions", "can you recommend ..."
+OPTIONS_ASK = re.compile(r"\b(?:what are (?:some|the best|good)|any (?:\w+ )?(?:ideas|suggestions|recommendations|tips)|"
+                         r"recommend|suggest(?:ions)?|tips|ideas|ways to|places to|things to)\b", re.I)
+# talking to the assistant itself: greetings, thanks, its opinions and nature
+SOCIAL = re.compile(r"^\s*(?:hi|hello|hey|hallo|thanks|thank you|good (?:morning|evening))\b|"
+                    r"\b(?:do you (?:think|like|know|agree|feel)|are you|can you (?:think|feel|talk|speak)|your (?:name|opinion))\b", re.I)
 
-N_FEATURES = 10
+N_FEATURES = 13
 
 
 def structure_features(texts) -> np.ndarray:
@@ -40,6 +47,9 @@ def structure_features(texts) -> np.ndarray:
             1.0 if (n > 160 and given and (QUOTED.search(t) or lines >= 2)) else 0.0,  # a passage is supplied
             1.0 if t.rstrip().endswith("?") else 0.0,
             1.0 if WH.search(t) else 0.0,
+            1.0 if OPTIONS_ASK.search(t) else 0.0,
+            1.0 if SOCIAL.search(t) else 0.0,
+            1.0 if n < 40 and not t.rstrip().endswith("?") else 0.0,  # a short remark, not a question
         )
     return out
 
