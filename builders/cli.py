@@ -116,6 +116,7 @@ def _add_classify(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--model", help="`fast` (default), `embed` (shipped, more accurate, needs the embed extra) or a "
                    "skops file from `instructkit taxonomy train`")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_classify)
 
 
@@ -127,7 +128,7 @@ def _cmd_classify(args) -> int:
 
     df = read_table(args.inp, text_columns=("text", "prompt", "messages"))
     clf = load_model(args.model)
-    labels, scores = clf.predict(prompt_texts(df, args.inp))
+    labels, scores = clf.predict(prompt_texts(df, args.inp), progress=not args.quiet)
     df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
     write_table(df, args.out)
     print(f"classified {df.height} prompts; wrote {args.out}", file=sys.stderr)

@@ -29,7 +29,7 @@ def main() -> None:
         src, out = Path(d) / "in.jsonl", Path(d) / "out.parquet"
         src.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows), encoding="utf-8")
         t0 = time.perf_counter()
-        cli(["classify", "--in", str(src), "--out", str(out), "--model", a.model])
+        cli(["classify", "--in", str(src), "--out", str(out), "--model", a.model, "--quiet"])
         whole = time.perf_counter() - t0
     t0 = time.perf_counter()
     clf.predict(rows)

@@ -126,13 +126,24 @@ class UseCaseClassifier:
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def predict_proba(self, texts: list[str], progress: bool = False, batch_size: int = 10_000) -> np.ndarray:
+        """Class probabilities; with `progress`, in batches behind a progress bar (the embed model reads ~45
+        prompts/s per core, so 100k prompts take a while)."""
         if not texts:
             return np.zeros((0, len(self.classes)))
-        return self.pipeline.predict_proba(_clip(texts))
+        if not progress:
+            return self.pipeline.predict_proba(_clip(texts))
+        from tqdm.auto import tqdm
 
-    def predict(self, texts: list[str]) -> tuple[list[str], list[float]]:
-        proba = self.predict_proba(texts)
+        out = []
+        with tqdm(total=len(texts), desc="classify", unit="prompt") as bar:
+            for i in range(0, len(texts), batch_size):
+                out.append(self.pipeline.predict_proba(_clip(texts[i:i + batch_size])))
+                bar.update(len(out[-1]))
+        return np.vstack(out)
+
+    def predict(self, texts: list[str], progress: bool = False) -> tuple[list[str], list[float]]:
+        proba = self.predict_proba(texts, progress=progress, batch_size=1_000 if self.uses_torch else 10_000)
         if not len(proba):
             return [], []
         best = proba.argmax(axis=1)
@@ -262,4 +273,7 @@ def load_model(name_or_path: str | None) -> UseCaseClassifier:
     """`fast`/`embed` (the shipped models), a skops file, or None for the default."""
     if name_or_path is None or name_or_path in SHIPPED:
         return load_default(name_or_path or "fast")
+    if not Path(name_or_path).exists():
+        raise InputError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}) nor an existing skops file",
+                         field="classifier")
     return UseCaseClassifier.load(name_or_path)

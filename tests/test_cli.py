@@ -95,3 +95,11 @@ def test_heldout_real_prompts_resolve_and_are_scored(shared, tmp_path, capsys):
     assert main(["taxonomy", "eval", "--heldout", "--data-dir", str(shared), "--json", str(tmp_path / "h.json")]) == 0
     res = json.loads((tmp_path / "h.json").read_text())
     assert res["n"] == 167 and set(res["per_class_f1"]) >= set(labels)
+
+
+def test_an_unknown_classifier_name_is_a_clear_error(tmp_path, capsys):
+    prompts = write_jsonl(tmp_path / "q.jsonl", [{"text": "hi"}])
+    assert main(["classify", "--in", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--model", "embd"]) == 2
+    err = capsys.readouterr().err
+    assert "'embd' is neither a shipped model (fast, embed) nor an existing skops file" in err
+    assert not (tmp_path / "o.jsonl").exists()
