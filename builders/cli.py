@@ -150,7 +150,9 @@ def _add_taxonomy(sub) -> None:
     t.set_defaults(func=_cmd_taxonomy_train)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
     e.add_argument("--labels", help="CSV/JSONL of text,label")
-    e.add_argument("--heldout", action="store_true", help="score the hand-labeled held-out real prompts (texts read from --data-dir)")
+    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed"],
+                   help="score a hand-labeled held-out set of real prompts (texts read from --data-dir): oasst (167 "
+                   "oasst1 prompts, the default) or mixed (100 HH-RLHF first turns + 100 oasst1 follow-ups)")
     e.add_argument("--real", action="store_true", help="with --cv K: cross-validate on the hand-labeled real training "
                    "prompts, every fold's model also trained on the written set")
     e.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts")
@@ -190,7 +192,7 @@ def _cmd_taxonomy_eval(args) -> int:
         if args.heldout:
             from taxonomy.heldout import load_heldout
 
-            texts, labels = load_heldout(args.data_dir)
+            texts, labels = load_heldout(args.data_dir, args.heldout)
         elif args.labels:
             texts, labels = read_labels(args.labels)
         else:

@@ -1,8 +1,11 @@
 """Hand-labeled REAL prompts, stored as references (source + id + label); the texts are read from the public data
 in `../shared/data` (never copied into this repository).
 
-- `taxonomy/data/heldout_real.jsonl`: the held-out test, never trained on. 167 oasst1 (English validation)
-  prompts — 156 first turns and 11 follow-ups — in 7 of the 10 use cases.
+- `taxonomy/data/heldout_real.jsonl` (`--heldout oasst`): the held-out test, never trained on. 167 oasst1
+  (English validation) prompts — 156 first turns and 11 follow-ups — in 7 of the 10 use cases.
+- `taxonomy/data/heldout_mixed.jsonl` (`--heldout mixed`): a second held-out test, labeled after the shipped
+  models were fitted and scored blind: 100 HH-RLHF helpful-base first turns and 100 oasst1 validation follow-up
+  turns, none in the other files.
 - `taxonomy/data/real_labeled.jsonl`: 546 real prompts labeled for training (disjoint from the held-out test):
   300 first human turns of HH-RLHF's test splits (240 helpful-base, 60 harmless-base), 94 root prompts of the
   synthetic oasst trees (six more are held-out prompts and are left out), and 32 root prompts and 120 follow-up
@@ -28,6 +31,7 @@ from builders.errors import InputError
 
 DATA = Path(__file__).resolve().parent / "data"
 HELDOUT = DATA / "heldout_real.jsonl"
+HELDOUT_SETS = {"oasst": HELDOUT, "mixed": DATA / "heldout_mixed.jsonl"}
 REAL_LABELED = DATA / "real_labeled.jsonl"
 
 
@@ -88,8 +92,11 @@ def load_refs(path: Path, data_dir: str | Path) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def load_heldout(data_dir: str | Path, path: Path = HELDOUT) -> tuple[list[str], list[str]]:
-    return load_refs(path, data_dir)
+def load_heldout(data_dir: str | Path, name: str = "oasst") -> tuple[list[str], list[str]]:
+    """A held-out test set by name: `oasst` (167 oasst1 prompts) or `mixed` (100 HH-RLHF + 100 oasst1 follow-ups)."""
+    if name not in HELDOUT_SETS:
+        raise InputError(f"unknown held-out set {name!r} (one of: {', '.join(HELDOUT_SETS)})", field="heldout")
+    return load_refs(HELDOUT_SETS[name], data_dir)
 
 
 def load_real_labeled(data_dir: str | Path, path: Path = REAL_LABELED) -> tuple[list[str], list[str]]:

@@ -115,9 +115,11 @@ def test_real_prompt_references_are_checked(shared, tmp_path):
         load_refs(missing, tmp_path)
 
 
-def test_real_training_prompts_never_overlap_the_held_out_test(shared):
+def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
     from taxonomy.heldout import load_heldout, load_real_labeled
 
     real, _ = load_real_labeled(shared)
-    held, _ = load_heldout(shared)
-    assert len(real) == 546 and not set(real) & set(held)
+    oasst, _ = load_heldout(shared, "oasst")
+    mixed, _ = load_heldout(shared, "mixed")
+    assert (len(real), len(oasst), len(mixed)) == (546, 167, 200)
+    assert not set(real) & set(oasst) and not set(real) & set(mixed) and not set(oasst) & set(mixed)
