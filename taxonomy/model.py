@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 LABELED = HERE / "data" / "labeled.jsonl"
 DEFAULT_MODEL = HERE / "model" / "usecase.skops"
 SHIPPED = {"fast": DEFAULT_MODEL, "embed": HERE / "model" / "usecase-embed.skops"}
-FEATURES = ("fast", "embed")
+FEATURES = tuple(SHIPPED)  # a model kind per shipped model
 MAX_CHARS = 2000  # the classifier reads the start of a prompt: enough for instruction, passage cue and options
 TRUSTED = [
     "taxonomy.features.structure_features",
@@ -38,7 +38,7 @@ TRUSTED = [
 
 def build_pipeline(seed: int = 0, features: str = "fast") -> Pipeline:
     """`fast`: TF-IDF words and characters plus structure features (thousands of prompts/s on one core).
-    `embed`: the same plus MiniLM sentence embeddings (the `embed` extra; about a hundred prompts/s on one CPU core).
+    `embed`: the same plus MiniLM sentence embeddings (the `embed` extra; about 45 prompts/s on one CPU core).
     Terms must occur in at least two training texts, so the vocabulary holds no prompt-specific strings."""
     if features not in FEATURES:
         raise InputError(f"unknown features {features!r} (one of: {', '.join(FEATURES)})", field="features")
@@ -220,15 +220,13 @@ def cv_predict_with_base(base: tuple[list[str], list[str]], texts: list[str], la
     return pred
 
 
-def default_training_set(data_dir: str | Path | None) -> tuple[list[str], list[str]]:
+def default_training_set(data_dir: str | Path) -> tuple[list[str], list[str]]:
     """The written labeled set plus the hand-labeled real prompts (texts read from `data_dir`)."""
-    texts, labels = read_labels(LABELED)
-    if data_dir is not None:
-        from taxonomy.heldout import load_real_labeled
+    from taxonomy.heldout import load_real_labeled
 
-        real_texts, real_labels = load_real_labeled(data_dir)
-        texts, labels = texts + real_texts, labels + real_labels
-    return texts, labels
+    texts, labels = read_labels(LABELED)
+    real_texts, real_labels = load_real_labeled(data_dir)
+    return texts + real_texts, labels + real_labels
 
 
 def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0, features: str = "fast") -> dict:
