@@ -92,9 +92,10 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
 
 
 def _validate_then_release(records: list, settings: BuildSettings):
-    """Validate, then drop the raw records: from here on the typed tables hold everything (and take far less memory)."""
+    """Validate, releasing each raw record once it is validated: from here on the typed tables hold everything (and
+    take far less memory). The list is emptied even when validation fails."""
     try:
-        return validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars)
+        return validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, consume=True)
     finally:
         records.clear()
 

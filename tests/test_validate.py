@@ -89,3 +89,18 @@ def test_chat_messages_keep_context_and_last_turn_is_the_text(tmp_path):
     tables, _ = run(write_jsonl(tmp_path / "p.jsonl", [row]))
     assert tables.prompts["text"][0] == "Tell me a joke"
     assert len(tables.prompts["messages"][0]) == 3 and tables.prompts["context_key"][0] != ""
+
+
+def test_chunked_validation_gives_the_same_tables_and_counts(tmp_path):
+    """Rows are gathered a chunk at a time and raw records released as they go: the tables, the input counts and
+    the drops are the same as in one piece, and `consume` empties the caller's list."""
+    records = load_source("sample").records
+    whole, whole_res = validate(list(records), key=b"k", on_error="skip")
+    chunked_input = list(records)
+    chunked, chunked_res = validate(chunked_input, key=b"k", on_error="skip", consume=True, chunk_rows=7)
+    assert chunked_input == []
+    for name in ("prompts", "demonstrations", "rankings"):
+        a, b = getattr(whole, name), getattr(chunked, name)
+        assert a.height > 7 and a.equals(b) and b.n_chunks() == 1
+    assert whole_res.counts_in == chunked_res.counts_in and whole_res.counts_out == chunked_res.counts_out
+    assert whole_res.dropped.equals(chunked_res.dropped)

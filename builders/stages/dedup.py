@@ -84,9 +84,10 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
 
     engine = engine or IN_PROCESS
     counts_in = tables.counts()
-    # Representative order: earliest created_at (unknown times last), then prompt_id.
-    p = tables.prompts.sort(["created_at", "prompt_id"], nulls_last=True)
-    p = p.with_columns(normalised_prefix(pl.col("text"), prefix_chars).alias("_prefix")).with_row_index("_pos")
+    # Representative order: earliest created_at (unknown times last), then prompt_id. The decisions are made on
+    # these four columns only; the full prompts table (messages and all) is filtered once at the end.
+    p = (tables.prompts.select("prompt_id", "created_at", "context_key", normalised_prefix(pl.col("text"), prefix_chars).alias("_prefix"))
+         .sort(["created_at", "prompt_id"], nulls_last=True).with_row_index("_pos"))
 
     # Exact fast path: identical (context, prefix) -> the first in representative order.
     exact_rep = p.group_by(["context_key", "_prefix"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
@@ -126,7 +127,7 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     reason = pl.when(pl.col("_rep") != pl.col("_pos")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
     dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, reason)]
 
-    prompts = kept.drop("_prefix", "_pos", "_rep", "_keep").sort("prompt_id")
+    prompts = tables.prompts.filter(pl.col("prompt_id").is_in(kept["prompt_id"].implode())).sort("prompt_id")
     demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
     out = Tables(prompts, demos, rankings)
     notes = {"distinct_exact_prefixes": int(exact_rep.height), "clusters": int(comp_rep.height)}

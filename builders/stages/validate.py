@@ -137,9 +137,53 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
     }
 
 
-def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000) -> tuple[Tables, StageResult]:
-    """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt."""
-    prompts, demos, rankings, dropped = [], [], [], []
+class _Rows:
+    """Validated rows gathered into DataFrames of `chunk` rows: a million row dicts alongside the raw records they
+    came from held gigabytes; a chunk at a time, only the typed columns stay."""
+
+    def __init__(self, schema: dict, chunk: int, finish=None):
+        self.schema, self.chunk, self.finish = schema, chunk, finish
+        self.rows: list[dict] = []
+        self.frames: list[pl.DataFrame] = []
+
+    def append(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            if self.finish is not None:
+                self.finish(self.rows)
+            self.frames.append(pl.DataFrame(self.rows, schema=self.schema))
+            self.rows = []
+
+    def frame(self) -> pl.DataFrame:
+        self._flush()
+        return pl.concat(self.frames, rechunk=True) if self.frames else pl.DataFrame(schema=self.schema)
+
+
+def _input_kind(rec: RawRecord) -> str:
+    """What a raw record counts as in the stage's input counts."""
+    kind = (rec.kind or infer_kind(rec.data)) if rec.data is not None else "unreadable"
+    return kind + "s" if kind in ("prompt", "demonstration", "ranking") else "unreadables"
+
+
+def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000,
+             consume: bool = False, chunk_rows: int = 100_000) -> tuple[Tables, StageResult]:
+    """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt.
+
+    With `consume`, `records` is emptied and each raw record released as soon as it is validated (the pipeline's
+    way: raw records are the largest objects of a build)."""
+
+    def pseudonymise_users(rows: list[dict]) -> None:
+        for row, user in zip(rows, pseudonymise([r["user"] for r in rows], key)):
+            row["user"] = user
+
+    prompts = _Rows(PROMPTS_SCHEMA, chunk_rows, pseudonymise_users)
+    demos, rankings = _Rows(DEMONSTRATIONS_SCHEMA, chunk_rows), _Rows(RANKINGS_SCHEMA, chunk_rows)
+    dropped: list[tuple] = []
+    n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
     seen_prompt: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
     per_prompt: dict[tuple[str, str], int] = {}
@@ -151,7 +195,13 @@ def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", ma
 
     # Prompts first, so labeler records can be checked against the known prompt ids wherever they appear.
     ordered = sorted(records, key=lambda r: 0 if r.data is not None and (r.kind or infer_kind(r.data)) == "prompt" else 1)
-    for rec in ordered:
+    if consume:
+        records.clear()
+    for i in range(len(ordered)):
+        rec = ordered[i]
+        if consume:
+            ordered[i] = None
+        n_in[_input_kind(rec)] += 1
         if rec.error is not None:
             reject(rec, "unreadable", rec.error)
             continue
@@ -181,19 +231,7 @@ def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", ma
         except InputError as err:
             reject(rec, kind if kind in ("prompt", "demonstration", "ranking") else "unreadable", err)
 
-
-    users = pseudonymise([p["user"] for p in prompts], key)
-    for p, u in zip(prompts, users):
-        p["user"] = u
-    tables = Tables(
-        pl.DataFrame(prompts, schema=PROMPTS_SCHEMA),
-        pl.DataFrame(demos, schema=DEMONSTRATIONS_SCHEMA),
-        pl.DataFrame(rankings, schema=RANKINGS_SCHEMA),
-    )
-    n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
-    for rec in records:
-        kind = (rec.kind or infer_kind(rec.data)) if rec.data is not None else "unreadable"
-        n_in[kind + "s" if kind + "s" in n_in else "unreadables"] += 1
+    tables = Tables(prompts.frame(), demos.frame(), rankings.frame())
     result = StageResult(NAME, n_in, tables.counts(),
                          pl.DataFrame(dropped, schema={"record_id": pl.String, "kind": pl.String, "stage": pl.String, "reason": pl.String}, orient="row"))
     return tables, result
