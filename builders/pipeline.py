@@ -49,10 +49,13 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
     sources = [load_source(spec) for spec in settings.sources]
     seconds["read"] = time.perf_counter() - t
     records = [r for s in sources for r in s.records]
-    for s in sources:  # `records` is now the only holder: validation empties it when done (see below)
+    for s in sources:  # `records` is now the only holder: validation empties it and releases each record as it goes
         s.records = []
 
-    classifier = classifier or _default_classifier(settings.classifier)
+    if classifier is None:
+        from taxonomy.model import load_model
+
+        classifier = load_model(settings.classifier)
     from builders.engine import make_engine
 
     own_engine = engine is None
@@ -92,18 +95,9 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
 
 
 def _validate_then_release(records: list, settings: BuildSettings):
-    """Validate, releasing each raw record once it is validated: from here on the typed tables hold everything (and
-    take far less memory). The list is emptied even when validation fails."""
-    try:
-        return validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, consume=True)
-    finally:
-        records.clear()
-
-
-def _default_classifier(name: str = "fast"):
-    from taxonomy.model import load_model
-
-    return load_model(name)
+    """Validate, releasing each raw record once it is validated (`consume`): from here on the typed tables hold
+    everything, and take far less memory."""
+    return validate(records, key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, consume=True)
 
 
 def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True,

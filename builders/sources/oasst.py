@@ -28,7 +28,7 @@ def _flatten_tree(node: dict, tree: dict, out: list[dict]) -> None:
         _flatten_tree(child, tree, out)
 
 
-def _local_messages(path: Path) -> list[tuple[dict, str, int]]:
+def local_messages(path: Path) -> list[tuple[dict, str, int]]:
     """(message, file, line) for every message of a flat or nested export."""
     out: list[tuple[dict, str, int]] = []
     files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet", ".gz")) if path.is_dir() else [path]
@@ -59,7 +59,7 @@ def _hub_messages(hub_id: str) -> list[tuple[dict, str, int]]:
 
 def read_oasst(spec: str, arg: str) -> SourceData:
     path = Path(arg)
-    rows = _local_messages(path) if path.exists() else _hub_messages(arg)
+    rows = local_messages(path) if path.exists() else _hub_messages(arg)
     if not rows:
         raise InputError("no messages", file=arg)
 
