@@ -60,7 +60,7 @@ def _print_summary(report: dict, out: str) -> None:
             print(f"{label:<15}{sizes}")
     acc = report["accounting"]
     print(f"\naccounted for: {acc['prompts']['validated']} prompts, {acc['demonstrations']['validated']} demonstrations, "
-          f"{acc['rankings']['validated']} rankings; {len(report['dropped_records'])} records dropped with reasons")
+          f"{acc['rankings']['validated']} rankings; {report['dropped_count']} records dropped with reasons")
     print(f"wrote {Path(out) / 'sft'}, {Path(out) / 'rm'}, {Path(out) / 'ppo'} and {Path(out) / 'build_report.json'}")
 
 
@@ -229,6 +229,9 @@ def _add_bench(sub) -> None:
     r.add_argument("--pii-sample", type=int, default=2000, help="distinct prompts both PII scanners read (default 2000)")
     r.add_argument("--anchor-dedup-limit", type=int, default=1_000_000,
                    help="the datasketch loop reads at most this many earliest prompts (default 1,000,000)")
+    r.add_argument("--build-only-sizes", default="",
+                   help="comma-separated prompt counts measured as the whole build only (`instructkit build`), without "
+                        "the anchors and recall, which hold every row in memory: for 10M")
     r.add_argument("--out", help="write the table here as Markdown (and the raw numbers beside it as .json)")
     r.set_defaults(func=_cmd_bench_run)
 
@@ -258,12 +261,15 @@ def _cmd_bench_generate(args) -> int:
 def _cmd_bench_run(args) -> int:
     from builders.bench.run import run
 
-    try:
-        sizes = [int(x.replace("_", "")) for x in args.sizes.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"must be comma-separated integers, got {args.sizes!r}", field="sizes") from None
+    def counts(value: str, name: str) -> list[int]:
+        try:
+            return [int(x.replace("_", "")) for x in value.split(",") if x.strip()]
+        except ValueError:
+            raise InputError(f"must be comma-separated integers, got {value!r}", field=name) from None
+
+    sizes, build_only = counts(args.sizes, "sizes"), counts(args.build_only_sizes, "build-only-sizes")
     command = "instructkit bench run " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "instructkit bench run"
-    run(sizes, seed=args.seed, work=Path(args.work), data_dir=_data_dir(args.data_dir), workers=args.workers,
+    run(sizes, build_only=build_only, seed=args.seed, work=Path(args.work), data_dir=_data_dir(args.data_dir), workers=args.workers,
         pii_sample=args.pii_sample, anchor_dedup_limit=args.anchor_dedup_limit, out=Path(args.out) if args.out else None,
         command=command)
     return 0

@@ -15,13 +15,14 @@ from builders.pseudonym import load_key
 from builders.schema import Tables
 from builders.settings import BuildSettings
 from builders.sources import SourceData, load_source
-from builders.stages import StageResult, drop_rows
+from builders.stages import StageResult
 from builders.stages.cap import cap_per_user
 from builders.stages.classify import classify
 from builders.stages.dedup import dedup
 from builders.stages.pii import PiiScanner, remove_pii
 from builders.stages.split import split_by_user
 from builders.stages.validate import validate
+from builders.writers.datasets import unused_prompts
 
 log = logging.getLogger(__name__)
 OUTPUT_NAMES = ("sft", "rm", "ppo", "build_report.json")
@@ -88,9 +89,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
         if own_engine:
             engine.close()
 
-    has_label = pl.concat([tables.demonstrations["prompt_id"], tables.rankings["prompt_id"]]).unique()
-    unused = tables.prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(settings.ppo_sources))
-    unused_rows = drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
+    unused_rows = unused_prompts(tables.prompts, tables.demonstrations, tables.rankings, settings.ppo_sources)
     return BuildResult(validated, tables, results, sources, unused_rows, seconds, classifier)
 
 
@@ -101,21 +100,27 @@ def _validate_then_release(records: list, settings: BuildSettings):
 
 
 def build(settings: BuildSettings | None = None, *, classifier=None, scanner: PiiScanner | None = None, progress: bool = True,
-          engine=None) -> dict:
-    """Build sft/, rm/, ppo/ and build_report.json under settings.out; returns the report.
+          engine=None, chunk_rows: int = 100_000, batch_rows: int = 250_000, on_stage=None) -> dict:
+    """Build sft/, rm/, ppo/ and build_report.json under settings.out; returns the report (its list of dropped
+    records is in build_report.json only).
 
-    Everything is written to a temporary folder beside the output first and moved in only when all succeeded,
-    so a failed build never leaves half-written datasets behind.
+    The build streams (`builders.streaming`): memory holds a few columns a prompt, not the prompts, so logs of
+    tens of millions of prompts build on one machine. Everything is written to a temporary folder beside the
+    output first and moved in only when all succeeded, so a failed build never leaves half-written datasets.
     """
-    from builders.writers.datasets import write_all
+    from builders.streaming import build_streaming
 
     settings = settings or BuildSettings()
-    result = run_stages(settings, classifier=classifier, scanner=scanner, progress=progress, engine=engine)
+    if classifier is None:
+        from taxonomy.model import load_model
+
+        classifier = load_model(settings.classifier)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     try:
-        report = write_all(result, settings, tmp)
+        report = build_streaming(settings, tmp, classifier=classifier, scanner=scanner, engine=engine, progress=progress,
+                                 chunk_rows=chunk_rows, batch_rows=batch_rows, on_stage=on_stage)
         for name in OUTPUT_NAMES:  # swap each output in; the old one moves into tmp and goes with it
             target = out / name
             if target.exists():

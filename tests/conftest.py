@@ -47,6 +47,16 @@ def classifier():
 
 
 @pytest.fixture(scope="session")
+def bench_log(tmp_path_factory, shared) -> Path:
+    """A generated benchmark log of 4,000 prompts (duplicates, personal data, heavy users), made by the CLI."""
+    from builders.cli import main
+
+    out = tmp_path_factory.mktemp("bench") / "log"
+    assert main(["bench", "generate", "--n", "4000", "--seed", "3", "--out", str(out), "--data-dir", str(shared)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def sample_build(tmp_path_factory, scanner, classifier):
     """The default build (the embedded sample), once per session: (out folder, report)."""
     from builders.pipeline import build

@@ -13,10 +13,8 @@ from builders.settings import BuildSettings
 
 
 @pytest.fixture(scope="module")
-def log(tmp_path_factory, shared):
-    out = tmp_path_factory.mktemp("bench") / "log"
-    assert main(["bench", "generate", "--n", "4000", "--seed", "3", "--out", str(out), "--data-dir", str(shared)]) == 0
-    return out
+def log(bench_log):
+    return bench_log
 
 
 def test_generation_is_deterministic_and_truth_is_consistent(log, shared, tmp_path):

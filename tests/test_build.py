@@ -70,7 +70,8 @@ def test_no_user_in_two_splits_and_users_are_pseudonyms(sample_build):
 
 
 def test_every_input_record_is_in_an_output_or_dropped_with_a_reason(sample_build):
-    out, report = sample_build
+    out, _ = sample_build
+    report = json.loads((out / "build_report.json").read_text(encoding="utf-8"))
     dropped = {(r["kind"], r["record_id"]): r["reason"] for r in report["dropped_records"]}
     assert all(dropped.values())
     id_column = {"prompt": "prompt_id", "demonstration": "demonstration_id", "ranking": "ranking_id"}

@@ -6,6 +6,7 @@ SPEC is `sample`, `oasst:HUB_ID_OR_PATH`, `hh-rlhf:HUB_ID_OR_PATH`, `jsonl:PATH`
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from builders.errors import InputError
@@ -23,6 +24,22 @@ class SourceData:
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
     used: Counter = field(default_factory=Counter)  # input units by what they became
     license: str | None = None
+    # set for sources read lazily (`load_source(..., lazy=True)`): each call reads the records again; `records` is
+    # empty and `units_read`/`used` are counted by the first `stream(tally=True)`
+    reader: Callable[[], Iterator[RawRecord]] | None = None
+
+    def stream(self, tally: bool = False) -> Iterator[RawRecord]:
+        """The source's records, one at a time."""
+        if self.reader is None:
+            yield from self.records
+            return
+        from builders.schema import infer_kind
+
+        for rec in self.reader():
+            if tally:
+                self.units_read += 1
+                self.used[infer_kind(rec.data) if rec.data is not None else "unreadable"] += 1
+            yield rec
 
     def dropped_rows(self):
         """What this source dropped before validation, as rows of the build's dropped-records table."""
@@ -43,20 +60,21 @@ class SourceData:
         }
 
 
-def load_source(spec: str) -> SourceData:
-    """Dispatch a SPEC to its adapter."""
+def load_source(spec: str, lazy: bool = False) -> SourceData:
+    """Dispatch a SPEC to its adapter. With `lazy`, canonical files are not read now but on each `stream()`
+    (the streaming build reads them twice instead of holding them); the other adapters read at once."""
     name, _, arg = spec.partition(":")
     name = name.strip().lower()
     if name == "sample":
         from builders.sources.files import read_sample
 
-        return read_sample(spec)
+        return read_sample(spec, lazy=lazy)
     if not arg:
         raise InputError(f"source '{spec}' needs a path or Hub id after the colon", field="source")
     if name in ("jsonl", "parquet"):
         from builders.sources.files import read_canonical
 
-        return read_canonical(spec, arg, name)
+        return read_canonical(spec, arg, name, lazy=lazy)
     if name == "oasst":
         from builders.sources.oasst import read_oasst
 

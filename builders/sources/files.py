@@ -24,10 +24,19 @@ def _files_in(path: Path, suffix: str) -> list[Path]:
     return [path]
 
 
-def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None) -> SourceData:
+def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, lazy: bool = False) -> SourceData:
     suffix = ".jsonl" if fmt == "jsonl" else ".parquet"
+    files = _files_in(Path(arg), suffix)
+    if lazy:
+        def reader():
+            for file in files:
+                for rec in iter_records(file):
+                    rec.source = spec
+                    yield rec
+
+        return SourceData(spec, "records", 0, [], used=Counter(), license=license, reader=reader)
     records = []
-    for file in _files_in(Path(arg), suffix):
+    for file in files:
         for rec in iter_records(file):
             rec.source = spec
             records.append(rec)
@@ -35,6 +44,6 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None) ->
     return SourceData(spec, "records", len(records), records, used=used, license=license)
 
 
-def read_sample(spec: str = "sample") -> SourceData:
+def read_sample(spec: str = "sample", lazy: bool = False) -> SourceData:
     """The sample written for this project (builders/sample/), licensed with the project (Apache-2.0)."""
-    return read_canonical(spec, str(SAMPLE_DIR), "jsonl", license="apache-2.0")
+    return read_canonical(spec, str(SAMPLE_DIR), "jsonl", license="apache-2.0", lazy=lazy)

@@ -73,6 +73,16 @@ def band_keys(band: np.ndarray) -> np.ndarray:
     return (band.astype(np.uint64) * _MIX[: band.shape[1]]).sum(axis=1, dtype=np.uint64)
 
 
+def _band_keys_of(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> np.ndarray:
+    """LSH band keys (n × bands, uint64) of the prefixes' MinHash signatures."""
+    sig = signatures(prefixes, k, num_perm)
+    rows = num_perm // bands
+    out = np.empty((len(prefixes), bands), dtype=np.uint64)
+    for b in range(bands):
+        out[:, b] = band_keys(sig[:, b * rows : (b + 1) * rows])
+    return out
+
+
 def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(edges_a), dtype=np.int8), (edges_a, edges_b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
@@ -86,7 +96,9 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     counts_in = tables.counts()
     # Representative order: earliest created_at (unknown times last), then prompt_id. The decisions are made on
     # these four columns only; the full prompts table (messages and all) is filtered once at the end.
-    p = (tables.prompts.select("prompt_id", "created_at", "context_key", normalised_prefix(pl.col("text"), prefix_chars).alias("_prefix"))
+    # A `prefix` column, where present, already holds normalised_prefix(text) (the streaming build keeps only that).
+    prefix = pl.col("prefix") if "prefix" in tables.prompts.columns else normalised_prefix(pl.col("text"), prefix_chars)
+    p = (tables.prompts.select("prompt_id", "created_at", "context_key", prefix.alias("_prefix"))
          .sort(["created_at", "prompt_id"], nulls_last=True).with_row_index("_pos"))
 
     # Exact fast path: identical (context, prefix) -> the first in representative order.
@@ -95,24 +107,32 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
 
     # MinHash + LSH over the exact-path representatives: rows sharing a band key (within one chat context) are
-    # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold.
+    # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold. Workers return the
+    # band keys only (16 numbers a prompt, not 128); the signatures of the rows in candidate pairs are computed
+    # again for the comparison, so memory does not grow with 128 values per prompt.
     n = reps.height
-    rows_per_band = num_perm // bands
-    parts = engine.map_batches(partial(signatures, k=shingle_words, num_perm=num_perm), reps["_prefix"].to_list(),
+    prefixes = reps["_prefix"]
+    sig_of = partial(signatures, k=shingle_words, num_perm=num_perm)
+    parts = engine.map_batches(partial(_band_keys_of, bands=bands, k=shingle_words, num_perm=num_perm), prefixes.to_list(),
                                batch_size=5_000, desc="dedup: MinHash")
-    sig = np.vstack(parts) if parts else np.zeros((0, num_perm), dtype=np.uint32)
+    keys_all = np.vstack(parts) if parts else np.zeros((0, bands), dtype=np.uint64)
     del parts
     ctx = reps.select(pl.col("context_key").rank("dense").cast(pl.UInt32))["context_key"].to_numpy()
     index = np.arange(n, dtype=np.int64)
-    keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx,
-                          "h": band_keys(sig[:, b * rows_per_band : (b + 1) * rows_per_band]), "i": index})
+    keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx, "h": keys_all[:, b], "i": index})
             for b in range(bands))
     pairs = engine.pairs(keys)
+    del keys_all
     a, c = pairs["first"].to_numpy(), pairs["i"].to_numpy()
+    rows = np.unique(np.concatenate([a, c]))  # every row in a candidate pair, sorted
+    sig = np.vstack(engine.map_batches(sig_of, prefixes.gather(rows).to_list(), batch_size=5_000, desc="dedup: candidates")
+                    ) if len(rows) else np.zeros((0, num_perm), dtype=np.uint32)
+    a_at, c_at = np.searchsorted(rows, a), np.searchsorted(rows, c)
     ok = np.zeros(len(a), dtype=bool)
     for lo in range(0, len(a), 1_000_000):  # bounded memory: compare signatures a million pairs at a time
         hi = lo + 1_000_000
-        ok[lo:hi] = (sig[a[lo:hi]] == sig[c[lo:hi]]).mean(axis=1) >= threshold
+        ok[lo:hi] = (sig[a_at[lo:hi]] == sig[c_at[lo:hi]]).mean(axis=1) >= threshold
+    del sig
     ea, eb = a[ok], c[ok]
     comp = _clusters(n, ea, eb) if n else np.zeros(0, dtype=np.int64)
     reps = reps.with_columns(pl.Series("_comp", comp))

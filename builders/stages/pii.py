@@ -252,3 +252,16 @@ def remove_pii(tables: Tables, scanner: PiiScanner, *, mode: str = "redact", sco
     }
     all_dropped = pl.concat(dropped + [follow]) if dropped else follow
     return out, StageResult(NAME, counts_in, out.counts(), all_dropped, notes)
+
+
+def merge_notes(parts: list[dict]) -> dict:
+    """The notes of one `remove_pii` run over the whole table, from its runs over parts of it."""
+    out = dict(parts[0])
+    out["texts_scanned"] = sum(p["texts_scanned"] for p in parts)
+    out["texts_with_pii"] = sum(p["texts_with_pii"] for p in parts)
+    out["records_with_pii"] = {k: sum(p["records_with_pii"][k] for p in parts) for k in parts[0]["records_with_pii"]}
+    entities = Counter()
+    for p in parts:
+        entities.update(p["entities"])
+    out["entities"] = dict(sorted(entities.items()))
+    return out

@@ -139,10 +139,12 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
 
 class _Rows:
     """Validated rows gathered into DataFrames of `chunk` rows: a million row dicts alongside the raw records they
-    came from held gigabytes; a chunk at a time, only the typed columns stay."""
+    came from held gigabytes; a chunk at a time, only the typed columns stay. `sink`, when given, receives each
+    full chunk and returns what to keep of it (the streaming build spills the chunk to disk and keeps a few
+    columns)."""
 
-    def __init__(self, schema: dict, chunk: int, finish=None):
-        self.schema, self.chunk, self.finish = schema, chunk, finish
+    def __init__(self, schema: dict, chunk: int, finish=None, sink=None):
+        self.schema, self.chunk, self.finish, self.sink = schema, chunk, finish, sink
         self.rows: list[dict] = []
         self.frames: list[pl.DataFrame] = []
 
@@ -155,12 +157,16 @@ class _Rows:
         if self.rows:
             if self.finish is not None:
                 self.finish(self.rows)
-            self.frames.append(pl.DataFrame(self.rows, schema=self.schema))
+            frame = pl.DataFrame(self.rows, schema=self.schema)
+            self.frames.append(self.sink(frame) if self.sink is not None else frame)
             self.rows = []
 
     def frame(self) -> pl.DataFrame:
         self._flush()
-        return pl.concat(self.frames, rechunk=True) if self.frames else pl.DataFrame(schema=self.schema)
+        if self.frames:
+            return pl.concat(self.frames, rechunk=True)
+        empty = pl.DataFrame(schema=self.schema)
+        return self.sink(empty) if self.sink is not None else empty
 
 
 def _input_kind(rec: RawRecord) -> str:
@@ -169,69 +175,97 @@ def _input_kind(rec: RawRecord) -> str:
     return kind + "s" if kind in ("prompt", "demonstration", "ranking") else "unreadables"
 
 
+def is_prompt(rec: RawRecord) -> bool:
+    """Prompts are validated before every other record, so labels can be checked against all prompt ids."""
+    return rec.data is not None and (rec.kind or infer_kind(rec.data)) == "prompt"
+
+
+class Validator:
+    """Validates records one at a time: first every prompt (`is_prompt`), then every other record, in input order.
+
+    `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest) so no
+    raw record outlives its validation. `prompt_sink` receives each chunk of validated prompts (see `_Rows`)."""
+
+    def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
+                 prompt_sink=None):
+        def pseudonymise_users(rows: list[dict]) -> None:
+            for row, user in zip(rows, pseudonymise([r["user"] for r in rows], key)):
+                row["user"] = user
+
+        self.on_error, self.max_chars = on_error, max_chars
+        self.prompts = _Rows(PROMPTS_SCHEMA, chunk_rows, pseudonymise_users, prompt_sink)
+        self.demos, self.rankings = _Rows(DEMONSTRATIONS_SCHEMA, chunk_rows), _Rows(RANKINGS_SCHEMA, chunk_rows)
+        self.dropped: list[tuple] = []
+        self.n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
+        # prompt id -> where it was first seen: (file number, line), the file names kept once
+        self.seen_prompt: dict[str, tuple[int, int]] = {}
+        self.files: dict[str, int] = {}
+        self.seen_ids: dict[str, str] = {}
+        self.per_prompt: dict[tuple[str, str], int] = {}
+
+    def _reject(self, rec: RawRecord, kind: str, err: InputError) -> None:
+        if self.on_error == "fail":
+            raise err
+        self.dropped.append((rec.origin, kind, NAME, f"invalid: {err}"))
+
+    def _first_seen(self, pid: str) -> str:
+        number, line = self.seen_prompt[pid]
+        return f"{next(f for f, i in self.files.items() if i == number)}:{line}"
+
+    def add(self, rec: RawRecord) -> None:
+        self.n_in[_input_kind(rec)] += 1
+        if rec.error is not None:
+            self._reject(rec, "unreadable", rec.error)
+            return
+        kind = rec.kind or infer_kind(rec.data)
+        try:
+            if kind == "prompt":
+                row = _prompt(rec, self.max_chars)
+                pid = row["prompt_id"]
+                if pid in self.seen_prompt:
+                    raise InputError(f"duplicate prompt_id {pid!r} (first at {self._first_seen(pid)})",
+                                     file=rec.file, line=rec.line, field="prompt_id")
+                self.seen_prompt[pid] = (self.files.setdefault(rec.file, len(self.files)), rec.line)
+                self.prompts.append(row)
+            elif kind in ("demonstration", "ranking"):
+                pid = _req_str(rec, "prompt_id")
+                if pid not in self.seen_prompt:
+                    raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
+                n = self.per_prompt[(kind, pid)] = self.per_prompt.get((kind, pid), -1) + 1
+                row = _demonstration(rec, n, self.max_chars) if kind == "demonstration" else _ranking(rec, n, self.max_chars)
+                id_field = f"{kind}_id"
+                if row[id_field] in self.seen_ids:
+                    raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {self.seen_ids[row[id_field]]})",
+                                     file=rec.file, line=rec.line, field=id_field)
+                self.seen_ids[row[id_field]] = rec.origin
+                (self.demos if kind == "demonstration" else self.rankings).append(row)
+            else:
+                raise InputError(f"unknown record kind {kind!r} (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind")
+        except InputError as err:
+            self._reject(rec, kind if kind in ("prompt", "demonstration", "ranking") else "unreadable", err)
+
+    def finish(self) -> tuple[Tables, StageResult]:
+        self.seen_prompt.clear()  # the largest of the bookkeeping: gone before the next stage starts
+        tables = Tables(self.prompts.frame(), self.demos.frame(), self.rankings.frame())
+        dropped = pl.DataFrame(self.dropped, schema={"record_id": pl.String, "kind": pl.String, "stage": pl.String, "reason": pl.String},
+                               orient="row")
+        return tables, StageResult(NAME, self.n_in, tables.counts(), dropped)
+
+
 def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000,
              consume: bool = False, chunk_rows: int = 100_000) -> tuple[Tables, StageResult]:
     """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt.
 
     With `consume`, `records` is emptied and each raw record released as soon as it is validated (the pipeline's
     way: raw records are the largest objects of a build)."""
-
-    def pseudonymise_users(rows: list[dict]) -> None:
-        for row, user in zip(rows, pseudonymise([r["user"] for r in rows], key)):
-            row["user"] = user
-
-    prompts = _Rows(PROMPTS_SCHEMA, chunk_rows, pseudonymise_users)
-    demos, rankings = _Rows(DEMONSTRATIONS_SCHEMA, chunk_rows), _Rows(RANKINGS_SCHEMA, chunk_rows)
-    dropped: list[tuple] = []
-    n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
-    seen_prompt: dict[str, str] = {}
-    seen_ids: dict[str, str] = {}
-    per_prompt: dict[tuple[str, str], int] = {}
-
-    def reject(rec: RawRecord, kind: str, err: InputError) -> None:
-        if on_error == "fail":
-            raise err
-        dropped.append((rec.origin, kind, NAME, f"invalid: {err}"))
-
+    v = Validator(key=key, on_error=on_error, max_chars=max_chars, chunk_rows=chunk_rows)
     # Prompts first, so labeler records can be checked against the known prompt ids wherever they appear.
-    ordered = sorted(records, key=lambda r: 0 if r.data is not None and (r.kind or infer_kind(r.data)) == "prompt" else 1)
+    ordered = sorted(records, key=lambda r: 0 if is_prompt(r) else 1)
     if consume:
         records.clear()
     for i in range(len(ordered)):
         rec = ordered[i]
         if consume:
             ordered[i] = None
-        n_in[_input_kind(rec)] += 1
-        if rec.error is not None:
-            reject(rec, "unreadable", rec.error)
-            continue
-        kind = rec.kind or infer_kind(rec.data)
-        try:
-            if kind == "prompt":
-                row = _prompt(rec, max_chars)
-                if row["prompt_id"] in seen_prompt:
-                    raise InputError(f"duplicate prompt_id {row['prompt_id']!r} (first at {seen_prompt[row['prompt_id']]})",
-                                     file=rec.file, line=rec.line, field="prompt_id")
-                seen_prompt[row["prompt_id"]] = rec.origin
-                prompts.append(row)
-            elif kind in ("demonstration", "ranking"):
-                pid = _req_str(rec, "prompt_id")
-                if pid not in seen_prompt:
-                    raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
-                n = per_prompt[(kind, pid)] = per_prompt.get((kind, pid), -1) + 1
-                row = _demonstration(rec, n, max_chars) if kind == "demonstration" else _ranking(rec, n, max_chars)
-                id_field = f"{kind}_id"
-                if row[id_field] in seen_ids:
-                    raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {seen_ids[row[id_field]]})",
-                                     file=rec.file, line=rec.line, field=id_field)
-                seen_ids[row[id_field]] = rec.origin
-                (demos if kind == "demonstration" else rankings).append(row)
-            else:
-                raise InputError(f"unknown record kind {kind!r} (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind")
-        except InputError as err:
-            reject(rec, kind if kind in ("prompt", "demonstration", "ranking") else "unreadable", err)
-
-    tables = Tables(prompts.frame(), demos.frame(), rankings.frame())
-    result = StageResult(NAME, n_in, tables.counts(),
-                         pl.DataFrame(dropped, schema={"record_id": pl.String, "kind": pl.String, "stage": pl.String, "reason": pl.String}, orient="row"))
-    return tables, result
+        v.add(rec)
+    return v.finish()

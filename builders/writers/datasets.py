@@ -11,6 +11,8 @@ in the report with that reason.
 from __future__ import annotations
 
 import json
+import shutil
+import textwrap
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -33,6 +35,7 @@ RANKINGS_SCHEMA = pa.schema(BASE + [("ranking_id", pa.string()), ("prompt", MSGS
                                     ("ranks", pa.list_(pa.int64()))])
 PPO_SCHEMA = pa.schema(BASE + [("prompt", MSGS)])
 ROWS_PER_SHARD = 250_000
+META_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split"]
 PROMPT_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split", pl.col("messages").alias("prompt")]
 
 
@@ -76,21 +79,82 @@ def ppo_table(tables, ppo_sources: list[str]) -> pl.DataFrame:
     return tables.prompts.filter(pl.col("source").is_in(ppo_sources)).select(PROMPT_COLS).sort("prompt_id")
 
 
+def _write_shard(df: pl.DataFrame, schema: pa.Schema, path: Path) -> int:
+    """One Parquet file of `df`'s rows; returns the rows' size in memory (the card's num_bytes). The rows are made
+    contiguous first, so a shard assembled from parts is the same file as one sliced from a whole table."""
+    table = df.select(schema.names).rechunk().to_arrow().cast(schema).combine_chunks()
+    pq.write_table(table, path, compression="zstd")
+    return table.nbytes
+
+
+def _shard_path(folder: Path, split: str, i: int, n: int) -> Path:
+    return folder / f"{split}-{i:05d}-of-{n:05d}.parquet"
+
+
 def write_splits(df: pl.DataFrame, schema: pa.Schema, folder: Path) -> dict[str, dict]:
-    """data/<split>-0000i-of-0000N.parquet per non-empty split; returns split -> {num_examples, num_bytes, files}."""
+    """data/<split>-0000i-of-0000N.parquet per non-empty split, in `df`'s row order; returns split ->
+    {num_examples, num_bytes}."""
     folder.mkdir(parents=True, exist_ok=True)
     info = {}
     for split in SPLITS:
         part = df.filter(pl.col("split") == split)
         if part.height == 0:
             continue
-        table = part.select(schema.names).to_arrow().cast(schema)
-        n = max(1, -(-table.num_rows // ROWS_PER_SHARD))
-        for i in range(n):
-            chunk = table.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD)
-            pq.write_table(chunk, folder / f"{split}-{i:05d}-of-{n:05d}.parquet", compression="zstd")
-        info[split] = {"num_examples": table.num_rows, "num_bytes": table.nbytes}
+        n = -(-part.height // ROWS_PER_SHARD)
+        size = sum(_write_shard(part.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD), schema, _shard_path(folder, split, i, n))
+                   for i in range(n))
+        info[split] = {"num_examples": part.height, "num_bytes": size}
     return info
+
+
+class SortedShards:
+    """The same files as `write_splits` of the whole table sorted by `key` (unique), from parts that arrive in any
+    order and never all at once: parts are spilled to `spill`; `finish` finds each output file's key range, sorts
+    the parts' rows into those ranges, then writes one file at a time."""
+
+    def __init__(self, folder: Path, schema: pa.Schema, spill: Path, key: str = "prompt_id"):
+        self.folder, self.schema, self.spill, self.key = folder, schema, spill, key
+        spill.mkdir(parents=True, exist_ok=True)
+        self.parts: list[Path] = []
+
+    def add(self, df: pl.DataFrame) -> None:
+        if df.height:
+            path = self.spill / f"part-{len(self.parts):06d}.parquet"
+            df.write_parquet(path, compression="lz4")
+            self.parts.append(path)
+
+    def finish(self) -> dict[str, dict]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = (pl.concat([pl.read_parquet(p, columns=["split", self.key]) for p in self.parts])
+                if self.parts else pl.DataFrame(schema={"split": pl.String, self.key: pl.String}))
+        firsts, totals = {}, {}
+        for split in SPLITS:
+            ids = keys.filter(pl.col("split") == split)[self.key].sort()
+            if ids.len():
+                totals[split] = ids.len()
+                firsts[split] = ids.gather(list(range(0, ids.len(), ROWS_PER_SHARD)))  # each file's smallest key
+        del keys
+        for j, path in enumerate(self.parts):  # rows to the file they belong in
+            df = pl.read_parquet(path)
+            for split, first in firsts.items():
+                part = df.filter(pl.col("split") == split)
+                if part.height:
+                    shard = first.search_sorted(part[self.key], side="right") - 1
+                    for i, rows in part.with_columns(pl.Series("_shard", shard)).partition_by("_shard", as_dict=True).items():
+                        rows.drop("_shard").write_parquet(self.spill / f"{split}-{i[0]:05d}-{j:06d}.parquet", compression="lz4")
+            path.unlink()
+        info = {}
+        for split, first in firsts.items():
+            n = first.len()
+            size = 0
+            for i in range(n):
+                files = sorted(self.spill.glob(f"{split}-{i:05d}-*.parquet"))
+                rows = pl.concat([pl.read_parquet(f) for f in files]).sort(self.key)
+                size += _write_shard(rows, self.schema, _shard_path(self.folder, split, i, n))
+                for f in files:
+                    f.unlink()
+            info[split] = {"num_examples": totals[split], "num_bytes": size}
+        return info
 
 
 def _version(pkg: str) -> str | None:
@@ -132,47 +196,94 @@ def _use_cases(prompts: pl.DataFrame, classifier=None) -> dict:
     return out
 
 
-def _accounting(result, outputs: dict[str, set[str]], dropped: pl.DataFrame) -> dict:
+def _accounting(validated_ids: dict[str, pl.Series], outputs: dict[str, pl.Series], dropped: pl.DataFrame) -> dict:
     """Check that every validated record is in an output or listed as dropped; a gap is a bug, so it raises."""
     acc = {}
-    v = result.validated
-    for kind, ids in (("prompt", v.prompts["prompt_id"]), ("demonstration", v.demonstrations["demonstration_id"]),
-                      ("ranking", v.rankings["ranking_id"])):
-        ids = set(ids.to_list())
-        gone = set(dropped.filter(pl.col("kind") == kind)["record_id"].to_list())
-        used = outputs[kind]
-        missing = sorted(ids - used - gone)
-        if missing:
-            raise RuntimeError(f"accounting bug: {len(missing)} {kind} records neither written nor dropped, e.g. {missing[:3]}")
-        acc[kind + "s"] = {"validated": len(ids), "in_outputs": len(ids & used), "dropped": len(ids & gone)}
+    for kind, ids in validated_ids.items():
+        used = ids.is_in(outputs[kind].implode())
+        gone = ids.is_in(dropped.filter(pl.col("kind") == kind)["record_id"].implode())
+        missing = ids.filter(~used & ~gone).sort()
+        if missing.len():
+            raise RuntimeError(f"accounting bug: {missing.len()} {kind} records neither written nor dropped, e.g. {missing.head(3).to_list()}")
+        acc[kind + "s"] = {"validated": ids.n_unique(), "in_outputs": int(used.sum()), "dropped": int(gone.sum())}
     acc["rejected_at_validation"] = dropped.filter(pl.col("stage") == "validate").height
     acc["dropped_by_sources"] = dropped.filter(pl.col("kind") == "source_record").height
     acc["complete"] = True
     return acc
 
 
+def validated_ids(validated) -> dict[str, pl.Series]:
+    """The ids of every validated record by kind (from the validated tables, or their id columns only)."""
+    return {"prompt": validated.prompts["prompt_id"], "demonstration": validated.demonstrations["demonstration_id"],
+            "ranking": validated.rankings["ranking_id"]}
+
+
+def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
+    """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows."""
+    from builders.stages import drop_rows
+
+    has_label = pl.concat([demonstrations["prompt_id"], rankings["prompt_id"]]).unique()
+    unused = prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(ppo_sources))
+    return drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
+
+
+def write_report(report: dict, dropped: pl.DataFrame, path: Path) -> None:
+    """build_report.json: `report` with the dropped records as its last entry, written a row at a time (a build of
+    millions of prompts drops millions of records) in exactly the layout `json.dumps(..., indent=2)` gives."""
+    head = json.dumps(report | {"dropped_records": []}, indent=2, ensure_ascii=False, default=str)
+    tail = "[]\n}"
+    assert head.endswith(tail)
+    with open(path, "w", encoding="utf-8") as fh:
+        if dropped.height == 0:
+            fh.write(head + "\n")
+            return
+        fh.write(head[: -len(tail)] + "[\n")
+        sep = ""
+        for batch in dropped.iter_slices(50_000):
+            for row in batch.iter_rows(named=True):
+                fh.write(sep + textwrap.indent(json.dumps(row, indent=2, ensure_ascii=False, default=str), "    "))
+                sep = ",\n"
+        fh.write("\n  ]\n}\n")
+
+
 def write_all(result, settings, out: Path) -> dict:
+    """Write the datasets and the report of an in-memory build (`pipeline.run_stages`)."""
+    tables = result.tables
+    ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
+    ppo.add(tables.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
+    return write_outputs(out, settings, final_prompts=tables.prompts.select(META_COLS), labeled=tables, ppo=ppo,
+                         stages=result.stages, sources=result.sources, unused=result.unused,
+                         validated=validated_ids(result.validated), classifier=result.classifier, seconds=result.seconds)
+
+
+def write_outputs(out: Path, settings, *, final_prompts: pl.DataFrame, labeled, ppo: SortedShards, stages, sources, unused,
+                  validated: dict[str, pl.Series], classifier, seconds: dict) -> dict:
+    """sft/, rm/, ppo/ (with cards) and build_report.json.
+
+    final_prompts: every prompt that came through the stages (META_COLS); labeled: Tables holding at least the
+    prompts with a demonstration or ranking (all columns) and the final demonstrations and rankings; ppo: the PPO
+    rows, already added. Returns the report without its dropped-record list (that is in build_report.json)."""
     from builders.writers.card import write_card
 
-    tables = result.tables
-    sft = sft_table(tables)
-    rankings = rankings_table(tables)
+    sft = sft_table(labeled)
+    rankings = rankings_table(labeled)
     pairs = pairs_table(rankings)
-    ppo = ppo_table(tables, settings.ppo_sources)
+    ppo_meta = final_prompts.filter(pl.col("source").is_in(settings.ppo_sources))
 
     infos = {
         "sft": {"default": write_splits(sft, SFT_SCHEMA, out / "sft" / "data")},
         "rm": {"default": write_splits(pairs, PAIRS_SCHEMA, out / "rm" / "data"),
                "rankings": write_splits(rankings, RANKINGS_SCHEMA, out / "rm" / "rankings")},
-        "ppo": {"default": write_splits(ppo, PPO_SCHEMA, out / "ppo" / "data")},
+        "ppo": {"default": ppo.finish()},
     }
-    dropped = pl.concat([s.dropped_rows() for s in result.sources] + [s.dropped for s in result.stages] + [result.unused])
+    shutil.rmtree(ppo.spill, ignore_errors=True)
+    dropped = pl.concat([s.dropped_rows() for s in sources] + [s.dropped for s in stages] + [unused])
     outputs = {
-        "prompt": set(sft["prompt_id"].to_list()) | set(rankings["prompt_id"].to_list()) | set(ppo["prompt_id"].to_list()),
-        "demonstration": set(sft["demonstration_id"].to_list()),
-        "ranking": set(rankings["ranking_id"].to_list()),
+        "prompt": pl.concat([sft["prompt_id"], rankings["prompt_id"], ppo_meta["prompt_id"]]).unique(),
+        "demonstration": sft["demonstration_id"],
+        "ranking": rankings["ranking_id"],
     }
-    licences = sorted({s.license or "other" for s in result.sources})
+    licences = sorted({s.license or "other" for s in sources})
     privacy = {
         "user_ids": "pseudonymised",
         "pseudonym": "HMAC-SHA256 with a secret key (never written); `u_` + 16 hex digits",
@@ -184,25 +295,23 @@ def write_all(result, settings, out: Path) -> dict:
         "versions": {p: _version(p) for p in ("datasets", "polars", "datasketch", "presidio-analyzer", "scikit-learn")},
         "settings": settings.to_dict(),
         "license": settings.license or (licences[0] if len(licences) == 1 else "other"),
-        "sources": [s.accounting() for s in result.sources],
-        "stages": [s.report() for s in result.stages]
-        + [{"name": "assemble", "in": tables.prompts.height, "out": len(outputs["prompt"]),
-            "dropped": dict(Counter(result.unused["reason"].to_list()))}],
+        "sources": [s.accounting() for s in sources],
+        "stages": [s.report() for s in stages]
+        + [{"name": "assemble", "in": final_prompts.height, "out": outputs["prompt"].len(),
+            "dropped": dict(Counter(unused["reason"].to_list()))}],
         "datasets": {name: {cfg: {sp: i["num_examples"] for sp, i in splits.items()} for cfg, splits in cfgs.items()}
                      for name, cfgs in infos.items()},
-        "table6": _table6(sft, pairs, ppo),
-        "use_cases": _use_cases(tables.prompts, result.classifier),
+        "table6": _table6(sft, pairs, ppo_meta),
+        "use_cases": _use_cases(final_prompts, classifier),
         "privacy": privacy,
-        "accounting": _accounting(result, outputs, dropped),
-        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
-        "dropped_records": dropped.sort(["stage", "kind", "record_id"]).to_dicts(),
+        "accounting": _accounting(validated, outputs, dropped),
     }
     schemas = {"sft": {"default": SFT_SCHEMA}, "rm": {"default": PAIRS_SCHEMA, "rankings": RANKINGS_SCHEMA},
                "ppo": {"default": PPO_SCHEMA}}
     dirs = {"default": "data", "rankings": "rankings"}
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (schemas[name][cfg], dirs[cfg], splits) for cfg, splits in cfgs.items()}, report)
-    report_for_file = {k: v for k, v in report.items() if k != "seconds"}  # timings vary run to run
-    (out / "build_report.json").write_text(json.dumps(report_for_file, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    write_report(report, dropped.sort(["stage", "kind", "record_id", "reason"], maintain_order=True), out / "build_report.json")
+    report["dropped_count"] = dropped.height
+    report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}  # timings vary run to run: not in the file
     return report
-

@@ -1,0 +1,170 @@
+"""The build for logs of any size: two passes over the input; what stays in memory is a few columns a prompt.
+
+Pass 1 reads the sources and validates every prompt, writing the validated rows to disk a chunk at a time and
+keeping only the columns the decisions need (id, user, source, time, chat context and the normalised prefix
+that dedup compares); then it reads the sources again for the demonstrations and rankings, which stay in memory
+(a few per hundred prompts). Dedup, the per-user cap and the split run on those columns with the same stage
+functions as the in-memory build (`pipeline.run_stages`). Pass 2 reads the spilled rows back a batch at a time,
+keeps the prompts the stages kept, removes personal data, classifies them and hands them to the writers, which
+sort them into the same files the in-memory build writes (tested byte for byte).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from builders.pseudonym import load_key
+from builders.schema import Tables
+from builders.settings import BuildSettings
+from builders.sources import load_source
+from builders.stages import StageResult
+from builders.stages.cap import cap_per_user
+from builders.stages.classify import classify
+from builders.stages.dedup import dedup, normalised_prefix
+from builders.stages.pii import PiiScanner, merge_notes, remove_pii
+from builders.stages.split import split_by_user
+from builders.stages.validate import Validator, is_prompt
+from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, SortedShards, unused_prompts, write_outputs
+
+log = logging.getLogger(__name__)
+
+
+def _merge(parts: list[StageResult], notes: dict) -> StageResult:
+    """One stage's result over the whole table from its results over the batches."""
+    total = lambda key: {k: sum(getattr(p, key)[k] for p in parts) for k in getattr(parts[0], key)}  # noqa: E731
+    return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes)
+
+
+def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: PiiScanner | None = None, engine=None,
+                    progress: bool = True, chunk_rows: int = 100_000, batch_rows: int = 250_000, on_stage=None) -> dict:
+    """Build sft/, rm/, ppo/ and build_report.json into `out` (an empty folder); returns the report.
+
+    chunk_rows: validated prompts a spill file holds; batch_rows: kept prompts pass 2 scans and classifies at
+    once. Neither changes the output. `on_stage(name, result, seconds)` is called after each stage."""
+    from builders.engine import make_engine
+
+    seconds: dict[str, float] = {}
+    spill = out / ".spill"
+    spill.mkdir(parents=True)
+    own_engine = engine is None
+    if own_engine:
+        engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
+
+    def stage_done(name, result, t0):
+        seconds[name] = time.perf_counter() - t0
+        log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])
+        if on_stage is not None:
+            on_stage(name, result, seconds[name])
+
+    try:
+        # pass 1: validate, spill the prompts, keep the decision columns
+        t0 = time.perf_counter()
+        sources = [load_source(spec, lazy=True) for spec in settings.sources]
+        files: list[Path] = []
+
+        def keep_columns(frame: pl.DataFrame) -> pl.DataFrame:
+            path = spill / f"prompts-{len(files):06d}.parquet"
+            frame.write_parquet(path, compression="lz4")
+            files.append(path)
+            return frame.select("prompt_id", "user", "source", "created_at", "context_key",
+                                normalised_prefix(pl.col("text"), settings.dedup_prefix_chars).alias("prefix"))
+
+        v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
+                      prompt_sink=keep_columns)
+        with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
+            for source in sources:  # prompts first, so every label can be checked against every prompt id
+                for rec in source.stream(tally=True):
+                    if is_prompt(rec):
+                        v.add(rec)
+                    bar.update()
+            for source in sources:
+                for rec in source.stream():
+                    if not is_prompt(rec):
+                        v.add(rec)
+        tables, result = v.finish()
+        del v
+        validated = {"prompt": tables.prompts["prompt_id"], "demonstration": tables.demonstrations["demonstration_id"],
+                     "ranking": tables.rankings["ranking_id"]}
+        results = [result]
+        stage_done("validate", result, t0)
+
+        # the decisions, on the narrow columns
+        for name, step in (
+            ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
+                                       num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold,
+                                       bands=settings.dedup_bands, engine=engine)),
+            ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
+            ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
+        ):
+            t0 = time.perf_counter()
+            tables, result = step(tables)
+            results.append(result)
+            stage_done(name, result, t0)
+        plan = tables.prompts.select("prompt_id", "split")
+        demos, rankings = tables.demonstrations, tables.rankings
+        has_label = pl.concat([demos["prompt_id"], rankings["prompt_id"]]).unique().implode()
+        del tables
+
+        # pass 2: the kept rows, a batch at a time
+        scanner = scanner or PiiScanner(progress=progress)
+        ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
+        pii_parts, cls_parts, finals, labeled, final_demos, final_rankings = [], [], [], [], [], []
+        spent = {"pii": 0.0, "classify": 0.0}
+
+        def run_batch(frames: list[pl.DataFrame]) -> None:
+            prompts = pl.concat(frames).sort("prompt_id")
+            ids = prompts["prompt_id"].implode()
+            batch = Tables(prompts, demos.filter(pl.col("prompt_id").is_in(ids)), rankings.filter(pl.col("prompt_id").is_in(ids)))
+            t = time.perf_counter()
+            batch, r = remove_pii(batch, scanner, mode=settings.pii_mode, scope=settings.pii_scope, engine=engine)
+            pii_parts.append(r)
+            spent["pii"] += time.perf_counter() - t
+            t = time.perf_counter()
+            batch, r = classify(batch, classifier, engine=engine)
+            cls_parts.append(r)
+            spent["classify"] += time.perf_counter() - t
+            finals.append(batch.prompts.select(META_COLS))
+            labeled.append(batch.prompts.filter(pl.col("prompt_id").is_in(has_label)))
+            final_demos.append(batch.demonstrations)
+            final_rankings.append(batch.rankings)
+            ppo.add(batch.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
+
+        pending, rows = [], 0
+        with tqdm(total=plan.height, desc="PII + classify", unit=" prompts", disable=not progress, mininterval=2) as bar:
+            for path in files:
+                kept = pl.read_parquet(path).join(plan, on="prompt_id", how="inner")
+                path.unlink()
+                pending.append(kept)
+                rows += kept.height
+                if rows >= batch_rows or path == files[-1]:  # the last batch runs even if empty
+                    run_batch(pending)
+                    bar.update(rows)
+                    pending, rows = [], 0
+        pii = _merge(pii_parts, merge_notes([r.notes for r in pii_parts]))
+        cls = _merge(cls_parts, cls_parts[0].notes)
+        for name, result in (("pii", pii), ("classify", cls)):
+            seconds[name] = spent[name]
+            results.append(result)
+            if on_stage is not None:
+                on_stage(name, result, spent[name])
+    finally:
+        if own_engine:
+            engine.close()
+        shutil.rmtree(spill, ignore_errors=True)
+
+    t0 = time.perf_counter()
+    final_prompts = pl.concat(finals)
+    demos, rankings = pl.concat(final_demos), pl.concat(final_rankings)
+    unused = unused_prompts(final_prompts, demos, rankings, settings.ppo_sources)
+    report = write_outputs(out, settings, final_prompts=final_prompts, labeled=Tables(pl.concat(labeled), demos, rankings),
+                           ppo=ppo, stages=results, sources=sources, unused=unused, validated=validated,
+                           classifier=classifier, seconds=seconds)
+    seconds["write"] = time.perf_counter() - t0
+    report["seconds"]["write"] = round(seconds["write"], 2)
+    return report

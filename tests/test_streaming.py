@@ -1,0 +1,99 @@
+"""The build streams: two passes over the input, validated rows spilled to disk, outputs sorted into their files
+from parts. Its files must be the in-memory build's, byte for byte, however small the chunks."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import builders.writers.datasets as ds
+from builders.errors import InputError
+from builders.pipeline import build, run_stages
+from builders.settings import BuildSettings
+from tests.conftest import write_jsonl
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _both_builds(settings: BuildSettings, tmp_path: Path, scanner, classifier, **small) -> tuple[dict, dict]:
+    streamed, in_memory = tmp_path / "streamed", tmp_path / "in_memory"
+    build(BuildSettings(**{**settings.to_dict(), "out": str(streamed)}), classifier=classifier, scanner=scanner, progress=False, **small)
+    same = BuildSettings(**{**settings.to_dict(), "out": str(streamed)})  # the report names the output folder
+    in_memory.mkdir()
+    ds.write_all(run_stages(same, classifier=classifier, scanner=scanner, progress=False), same, in_memory)
+    return _files(streamed), _files(in_memory)
+
+
+@pytest.mark.parametrize("rows_per_file", [50, 250_000])
+def test_streamed_sample_build_is_the_in_memory_build(rows_per_file, tmp_path, scanner, classifier, monkeypatch):
+    monkeypatch.setattr(ds, "ROWS_PER_SHARD", rows_per_file)
+    streamed, in_memory = _both_builds(BuildSettings(), tmp_path, scanner, classifier, chunk_rows=7, batch_rows=111)
+    assert streamed.keys() == in_memory.keys()
+    assert len([p for p in streamed if p.parts[0] == "ppo"]) > (10 if rows_per_file == 50 else 1)
+    assert [p for p in streamed if streamed[p] != in_memory[p]] == []
+
+
+def test_streamed_build_of_a_log_with_duplicates_pii_and_heavy_users(bench_log, tmp_path, scanner, classifier, monkeypatch):
+    monkeypatch.setattr(ds, "ROWS_PER_SHARD", 300)
+    settings = BuildSettings(sources=[f"parquet:{bench_log}"], pii_mode="drop")
+    streamed, in_memory = _both_builds(settings, tmp_path, scanner, classifier, chunk_rows=500, batch_rows=700)
+    assert [p for p in streamed if streamed[p] != in_memory[p]] == []
+    report = json.loads(streamed[Path("build_report.json")])
+    dropped = {s["name"]: s["dropped"] for s in report["stages"]}
+    assert dropped["dedup"] and dropped["cap_per_user"] and dropped["pii"]  # every kind of drop crossed the chunks
+
+
+def test_labels_may_come_before_their_prompt(tmp_path, scanner, classifier):
+    log = write_jsonl(tmp_path / "log.jsonl", [
+        {"prompt_id": "a", "labeler_id": "l1", "completion": "Paris."},
+        {"prompt_id": "a", "user_id": "u1", "source": "labeler", "text": "What is the capital of France?"},
+        {"prompt_id": "a", "labeler_id": "l2", "completion": "It is Paris."},
+    ])
+    build(BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner, progress=False)
+    sft = pl.concat([pl.read_parquet(f) for f in (tmp_path / "out" / "sft").rglob("*.parquet")])
+    # ids follow the file's order of the labels, as in the in-memory build
+    assert sorted(zip(sft["demonstration_id"], sft["completion"].list.first().struct.field("content"))) == [
+        ("a:d0", "Paris."), ("a:d1", "It is Paris.")]
+
+
+def test_a_label_for_no_prompt_names_its_line(tmp_path, scanner, classifier):
+    log = write_jsonl(tmp_path / "log.jsonl", [
+        {"prompt_id": "a", "user_id": "u1", "source": "labeler", "text": "What is the capital of France?"},
+        {"prompt_id": "b", "labeler_id": "l1", "completion": "Paris."},
+    ])
+    with pytest.raises(InputError) as err:
+        build(BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner, progress=False)
+    assert f"{log}:2" in str(err.value) and "prompt_id" in str(err.value)
+    assert not (tmp_path / "out" / "sft").exists()
+
+
+def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(ds, "ROWS_PER_SHARD", 4)
+    rows = pl.DataFrame({"prompt_id": [f"p{i:03d}" for i in range(23)],
+                         "split": ["train"] * 15 + ["validation"] * 5 + ["test"] * 3}).with_columns(
+        pl.col("prompt_id").alias("user"), pl.lit("api").alias("source"), pl.lit(None, pl.String).alias("prompt_type"),
+        pl.lit("Generation").alias("category"),
+        pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.col("prompt_id").alias("content"))).alias("prompt"))
+    whole = ds.write_splits(rows, ds.PPO_SCHEMA, tmp_path / "whole")
+    order = list(range(rows.height))
+    random.Random(0).shuffle(order)
+    shards = ds.SortedShards(tmp_path / "parts", ds.PPO_SCHEMA, tmp_path / "spill")
+    for i in range(0, len(order), 5):
+        shards.add(rows[order[i:i + 5]])
+    assert shards.finish() == whole
+    assert _files(tmp_path / "parts") == _files(tmp_path / "whole") and len(_files(tmp_path / "whole")) == 4 + 2 + 1
+
+
+def test_the_report_is_written_a_row_at_a_time_in_json_dumps_layout(tmp_path):
+    report = {"a": 1, "nested": {"b": [1, 2], "ü": "x"}}
+    dropped = pl.DataFrame({"record_id": ["p1", "p\n2"], "kind": ["prompt"] * 2, "stage": ["dedup"] * 2, "reason": ["r", "s"]})
+    for rows in (dropped, dropped.clear()):
+        ds.write_report(report, rows, tmp_path / "r.json")
+        expected = json.dumps(report | {"dropped_records": rows.to_dicts()}, indent=2, ensure_ascii=False) + "\n"
+        assert (tmp_path / "r.json").read_text(encoding="utf-8") == expected
