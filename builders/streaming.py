@@ -1,12 +1,14 @@
 """The build for logs of any size: two passes over the input; what stays in memory is a few columns a prompt.
 
-Pass 1 reads the sources and validates every prompt, writing the validated rows to disk a chunk at a time and
-keeping only the columns the decisions need (id, user, source, time, chat context and the normalised prefix
-that dedup compares); then it reads the sources again for the demonstrations and rankings, which stay in memory
-(a few per hundred prompts). Dedup, the per-user cap and the split run on those columns with the same stage
-functions as the in-memory build (`pipeline.run_stages`). Pass 2 reads the spilled rows back a batch at a time,
-keeps the prompts the stages kept, removes personal data, classifies them and hands them to the writers, which
-sort them into the same files the in-memory build writes (tested byte for byte).
+Pass 1 reads the sources and validates every prompt, a chunk at a time: each chunk's rows are written to disk
+with their dedup sketches (prefix digest and LSH band keys, computed on the engine), and only the columns the
+decisions need stay in memory (row, id, user, source, time, chat context: about 100 bytes a prompt). Then it
+reads the sources again for the demonstrations and rankings, which stay in memory (labels are few). Dedup, the
+per-user cap and the split run on those columns with the same stage functions as the in-memory build
+(`pipeline.run_stages`); dedup reads the band keys back one band at a time and recomputes signatures only for
+candidate pairs. Pass 2 reads the spilled rows back a batch at a time, keeps the prompts the stages kept,
+removes personal data, classifies them and hands them to the writers, which sort them into the same files the
+in-memory build writes (tested byte for byte).
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
 from builders.pseudonym import load_key
-from builders.schema import Tables
+from builders.schema import PROMPTS_SCHEMA, Tables
 from builders.settings import BuildSettings
 from builders.sources import load_source
 from builders.stages import StageResult
 from builders.stages.cap import cap_per_user
 from builders.stages.classify import classify
-from builders.stages.dedup import dedup, normalised_prefix
+from builders.stages.dedup import dedup, normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, merge_notes, remove_pii
 from builders.stages.split import split_by_user
 from builders.stages.validate import Validator, is_prompt
@@ -39,6 +42,73 @@ def _merge(parts: list[StageResult], notes: dict) -> StageResult:
     """One stage's result over the whole table from its results over the batches."""
     total = lambda key: {k: sum(getattr(p, key)[k] for p in parts) for k in getattr(parts[0], key)}  # noqa: E731
     return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes)
+
+
+class SpilledSketches:
+    """Pass 1's spill: each chunk of validated prompts on disk with its dedup sketches, and dedup's view of them
+    (`exact`, `band_keys`, `signatures` by `_row`, as `builders.stages.dedup.PrefixSketches` offers in memory)."""
+
+    KEEP = ("_row", "prompt_id", "user", "source", "created_at", "context_key")
+
+    def __init__(self, folder: Path, engine, *, prefix_chars: int, bands: int, k: int, num_perm: int):
+        self.folder, self.engine, self.prefix_chars, self.bands, self.k, self.num_perm = folder, engine, prefix_chars, bands, k, num_perm
+        self.prompt_files: list[Path] = []
+        self.sketch_files: list[Path] = []
+
+    def _prefixes(self, frame: pl.DataFrame) -> list[str]:
+        return frame.select(normalised_prefix(pl.col("text"), self.prefix_chars))["text"].to_list()
+
+    def add(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Spill a chunk of validated prompts (rows in `_row` order) and its sketches; return the columns kept."""
+        if frame.height:
+            i = len(self.prompt_files)
+            self.prompt_files.append(self.folder / f"prompts-{i:06d}.parquet")
+            frame.write_parquet(self.prompt_files[-1], compression="lz4")
+            digests, keys = sketch_all(self._prefixes(frame), self.engine, bands=self.bands, k=self.k, num_perm=self.num_perm)
+            self.sketch_files.append(self.folder / f"sketches-{i:06d}.parquet")
+            pl.DataFrame([frame["_row"], digests] + [pl.Series(f"b{b}", keys[:, b]) for b in range(self.bands)]).write_parquet(
+                self.sketch_files[-1], compression="lz4")
+        return frame.select(self.KEEP)
+
+    def _column(self, name: str) -> pl.Series:
+        """One sketch column of every spilled row, indexed by `_row` (rows are spilled in `_row` order)."""
+        return pl.concat([pl.read_parquet(f, columns=[name])[name] for f in self.sketch_files]) if self.sketch_files else pl.Series(name, [])
+
+    def exact(self) -> pl.Series:
+        return self._column("_exact")
+
+    def band_keys(self, rows: np.ndarray, band: int) -> np.ndarray:
+        return self._column(f"b{band}").to_numpy()[rows]
+
+    def _rows(self, rows, columns: list[str]) -> pl.DataFrame:
+        """The spilled `columns` of the given rows, read file by file."""
+        wanted = pl.Series("_row", rows, dtype=pl.UInt32).implode()
+        return pl.concat([pl.read_parquet(f, columns=["_row", *columns]).filter(pl.col("_row").is_in(wanted)) for f in self.prompt_files])
+
+    def signatures(self, rows: np.ndarray) -> np.ndarray:
+        if not len(rows):
+            return signatures_on(self.engine, [], k=self.k, num_perm=self.num_perm)
+        texts = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.UInt32)}).join(self._rows(rows, ["text"]), on="_row", how="left",
+                                                                               maintain_order="left")
+        return signatures_on(self.engine, self._prefixes(texts), k=self.k, num_perm=self.num_perm)
+
+    def origins(self, rows: list[int]) -> dict[int, str]:
+        return dict(self._rows(rows, ["origin"]).iter_rows())
+
+    def batches(self, plan: pl.DataFrame, batch_rows: int):
+        """The spilled prompts `plan` (`_row`, `split`) keeps, with their split, in frames of about `batch_rows`;
+        each file is deleted once read."""
+        pending, rows, done = [], 0, False
+        for path in self.prompt_files:
+            kept = pl.read_parquet(path).join(plan, on="_row", how="inner").drop("_row")
+            path.unlink()
+            pending.append(kept)
+            rows += kept.height
+            if rows >= batch_rows:
+                yield pl.concat(pending)
+                pending, rows, done = [], 0, True
+        if pending or not done:  # the last batch; one empty batch if there was nothing at all
+            yield pl.concat(pending) if pending else pl.DataFrame(schema={**PROMPTS_SCHEMA, "split": pl.String})
 
 
 def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: PiiScanner | None = None, engine=None,
@@ -66,17 +136,10 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         # pass 1: validate, spill the prompts, keep the decision columns
         t0 = time.perf_counter()
         sources = [load_source(spec, lazy=True) for spec in settings.sources]
-        files: list[Path] = []
-
-        def keep_columns(frame: pl.DataFrame) -> pl.DataFrame:
-            path = spill / f"prompts-{len(files):06d}.parquet"
-            frame.write_parquet(path, compression="lz4")
-            files.append(path)
-            return frame.select("prompt_id", "user", "source", "created_at", "context_key",
-                                normalised_prefix(pl.col("text"), settings.dedup_prefix_chars).alias("prefix"))
-
+        spilled = SpilledSketches(spill, engine, prefix_chars=settings.dedup_prefix_chars, bands=settings.dedup_bands,
+                                  k=settings.dedup_shingle_words, num_perm=settings.dedup_num_perm)
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
-                      prompt_sink=keep_columns)
+                      prompt_sink=spilled.add, origin_of=spilled.origins)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
             for source in sources:  # prompts first, so every label can be checked against every prompt id
                 for rec in source.stream(tally=True):
@@ -98,7 +161,7 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         for name, step in (
             ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
                                        num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold,
-                                       bands=settings.dedup_bands, engine=engine)),
+                                       bands=settings.dedup_bands, engine=engine, sketches=spilled)),
             ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
             ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
         ):
@@ -106,7 +169,7 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
             tables, result = step(tables)
             results.append(result)
             stage_done(name, result, t0)
-        plan = tables.prompts.select("prompt_id", "split")
+        plan = tables.prompts.select("_row", "split")
         demos, rankings = tables.demonstrations, tables.rankings
         has_label = pl.concat([demos["prompt_id"], rankings["prompt_id"]]).unique().implode()
         del tables
@@ -117,8 +180,8 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         pii_parts, cls_parts, finals, labeled, final_demos, final_rankings = [], [], [], [], [], []
         spent = {"pii": 0.0, "classify": 0.0}
 
-        def run_batch(frames: list[pl.DataFrame]) -> None:
-            prompts = pl.concat(frames).sort("prompt_id")
+        def run_batch(prompts: pl.DataFrame) -> None:
+            prompts = prompts.sort("prompt_id")
             ids = prompts["prompt_id"].implode()
             batch = Tables(prompts, demos.filter(pl.col("prompt_id").is_in(ids)), rankings.filter(pl.col("prompt_id").is_in(ids)))
             t = time.perf_counter()
@@ -135,17 +198,10 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
             final_rankings.append(batch.rankings)
             ppo.add(batch.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
 
-        pending, rows = [], 0
         with tqdm(total=plan.height, desc="PII + classify", unit=" prompts", disable=not progress, mininterval=2) as bar:
-            for path in files:
-                kept = pl.read_parquet(path).join(plan, on="prompt_id", how="inner")
-                path.unlink()
-                pending.append(kept)
-                rows += kept.height
-                if rows >= batch_rows or path == files[-1]:  # the last batch runs even if empty
-                    run_batch(pending)
-                    bar.update(rows)
-                    pending, rows = [], 0
+            for batch in spilled.batches(plan, batch_rows):
+                run_batch(batch)
+                bar.update(batch.height)
         pii = _merge(pii_parts, merge_notes([r.notes for r in pii_parts]))
         cls = _merge(cls_parts, cls_parts[0].notes)
         for name, result in (("pii", pii), ("classify", cls)):

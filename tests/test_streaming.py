@@ -73,6 +73,25 @@ def test_a_label_for_no_prompt_names_its_line(tmp_path, scanner, classifier):
     assert not (tmp_path / "out" / "sft").exists()
 
 
+@pytest.mark.parametrize("on_error", ["skip", "fail"])
+def test_a_repeated_prompt_id_in_another_chunk_names_both_lines(on_error, tmp_path, scanner, classifier):
+    rows = [{"prompt_id": f"p{i}", "user_id": f"u{i % 3}", "source": "api", "text": f"Write a poem about the number {i}."}
+            for i in range(9)]
+    rows.append({"prompt_id": "p1", "user_id": "u9", "source": "api", "text": "A different prompt reusing an id."})
+    log = write_jsonl(tmp_path / "log.jsonl", rows)
+    settings = BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out"), on_error=on_error)
+    if on_error == "fail":
+        with pytest.raises(InputError) as err:
+            build(settings, classifier=classifier, scanner=scanner, progress=False, chunk_rows=4)
+        assert str(err.value).startswith(f"{log}:10: field 'prompt_id'") and f"first at {log}:2" in str(err.value)
+        return
+    report = build(settings, classifier=classifier, scanner=scanner, progress=False, chunk_rows=4)
+    dropped = json.loads((tmp_path / "out" / "build_report.json").read_text(encoding="utf-8"))["dropped_records"]
+    assert [(d["record_id"], d["stage"]) for d in dropped if "duplicate prompt_id 'p1'" in d["reason"]] == [(f"{log}:10", "validate")]
+    assert f"first at {log}:2" in next(d["reason"] for d in dropped if d["record_id"] == f"{log}:10")
+    assert sum(report["datasets"]["ppo"]["default"].values()) == 9
+
+
 def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_path, monkeypatch):
     monkeypatch.setattr(ds, "ROWS_PER_SHARD", 4)
     rows = pl.DataFrame({"prompt_id": [f"p{i:03d}" for i in range(23)],

@@ -92,12 +92,13 @@ def test_chat_messages_keep_context_and_last_turn_is_the_text(tmp_path):
 
 
 def test_chunked_validation_gives_the_same_tables_and_counts(tmp_path):
-    """Rows are gathered a chunk at a time and raw records released as they go: the tables, the input counts and
-    the drops are the same as in one piece, and `consume` empties the caller's list."""
+    """Rows are gathered a chunk at a time, labels checked a batch at a time and raw records released as they go:
+    the tables, the input counts and the drops are the same as in one piece, and `consume` empties the caller's
+    list."""
     records = load_source("sample").records
     whole, whole_res = validate(list(records), key=b"k", on_error="skip")
     chunked_input = list(records)
-    chunked, chunked_res = validate(chunked_input, key=b"k", on_error="skip", consume=True, chunk_rows=7)
+    chunked, chunked_res = validate(chunked_input, key=b"k", on_error="skip", consume=True, chunk_rows=7, label_batch=3)
     assert chunked_input == []
     for name in ("prompts", "demonstrations", "rankings"):
         a, b = getattr(whole, name), getattr(chunked, name)

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 import polars as pl
 from datasketch import MinHash
-from xxhash import xxh32_intdigest
+from xxhash import xxh3_128_digest, xxh32_intdigest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -83,51 +83,92 @@ def _band_keys_of(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> 
     return out
 
 
+def sketch(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> tuple[list[bytes], np.ndarray]:
+    """What dedup needs of each normalised prefix: a 128-bit digest (the exact fast path) and its LSH band keys."""
+    return [xxh3_128_digest(p.encode("utf-8")) for p in prefixes], _band_keys_of(prefixes, bands=bands, k=k, num_perm=num_perm)
+
+
+def sketch_all(prefixes: list[str], engine, *, bands: int, k: int, num_perm: int) -> tuple[pl.Series, np.ndarray]:
+    """`sketch` of every prefix on the engine: (digests as a Binary Series, band keys n × bands)."""
+    parts = engine.map_batches(partial(sketch, bands=bands, k=k, num_perm=num_perm), prefixes, batch_size=5_000,
+                               desc="dedup: MinHash")
+    digests = pl.Series("_exact", [d for part in parts for d in part[0]], dtype=pl.Binary)
+    return digests, (np.vstack([part[1] for part in parts]) if parts else np.zeros((0, bands), dtype=np.uint64))
+
+
+class PrefixSketches:
+    """Digests, band keys and MinHash signatures of prompts' normalised prefixes, by row (`_row`), held in memory
+    and computed on the engine. The streaming build's `builders.streaming.SpilledSketches` offers the same three
+    methods over what it wrote to disk."""
+
+    def __init__(self, prefixes: list[str], engine, *, bands: int, k: int, num_perm: int):
+        self.prefixes, self.engine, self.k, self.num_perm = prefixes, engine, k, num_perm
+        self.digests, self.keys = sketch_all(prefixes, engine, bands=bands, k=k, num_perm=num_perm)
+
+    def exact(self) -> pl.Series:
+        return self.digests
+
+    def band_keys(self, rows: np.ndarray, band: int) -> np.ndarray:
+        return self.keys[rows, band]
+
+    def signatures(self, rows: np.ndarray) -> np.ndarray:
+        return signatures_on(self.engine, [self.prefixes[r] for r in rows], k=self.k, num_perm=self.num_perm)
+
+
+def signatures_on(engine, prefixes: list[str], *, k: int, num_perm: int) -> np.ndarray:
+    """`signatures` of the prefixes, computed on the engine."""
+    if not prefixes:
+        return np.zeros((0, num_perm), dtype=np.uint32)
+    return np.vstack(engine.map_batches(partial(signatures, k=k, num_perm=num_perm), prefixes, batch_size=5_000,
+                                        desc="dedup: candidates"))
+
+
 def _clusters(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> np.ndarray:
     graph = coo_matrix((np.ones(len(edges_a), dtype=np.int8), (edges_a, edges_b)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
 def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, num_perm: int = 128,
-          threshold: float = 0.8, bands: int = 16, engine=None) -> tuple[Tables, StageResult]:
+          threshold: float = 0.8, bands: int = 16, engine=None, sketches=None) -> tuple[Tables, StageResult]:
+    """`sketches` (default: a `PrefixSketches` of the prompts' text) gives each prompt's prefix digest, band keys
+    and signatures by its `_row`; when it is given, the prompts table must have a `_row` column."""
     from builders.engine import IN_PROCESS
 
     engine = engine or IN_PROCESS
     counts_in = tables.counts()
+    if sketches is None:
+        prefixes = tables.prompts.select(normalised_prefix(pl.col("text"), prefix_chars))["text"].to_list()
+        sketches = PrefixSketches(prefixes, engine, bands=bands, k=shingle_words, num_perm=num_perm)
+        del prefixes
+        rows = pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row")
+    else:
+        rows = pl.col("_row")
     # Representative order: earliest created_at (unknown times last), then prompt_id. The decisions are made on
-    # these four columns only; the full prompts table (messages and all) is filtered once at the end.
-    # A `prefix` column, where present, already holds normalised_prefix(text) (the streaming build keeps only that).
-    prefix = pl.col("prefix") if "prefix" in tables.prompts.columns else normalised_prefix(pl.col("text"), prefix_chars)
-    p = (tables.prompts.select("prompt_id", "created_at", "context_key", prefix.alias("_prefix"))
+    # these columns only; the full prompts table (messages and all) is filtered once at the end.
+    p = tables.prompts.select("prompt_id", "created_at", "context_key", rows)
+    p = (p.with_columns(sketches.exact().gather(p["_row"]).alias("_exact"))
          .sort(["created_at", "prompt_id"], nulls_last=True).with_row_index("_pos"))
 
-    # Exact fast path: identical (context, prefix) -> the first in representative order.
-    exact_rep = p.group_by(["context_key", "_prefix"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
-    p = p.join(exact_rep, on=["context_key", "_prefix"], how="left")
+    # Exact fast path: identical (context, prefix digest) -> the first in representative order.
+    exact_rep = p.group_by(["context_key", "_exact"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
+    p = p.join(exact_rep, on=["context_key", "_exact"], how="left").drop("_exact")
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
 
     # MinHash + LSH over the exact-path representatives: rows sharing a band key (within one chat context) are
-    # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold. Workers return the
-    # band keys only (16 numbers a prompt, not 128); the signatures of the rows in candidate pairs are computed
-    # again for the comparison, so memory does not grow with 128 values per prompt.
+    # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold. Band keys are read
+    # one band at a time; the signatures (128 numbers a prompt) only for the rows in candidate pairs.
     n = reps.height
-    prefixes = reps["_prefix"]
-    sig_of = partial(signatures, k=shingle_words, num_perm=num_perm)
-    parts = engine.map_batches(partial(_band_keys_of, bands=bands, k=shingle_words, num_perm=num_perm), prefixes.to_list(),
-                               batch_size=5_000, desc="dedup: MinHash")
-    keys_all = np.vstack(parts) if parts else np.zeros((0, bands), dtype=np.uint64)
-    del parts
+    rep_rows = reps["_row"].to_numpy()
     ctx = reps.select(pl.col("context_key").rank("dense").cast(pl.UInt32))["context_key"].to_numpy()
     index = np.arange(n, dtype=np.int64)
-    keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx, "h": keys_all[:, b], "i": index})
+    keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx, "h": sketches.band_keys(rep_rows, b), "i": index})
             for b in range(bands))
     pairs = engine.pairs(keys)
-    del keys_all
     a, c = pairs["first"].to_numpy(), pairs["i"].to_numpy()
-    rows = np.unique(np.concatenate([a, c]))  # every row in a candidate pair, sorted
-    sig = np.vstack(engine.map_batches(sig_of, prefixes.gather(rows).to_list(), batch_size=5_000, desc="dedup: candidates")
-                    ) if len(rows) else np.zeros((0, num_perm), dtype=np.uint32)
-    a_at, c_at = np.searchsorted(rows, a), np.searchsorted(rows, c)
+    del pairs
+    cand = np.unique(np.concatenate([a, c]))  # every row in a candidate pair, sorted
+    sig = sketches.signatures(rep_rows[cand])
+    a_at, c_at = np.searchsorted(cand, a), np.searchsorted(cand, c)
     ok = np.zeros(len(a), dtype=bool)
     for lo in range(0, len(a), 1_000_000):  # bounded memory: compare signatures a million pairs at a time
         hi = lo + 1_000_000

@@ -17,6 +17,7 @@ from builders.pseudonym import pseudonymise
 from builders.readers import RawRecord
 from builders.schema import (
     DEMONSTRATIONS_SCHEMA,
+    DROPPED_SCHEMA,
     PROMPT_TYPES,
     PROMPTS_SCHEMA,
     RANKINGS_SCHEMA,
@@ -180,85 +181,135 @@ def is_prompt(rec: RawRecord) -> bool:
     return rec.data is not None and (rec.kind or infer_kind(rec.data)) == "prompt"
 
 
-class Validator:
-    """Validates records one at a time: first every prompt (`is_prompt`), then every other record, in input order.
+def _id_value(rec: RawRecord) -> str | None:
+    """The record's prompt_id as `_req_str` reads it, or None where `_req_str` would raise."""
+    value = rec.data.get("prompt_id") if rec.data is not None else None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        return None
+    return str(value).strip()
 
-    `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest) so no
-    raw record outlives its validation. `prompt_sink` receives each chunk of validated prompts (see `_Rows`)."""
+
+class Validator:
+    """Validates records: first every prompt (`is_prompt`), then every other record, in input order.
+
+    Nothing here grows with the number of prompts but the validated rows themselves, and those go to
+    `prompt_sink` a chunk at a time when one is given (see `_Rows`; the streaming build spills them and keeps a
+    few columns): repeated prompt ids are found once all prompts are in, and labels are checked against the
+    sorted prompt ids a batch at a time. Each validated prompt gets `_row`, its position among them; with a
+    sink, `origin_of(rows)` must return {_row: origin} for the rows a duplicate message names.
+
+    `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest)."""
 
     def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
-                 prompt_sink=None):
+                 prompt_sink=None, origin_of=None, label_batch: int = 20_000):
         def pseudonymise_users(rows: list[dict]) -> None:
             for row, user in zip(rows, pseudonymise([r["user"] for r in rows], key)):
                 row["user"] = user
 
-        self.on_error, self.max_chars = on_error, max_chars
-        self.prompts = _Rows(PROMPTS_SCHEMA, chunk_rows, pseudonymise_users, prompt_sink)
+        self.on_error, self.max_chars, self.label_batch, self.origin_of = on_error, max_chars, label_batch, origin_of
+        self.prompts = _Rows({**PROMPTS_SCHEMA, "_row": pl.UInt32}, chunk_rows, pseudonymise_users, prompt_sink)
         self.demos, self.rankings = _Rows(DEMONSTRATIONS_SCHEMA, chunk_rows), _Rows(RANKINGS_SCHEMA, chunk_rows)
         self.dropped: list[tuple] = []
         self.n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
-        # prompt id -> where it was first seen: (file number, line), the file names kept once
-        self.seen_prompt: dict[str, tuple[int, int]] = {}
-        self.files: dict[str, int] = {}
+        self.next_row = 0
+        self.prompt_table: pl.DataFrame | None = None  # set once every prompt is in
+        self.known: pl.Series | None = None  # the valid prompt ids, sorted
+        self.pending: list[RawRecord] = []  # labels waiting for a batch check of their prompt ids
         self.seen_ids: dict[str, str] = {}
         self.per_prompt: dict[tuple[str, str], int] = {}
 
-    def _reject(self, rec: RawRecord, kind: str, err: InputError) -> None:
+    def _reject(self, origin: str, kind: str, err: InputError) -> None:
         if self.on_error == "fail":
             raise err
-        self.dropped.append((rec.origin, kind, NAME, f"invalid: {err}"))
-
-    def _first_seen(self, pid: str) -> str:
-        number, line = self.seen_prompt[pid]
-        return f"{next(f for f, i in self.files.items() if i == number)}:{line}"
+        self.dropped.append((origin, kind, NAME, f"invalid: {err}"))
 
     def add(self, rec: RawRecord) -> None:
         self.n_in[_input_kind(rec)] += 1
+        if not is_prompt(rec):
+            self.pending.append(rec)
+            if len(self.pending) >= self.label_batch:
+                self._flush_labels()
+            return
+        if self.prompt_table is not None:
+            raise RuntimeError(f"{rec.origin}: prompts must all be added before any other record")
+        try:
+            row = _prompt(rec, self.max_chars)
+        except InputError as err:
+            self._reject(rec.origin, "prompt", err)
+            return
+        row["_row"] = self.next_row
+        self.next_row += 1
+        self.prompts.append(row)
+
+    def _close_prompts(self) -> None:
+        """Every prompt is in: reject repeated ids (the first valid one stays), sort the ids for label checks."""
+        if self.prompt_table is not None:
+            return
+        prompts = self.prompts.frame()
+        first = pl.col("_row").min().over("prompt_id")
+        later = (prompts.select("prompt_id", "_row").filter(pl.col("prompt_id").is_duplicated())
+                 .with_columns(first.alias("_first")).filter(pl.col("_row") != pl.col("_first")).sort("_row"))
+        if later.height:
+            rows = pl.concat([later["_row"], later["_first"]]).unique().to_list()
+            if "origin" in prompts.columns:
+                origins = dict(prompts.filter(pl.col("_row").is_in(rows)).select("_row", "origin").iter_rows())
+            else:
+                origins = self.origin_of(rows)
+            for pid, row, first_row in later.iter_rows():
+                file, _, line = origins[row].rpartition(":")
+                err = InputError(f"duplicate prompt_id {pid!r} (first at {origins[first_row]})", file=file, line=int(line), field="prompt_id")
+                self._reject(origins[row], "prompt", err)
+            prompts = prompts.filter(~pl.col("_row").is_in(later["_row"].implode()))
+        self.prompt_table = prompts
+        self.known = prompts["prompt_id"].sort()
+
+    def _flush_labels(self) -> None:
+        self._close_prompts()
+        pending, self.pending = self.pending, []
+        ids = pl.Series([_id_value(rec) for rec in pending], dtype=pl.String)
+        at = self.known.search_sorted(ids).clip(0, max(self.known.len() - 1, 0))
+        known = (self.known.gather(at) == ids).fill_null(False).to_list() if self.known.len() else [False] * len(pending)
+        for rec, is_known in zip(pending, known):
+            self._add_label(rec, is_known)
+
+    def _add_label(self, rec: RawRecord, is_known: bool) -> None:
         if rec.error is not None:
-            self._reject(rec, "unreadable", rec.error)
+            self._reject(rec.origin, "unreadable", rec.error)
             return
         kind = rec.kind or infer_kind(rec.data)
         try:
-            if kind == "prompt":
-                row = _prompt(rec, self.max_chars)
-                pid = row["prompt_id"]
-                if pid in self.seen_prompt:
-                    raise InputError(f"duplicate prompt_id {pid!r} (first at {self._first_seen(pid)})",
-                                     file=rec.file, line=rec.line, field="prompt_id")
-                self.seen_prompt[pid] = (self.files.setdefault(rec.file, len(self.files)), rec.line)
-                self.prompts.append(row)
-            elif kind in ("demonstration", "ranking"):
-                pid = _req_str(rec, "prompt_id")
-                if pid not in self.seen_prompt:
-                    raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
-                n = self.per_prompt[(kind, pid)] = self.per_prompt.get((kind, pid), -1) + 1
-                row = _demonstration(rec, n, self.max_chars) if kind == "demonstration" else _ranking(rec, n, self.max_chars)
-                id_field = f"{kind}_id"
-                if row[id_field] in self.seen_ids:
-                    raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {self.seen_ids[row[id_field]]})",
-                                     file=rec.file, line=rec.line, field=id_field)
-                self.seen_ids[row[id_field]] = rec.origin
-                (self.demos if kind == "demonstration" else self.rankings).append(row)
-            else:
+            if kind not in ("demonstration", "ranking"):
                 raise InputError(f"unknown record kind {kind!r} (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind")
+            pid = _req_str(rec, "prompt_id")
+            if not is_known:
+                raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
+            n = self.per_prompt[(kind, pid)] = self.per_prompt.get((kind, pid), -1) + 1
+            row = _demonstration(rec, n, self.max_chars) if kind == "demonstration" else _ranking(rec, n, self.max_chars)
+            id_field = f"{kind}_id"
+            if row[id_field] in self.seen_ids:
+                raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {self.seen_ids[row[id_field]]})",
+                                 file=rec.file, line=rec.line, field=id_field)
+            self.seen_ids[row[id_field]] = rec.origin
+            (self.demos if kind == "demonstration" else self.rankings).append(row)
         except InputError as err:
-            self._reject(rec, kind if kind in ("prompt", "demonstration", "ranking") else "unreadable", err)
+            self._reject(rec.origin, kind if kind in ("demonstration", "ranking") else "unreadable", err)
 
     def finish(self) -> tuple[Tables, StageResult]:
-        self.seen_prompt.clear()  # the largest of the bookkeeping: gone before the next stage starts
-        tables = Tables(self.prompts.frame(), self.demos.frame(), self.rankings.frame())
-        dropped = pl.DataFrame(self.dropped, schema={"record_id": pl.String, "kind": pl.String, "stage": pl.String, "reason": pl.String},
-                               orient="row")
+        """The validated tables (prompts with their `_row`) and the stage's counts."""
+        self._flush_labels()
+        self.known = None
+        tables = Tables(self.prompt_table, self.demos.frame(), self.rankings.frame())
+        dropped = pl.DataFrame(self.dropped, schema=DROPPED_SCHEMA, orient="row")
         return tables, StageResult(NAME, self.n_in, tables.counts(), dropped)
 
 
 def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000,
-             consume: bool = False, chunk_rows: int = 100_000) -> tuple[Tables, StageResult]:
+             consume: bool = False, chunk_rows: int = 100_000, label_batch: int = 20_000) -> tuple[Tables, StageResult]:
     """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt.
 
     With `consume`, `records` is emptied and each raw record released as soon as it is validated (the pipeline's
     way: raw records are the largest objects of a build)."""
-    v = Validator(key=key, on_error=on_error, max_chars=max_chars, chunk_rows=chunk_rows)
+    v = Validator(key=key, on_error=on_error, max_chars=max_chars, chunk_rows=chunk_rows, label_batch=label_batch)
     # Prompts first, so labeler records can be checked against the known prompt ids wherever they appear.
     ordered = sorted(records, key=lambda r: 0 if is_prompt(r) else 1)
     if consume:
@@ -268,4 +319,5 @@ def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", ma
         if consume:
             ordered[i] = None
         v.add(rec)
-    return v.finish()
+    tables, result = v.finish()
+    return Tables(tables.prompts.drop("_row"), tables.demonstrations, tables.rankings), result
