@@ -55,3 +55,17 @@ def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, cl
 def test_a_missing_data_dir_is_an_error_not_a_silent_fallback(tmp_path, capsys):
     assert main(["bench", "generate", "--n", "10", "--out", str(tmp_path / "log"), "--data-dir", str(tmp_path / "nope")]) == 2
     assert "data-dir" in capsys.readouterr().err and not (tmp_path / "log").exists()
+
+
+def test_bench_run_measures_the_build_and_both_anchors_on_one_log(shared, tmp_path):
+    from builders.bench.run import markdown, run_size
+
+    res = run_size(3000, seed=1, work=tmp_path, data_dir=shared, workers=1, pii_sample=60, anchor_dedup_limit=10**9)
+    assert [s["stage"] for s in res["stages"]] == ["validate", "dedup", "cap_per_user", "split_by_user", "pii", "classify", "write"]
+    assert res["stages"][0]["rows_in"] == 3000 and res["peak_rss_mb"] > 0 and sum(res["datasets"]["ppo"]["default"].values()) > 0
+    d, p = res["dedup"], res["pii"]
+    assert d["injected_at_or_above_threshold"] > 100 and d["ours"]["recall"] >= 0.95 and d["anchor"]["rows"] == 3000
+    assert p["ours"]["injected"] == p["anchor"]["injected"] == 30 and p["ours"]["leaks"] <= 3
+    text = markdown([res], "instructkit bench run --sizes 3000")
+    assert "| 3,000 | " in text and "| ours (dedup stage alone) | 3,000 |" in text and "instructkit bench run --sizes 3000" in text
+    assert not (tmp_path / "out-3000").exists()  # the built folders are removed after measuring
