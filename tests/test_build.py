@@ -53,6 +53,13 @@ def test_rm_pairs_are_all_comparisons_of_each_ranking_without_ties(sample_build)
     assert pairs.height == expected
     assert (pairs["chosen_rank"] < pairs["rejected_rank"]).all()
     assert set(pairs["group"]) <= set(rankings["ranking_id"])
+    # each pair is (better, worse) of its own ranking, in the ranking's order
+    expected_pairs = [(r["ranking_id"], r["completions"][i], r["completions"][j]) if r["ranks"][i] < r["ranks"][j]
+                      else (r["ranking_id"], r["completions"][j], r["completions"][i])
+                      for r in rankings.sort("prompt_id", "ranking_id").iter_rows(named=True)
+                      for i, j in combinations(range(len(r["ranks"])), 2) if r["ranks"][i] != r["ranks"][j]]
+    content = lambda col: pairs[col].list.first().struct.field("content").to_list()  # noqa: E731
+    assert list(zip(pairs["group"], content("chosen"), content("rejected"))) == expected_pairs
     tied = rankings.filter(pl.col("ranks").list.n_unique() < pl.col("ranks").list.len())
     assert tied.height > 0  # the sample has ties, and they gave fewer pairs than C(K,2)
 

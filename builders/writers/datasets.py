@@ -39,8 +39,13 @@ META_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split"]
 PROMPT_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split", pl.col("messages").alias("prompt")]
 
 
+def _assistant_of(content: pl.Expr) -> pl.Expr:
+    """One assistant message holding `content`, as a conversational list."""
+    return pl.concat_list(pl.struct(pl.lit("assistant").alias("role"), content.alias("content")))
+
+
 def _assistant(col: str) -> pl.Expr:
-    return pl.concat_list(pl.struct(pl.lit("assistant").alias("role"), pl.col(col).alias("content")))
+    return _assistant_of(pl.col(col))
 
 
 def sft_table(tables) -> pl.DataFrame:
@@ -57,22 +62,28 @@ def rankings_table(tables) -> pl.DataFrame:
 
 
 def pairs_table(rankings: pl.DataFrame) -> pl.DataFrame:
-    """Every ranking of K gives its C(K,2) comparisons, tied pairs excepted; `group` keeps one ranking's pairs together."""
-    rows = []
-    for r in rankings.iter_rows(named=True):
-        comps, ranks = r["completions"], r["ranks"]
-        for i in range(len(comps)):
-            for j in range(i + 1, len(comps)):
-                if ranks[i] == ranks[j]:
-                    continue
-                w, l = (i, j) if ranks[i] < ranks[j] else (j, i)
-                rows.append({k: r[k] for k in ("prompt_id", "user", "source", "prompt_type", "category", "split", "prompt")}
-                            | {"group": r["ranking_id"],
-                               "chosen": [{"role": "assistant", "content": comps[w]}],
-                               "rejected": [{"role": "assistant", "content": comps[l]}],
-                               "chosen_rank": ranks[w], "rejected_rank": ranks[l]})
-    schema = dict(pl.from_arrow(PAIRS_SCHEMA.empty_table()).schema)
-    return pl.DataFrame(rows, schema=schema | {"split": pl.String})
+    """Every ranking of K gives its C(K,2) comparisons (i < j, in ranking then i then j order), tied pairs
+    excepted; `group` keeps one ranking's pairs together. Built with list expressions: millions of pairs never
+    exist as Python objects."""
+    base = ["prompt_id", "user", "source", "prompt_type", "category", "split", "prompt"]
+    i, j = pl.col("_i"), pl.col("_j")
+    rank_i, rank_j = pl.col("ranks").list.get(i), pl.col("ranks").list.get(j)
+    winner = pl.when(rank_i < rank_j).then(i).otherwise(j)
+    loser = pl.when(rank_i < rank_j).then(j).otherwise(i)
+    pairs = (rankings.select(*base, pl.col("ranking_id").alias("group"), "completions", "ranks",
+                             pl.int_ranges(0, pl.col("ranks").list.len()).alias("_i"))
+             .explode("_i")
+             .with_columns(pl.int_ranges(pl.col("_i") + 1, pl.col("ranks").list.len()).alias("_j"))
+             .explode("_j")
+             .filter(j.is_not_null() & (rank_i != rank_j))
+             .with_columns(winner.alias("_w"), loser.alias("_l")))
+    return pairs.select(
+        *base[:-1], "prompt", "group",
+        _assistant_of(pl.col("completions").list.get(pl.col("_w"))).alias("chosen"),
+        _assistant_of(pl.col("completions").list.get(pl.col("_l"))).alias("rejected"),
+        pl.col("ranks").list.get(pl.col("_w")).alias("chosen_rank"),
+        pl.col("ranks").list.get(pl.col("_l")).alias("rejected_rank"),
+    )
 
 
 def ppo_table(tables, ppo_sources: list[str]) -> pl.DataFrame:
