@@ -8,7 +8,9 @@ import functools
 import re
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 TRANSCRIPT = re.compile(r"^\s*[A-Z][\w .'-]{0,24}:\s", re.MULTILINE)
 OPTIONS = re.compile(r"(?:^|\s)\(?[A-Da-d][).]\s")
@@ -54,6 +56,55 @@ def structure_features(texts) -> np.ndarray:
             1.0 if n < 40 and not t.rstrip().endswith("?") else 0.0,  # a short remark, not a question
         )
     return out
+
+
+class CharTfidf(TfidfVectorizer):
+    """`TfidfVectorizer(analyzer="char_wb")` that counts a prompt's n-grams word by word from a cache.
+
+    char_wb n-grams never cross a word boundary: a text's n-grams are those of its words, each padded with a
+    space on both sides. So a word's vocabulary indices are found once and reused, and counting a prompt is a
+    few dictionary lookups instead of hundreds. Fitting is the parent's; the matrix is the parent's (tested)."""
+
+    CACHE_WORDS = 200_000  # the cache is emptied when it holds this many words, so memory stays bounded
+
+    def _word_features(self, word: str) -> list[int]:
+        """The vocabulary indices of `word`'s n-grams, repeats included, as scikit-learn's `_char_wb_ngrams` makes them."""
+        w = " " + word + " "
+        vocab, out = self.vocabulary_, []
+        min_n, max_n = self.ngram_range
+        for n in range(min_n, max_n + 1):
+            for offset in range(max(1, len(w) - n + 1)):
+                j = vocab.get(w[offset : offset + n])
+                if j is not None:
+                    out.append(j)
+            if len(w) <= n:  # a short word counts once, at its smallest n
+                break
+        return out
+
+    def _count_vocab(self, raw_documents, fixed_vocab):
+        if not fixed_vocab or self.analyzer != "char_wb" or self.preprocessor is not None or self.strip_accents is not None:
+            return super()._count_vocab(raw_documents, fixed_vocab)
+        cache = self.__dict__.setdefault("_word_cache", {})
+        indices: list[int] = []
+        indptr = [0]
+        for doc in raw_documents:
+            for word in (doc.lower() if self.lowercase else doc).split():
+                f = cache.get(word)
+                if f is None:
+                    if len(cache) >= self.CACHE_WORDS:
+                        cache.clear()
+                    f = cache[word] = self._word_features(word)
+                indices.extend(f)
+            indptr.append(len(indices))
+        X = sp.csr_matrix((np.ones(len(indices), dtype=self.dtype), np.asarray(indices, dtype=np.int32),
+                           np.asarray(indptr, dtype=np.int64)), shape=(len(indptr) - 1, len(self.vocabulary_)))
+        X.sum_duplicates()  # counts, with sorted indices: the parent's matrix
+        return self.vocabulary_, X
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_word_cache", None)  # a cache, not part of the model
+        return state
 
 
 @functools.cache

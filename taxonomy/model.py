@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from builders.errors import InputError
 from taxonomy.categories import CATEGORIES
-from taxonomy.features import SentenceEmbedder, structure_features
+from taxonomy.features import CharTfidf, SentenceEmbedder, structure_features
 
 HERE = Path(__file__).resolve().parent
 LABELED = HERE / "data" / "labeled.jsonl"
@@ -30,6 +30,7 @@ MAX_CHARS = 2000  # the classifier reads the start of a prompt: enough for instr
 TRUSTED = [
     "taxonomy.features.structure_features",
     "taxonomy.features.SentenceEmbedder",
+    "taxonomy.features.CharTfidf",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "builtins.getattr",
@@ -44,7 +45,7 @@ def build_pipeline(seed: int = 0, features: str = "fast") -> Pipeline:
         raise InputError(f"unknown features {features!r} (one of: {', '.join(FEATURES)})", field="features")
     parts = [
         ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, lowercase=True)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000)),
+        ("chars", CharTfidf(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000)),
         ("structure", FunctionTransformer(structure_features)),
     ]
     if features == "embed":

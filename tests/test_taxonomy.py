@@ -124,3 +124,26 @@ def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
     mixed, _ = load_heldout(shared, "mixed")
     assert (len(real), len(oasst), len(mixed)) == (546, 167, 200)
     assert not set(real) & set(oasst) and not set(real) & set(mixed) and not set(oasst) & set(mixed)
+
+
+@pytest.mark.parametrize("params", [dict(ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000),
+                                    dict(ngram_range=(1, 3)), dict(ngram_range=(3, 5), lowercase=False)])
+def test_word_cached_char_ngrams_give_scikit_learns_matrix(shared, params):
+    """CharTfidf (the classifier's fast char n-grams) is TfidfVectorizer(analyzer="char_wb") to the last bit, on
+    real prompts and on odd whitespace, case and short words; its cache is not part of a saved model."""
+    import pickle
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from taxonomy.features import CharTfidf
+    from taxonomy.heldout import REAL_LABELED, load_refs
+
+    texts, _ = load_refs(REAL_LABELED, shared)
+    odd = ["", "   ", "a", "ab", "ÄÖÜ STRAẞE\u00a0nbsp\ttab\n\nnew", "x\x1cy\u2028z", "İstanbul ǅ", "a  b   c", "emoji 😀😀 ok"]
+    ours, theirs = CharTfidf(analyzer="char_wb", **params).fit(texts[:300]), TfidfVectorizer(analyzer="char_wb", **params).fit(texts[:300])
+    docs = texts + odd
+    expected = theirs.transform(docs)
+    for _ in range(2):  # a cold, then a warm word cache
+        got = ours.transform(docs)
+        assert (got.indptr == expected.indptr).all() and (got.indices == expected.indices).all() and (got.data == expected.data).all()
+    assert "_word_cache" in ours.__dict__ and "_word_cache" not in pickle.loads(pickle.dumps(ours)).__dict__
