@@ -2,7 +2,7 @@
 
 Pass 1 reads the sources and validates every prompt, a chunk at a time: each chunk's rows are written to disk
 with their dedup sketches (prefix digest and LSH band keys, computed on the engine), and only the columns the
-decisions need stay in memory (row, id, user, source, time, chat context: about 100 bytes a prompt). Then it
+decisions need stay in memory (row, id, user, source, time, chat context). Then it
 reads the sources again for the demonstrations and rankings, which stay in memory (labels are few). Dedup, the
 per-user cap and the split run on those columns with the same stage functions as the in-memory build
 (`pipeline.run_stages`); dedup reads the band keys back one band at a time and recomputes signatures only for
