@@ -6,10 +6,11 @@ in `../shared/data` (never copied into this repository).
 - `taxonomy/data/heldout_mixed.jsonl` (`--heldout mixed`): a second held-out test, labeled after the shipped
   models were fitted and scored blind: 100 HH-RLHF helpful-base first turns and 100 oasst1 validation follow-up
   turns, none in the other files.
-- `taxonomy/data/real_labeled.jsonl`: 546 real prompts labeled for training (disjoint from the held-out test):
+- `taxonomy/data/real_labeled.jsonl`: 746 real prompts labeled for training (disjoint from the held-out tests):
   300 first human turns of HH-RLHF's test splits (240 helpful-base, 60 harmless-base), 94 root prompts of the
-  synthetic oasst trees (six more are held-out prompts and are left out), and 32 root prompts and 120 follow-up
-  turns of oasst1 validation that are not in the held-out test. Measured by cross-validation (each fold trained
+  synthetic oasst trees (six more are held-out prompts and are left out), and 32 root prompts and 320 follow-up
+  turns of oasst1 validation that are in neither held-out test (the last 200 follow-ups, by message id, added
+  after the blind test was scored). Measured by cross-validation (each fold trained
   on the written set plus the other folds).
 
 The public logs here hold almost no real Extract, Classification, Summarization or Closed QA prompts, so those

@@ -85,7 +85,7 @@ def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     texts, _ = load_heldout(shared)
     same = sum(a == b for a, b in zip(again.predict(texts)[0], shipped.predict(texts)[0]))
     assert same >= len(texts) - 1  # a float tie on another BLAS may flip one
-    assert len(again.cv_true) == len(shipped.cv_true) == 592 + 546
+    assert len(again.cv_true) == len(shipped.cv_true) == 592 + 746
 
 
 @pytest.mark.parametrize("model, floor", [("fast", 0.70), ("embed", 0.83)])
@@ -122,7 +122,7 @@ def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
     real, _ = load_real_labeled(shared)
     oasst, _ = load_heldout(shared, "oasst")
     mixed, _ = load_heldout(shared, "mixed")
-    assert (len(real), len(oasst), len(mixed)) == (546, 167, 200)
+    assert (len(real), len(oasst), len(mixed)) == (746, 167, 200)
     assert not set(real) & set(oasst) and not set(real) & set(mixed) and not set(oasst) & set(mixed)
 
 
