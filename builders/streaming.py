@@ -13,8 +13,10 @@ in-memory build writes (tested byte for byte).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +38,20 @@ from builders.stages.validate import Validator, is_prompt
 from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, SortedShards, unused_prompts, write_outputs
 
 log = logging.getLogger(__name__)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the operating system. Arrow's allocator and glibc's malloc keep freed pages for
+    reuse; in a long streaming build that made every chunk's high-water mark permanent (on the 1M benchmark log,
+    355 of the 687 MB held after validation were freed pages)."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # another C library
+            pass
 
 
 def _merge(parts: list[StageResult], notes: dict) -> StageResult:
@@ -127,6 +143,7 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
 
     def stage_done(name, result, t0):
+        release_memory()
         seconds[name] = time.perf_counter() - t0
         log.info("%-14s %7d → %7d prompts (%.1fs)", name, result.counts_in.get("prompts", 0), result.counts_out.get("prompts", 0), seconds[name])
         if on_stage is not None:
@@ -141,10 +158,14 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
                       prompt_sink=spilled.add, origin_of=spilled.origins)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
+            spilled_files = 0
             for source in sources:  # prompts first, so every label can be checked against every prompt id
                 for rec in source.stream(tally=True):
                     if is_prompt(rec):
                         v.add(rec)
+                        if len(spilled.prompt_files) > spilled_files:  # a chunk went to disk: its memory is free
+                            spilled_files = len(spilled.prompt_files)
+                            release_memory()
                     bar.update()
             for source in sources:
                 for rec in source.stream():
@@ -197,6 +218,8 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
             final_demos.append(batch.demonstrations)
             final_rankings.append(batch.rankings)
             ppo.add(batch.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
+            del batch, prompts
+            release_memory()
 
         with tqdm(total=plan.height, desc="PII + classify", unit=" prompts", disable=not progress, mininterval=2) as bar:
             for batch in spilled.batches(plan, batch_rows):
