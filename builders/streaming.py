@@ -202,9 +202,12 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         spent = {"pii": 0.0, "classify": 0.0}
 
         def run_batch(prompts: pl.DataFrame) -> None:
+            nonlocal demos, rankings
             prompts = prompts.sort("prompt_id")
             ids = prompts["prompt_id"].implode()
             batch = Tables(prompts, demos.filter(pl.col("prompt_id").is_in(ids)), rankings.filter(pl.col("prompt_id").is_in(ids)))
+            # a prompt is in one batch only: its labels leave the pending tables (only the scanned copies stay)
+            demos, rankings = demos.filter(~pl.col("prompt_id").is_in(ids)), rankings.filter(~pl.col("prompt_id").is_in(ids))
             t = time.perf_counter()
             batch, r = remove_pii(batch, scanner, mode=settings.pii_mode, scope=settings.pii_scope, engine=engine)
             pii_parts.append(r)
@@ -225,6 +228,8 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
             for batch in spilled.batches(plan, batch_rows):
                 run_batch(batch)
                 bar.update(batch.height)
+        if demos.height or rankings.height:  # every label's prompt was kept or its drop accounted for before pass 2
+            raise RuntimeError(f"{demos.height} demonstrations and {rankings.height} rankings point at no kept prompt")
         pii = _merge(pii_parts, merge_notes([r.notes for r in pii_parts]))
         cls = _merge(cls_parts, cls_parts[0].notes)
         for name, result in (("pii", pii), ("classify", cls)):
