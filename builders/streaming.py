@@ -14,6 +14,7 @@ in-memory build writes (tested byte for byte).
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import shutil
 import sys
@@ -40,6 +41,17 @@ from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, Sorted
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None (not Linux, or another C library)."""
+    if sys.platform.startswith("linux"):
+        try:
+            return ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            pass
+    return None
+
+
 def release_memory() -> None:
     """Hand freed memory back to the operating system. Arrow's allocator and glibc's malloc keep freed pages for
     reuse; in a long streaming build that made every chunk's high-water mark permanent (on the 1M benchmark log,
@@ -47,11 +59,8 @@ def release_memory() -> None:
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # another C library
-            pass
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
 
 
 def _merge(parts: list[StageResult], notes: dict) -> StageResult:

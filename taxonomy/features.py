@@ -68,18 +68,9 @@ class CharTfidf(TfidfVectorizer):
     CACHE_WORDS = 200_000  # the cache is emptied when it holds this many words, so memory stays bounded
 
     def _word_features(self, word: str) -> list[int]:
-        """The vocabulary indices of `word`'s n-grams, repeats included, as scikit-learn's `_char_wb_ngrams` makes them."""
-        w = " " + word + " "
-        vocab, out = self.vocabulary_, []
-        min_n, max_n = self.ngram_range
-        for n in range(min_n, max_n + 1):
-            for offset in range(max(1, len(w) - n + 1)):
-                j = vocab.get(w[offset : offset + n])
-                if j is not None:
-                    out.append(j)
-            if len(w) <= n:  # a short word counts once, at its smallest n
-                break
-        return out
+        """The vocabulary indices of `word`'s n-grams, repeats included, from scikit-learn's own `_char_wb_ngrams`."""
+        vocab = self.vocabulary_
+        return [vocab[g] for g in self._char_wb_ngrams(word) if g in vocab]
 
     def _count_vocab(self, raw_documents, fixed_vocab):
         if not fixed_vocab or self.analyzer != "char_wb" or self.preprocessor is not None or self.strip_accents is not None:
