@@ -1,7 +1,7 @@
 """The use-case classifier: TF-IDF words and characters plus structure features (and, with `features="embed"`,
-MiniLM sentence embeddings), class-balanced logistic regression with calibrated probabilities. Trained on the
-written labeled set plus hand-labeled real prompts; saved with skops (never pickle) and loaded with an explicit
-list of trusted types."""
+MiniLM sentence embeddings), class-balanced logistic regression with calibrated probabilities; or, with
+`features="tuned"`, MiniLM fine-tuned end to end (`taxonomy.finetune`). Trained on the written labeled set plus
+hand-labeled real prompts; saved with skops (never pickle) and loaded with an explicit list of trusted types."""
 
 from __future__ import annotations
 
@@ -25,24 +25,33 @@ HERE = Path(__file__).resolve().parent
 LABELED = HERE / "data" / "labeled.jsonl"
 DEFAULT_MODEL = HERE / "model" / "usecase.skops"
 SHIPPED = {"fast": DEFAULT_MODEL, "embed": HERE / "model" / "usecase-embed.skops"}
-FEATURES = tuple(SHIPPED)  # a model kind per shipped model
+FEATURES = (*SHIPPED, "tuned")  # model kinds: the shipped two, and MiniLM fine-tuned (trained by the user)
 MAX_CHARS = 2000  # the classifier reads the start of a prompt: enough for instruction, passage cue and options
 TRUSTED = [
     "taxonomy.features.structure_features",
     "taxonomy.features.SentenceEmbedder",
     "taxonomy.features.CharTfidf",
+    "taxonomy.finetune.FineTunedMiniLM",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "builtins.getattr",
 ]
 
 
-def build_pipeline(seed: int = 0, features: str = "fast") -> Pipeline:
+def build_pipeline(seed: int = 0, features: str = "fast", base: str | None = None) -> Pipeline:
     """`fast`: TF-IDF words and characters plus structure features (thousands of prompts/s on one core).
     `embed`: the same plus MiniLM sentence embeddings (the `embed` extra; about 45 prompts/s on one CPU core).
+    `tuned`: MiniLM fine-tuned end to end (the `embed` extra; minutes to train, then reads like `embed`), or the
+    encoder `base` (a Hugging Face model id or local folder) instead of MiniLM.
     Terms must occur in at least two training texts, so the vocabulary holds no prompt-specific strings."""
     if features not in FEATURES:
         raise InputError(f"unknown features {features!r} (one of: {', '.join(FEATURES)})", field="features")
+    if features == "tuned":
+        from taxonomy.finetune import FineTunedMiniLM
+
+        return Pipeline([("clf", FineTunedMiniLM(seed=seed, base=base))])
+    if base:
+        raise InputError("an encoder to fine-tune is only read by the tuned model (features='tuned')", field="base")
     parts = [
         ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, lowercase=True)),
         ("chars", CharTfidf(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000)),
@@ -99,11 +108,16 @@ class UseCaseClassifier:
 
     @classmethod
     def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase", cv: int = 5,
-              features: str = "fast") -> "UseCaseClassifier":
-        """Fit on all rows; with cv > 1 also keep cross-validated predictions (to correct share estimates)."""
-        pipe = build_pipeline(seed, features)
+              features: str = "fast", base: str | None = None) -> "UseCaseClassifier":
+        """Fit on all rows; with cv > 1 also keep cross-validated predictions (to correct share estimates). The
+        `tuned` model keeps its calibration split's held-out predictions instead (k more fine-tunes would take
+        k times as long)."""
+        pipe = build_pipeline(seed, features, base)
         pipe.fit(_clip(texts), labels)
         _drop_rare_terms(pipe)
+        final = pipe.steps[-1][1]
+        if hasattr(final, "holdout_pred_"):
+            return cls(pipe, name, final.holdout_true_, final.holdout_pred_)
         cv_pred = None
         folds = min(cv, min(labels.count(c) for c in set(labels))) if cv > 1 else 0
         if folds > 1:
@@ -120,8 +134,11 @@ class UseCaseClassifier:
 
     @property
     def uses_torch(self) -> bool:
-        """True when a step runs a torch model (the MiniLM embeddings): run it in one process, not forked workers."""
-        return any(isinstance(part, SentenceEmbedder) for _, part in self.pipeline.named_steps["features"].transformer_list)
+        """True when a step runs a torch model (MiniLM): run it in one process, not forked workers."""
+        from taxonomy.finetune import FineTunedMiniLM
+
+        return isinstance(self.pipeline.steps[-1][1], FineTunedMiniLM) or any(
+            isinstance(part, SentenceEmbedder) for _, part in _feature_parts(self.pipeline))
 
     @property
     def classes(self) -> list[str]:
@@ -157,7 +174,7 @@ class UseCaseClassifier:
 
         import skops.io as sio
 
-        for _, part in self.pipeline.named_steps["features"].transformer_list:
+        for _, part in _feature_parts(self.pipeline):
             if hasattr(part, "vocabulary_"):
                 part.vocabulary_ = {term: int(i) for term, i in part.vocabulary_.items()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -189,10 +206,15 @@ class UseCaseClassifier:
         return cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
 
 
+def _feature_parts(pipe: Pipeline) -> list:
+    """The (name, transformer) parts of a pipeline's feature union; none for the fine-tuned model."""
+    return pipe.named_steps["features"].transformer_list if "features" in pipe.named_steps else []
+
+
 def _drop_rare_terms(pipe: Pipeline) -> None:
     """TF-IDF keeps the terms it dropped (`stop_words_`: every term seen in one text only) for inspection; they
     are not needed to predict and would put fragments of individual training prompts into the model file."""
-    for _, part in pipe.named_steps["features"].transformer_list:
+    for _, part in _feature_parts(pipe):
         if hasattr(part, "stop_words_"):
             del part.stop_words_
 
@@ -272,6 +294,10 @@ def load_model(name_or_path: str | None) -> UseCaseClassifier:
     """`fast`/`embed` (the shipped models), a skops file, or None for the default."""
     if name_or_path is None or name_or_path in SHIPPED:
         return load_default(name_or_path or "fast")
+    if name_or_path == "tuned" and not Path(name_or_path).exists():
+        raise InputError("the tuned model is not shipped (its weights are ~90 MB): train it once with `instructkit "
+                         "taxonomy train --default --features tuned --data-dir ../shared/data --out usecase-tuned.skops` "
+                         "(or on your own labels with --labels) and pass that file", field="classifier")
     if not Path(name_or_path).exists():
         raise InputError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}) nor an existing skops file",
                          field="classifier")

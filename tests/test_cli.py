@@ -103,3 +103,73 @@ def test_an_unknown_classifier_name_is_a_clear_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'embd' is neither a shipped model (fast, embed) nor an existing skops file" in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_fine_tuned_model_learns_user_labels_and_reloads_the_same(tmp_path):
+    """`taxonomy train --features tuned` fine-tunes MiniLM on a user's labels: unseen prompts of the labeled kinds
+    come out right, probabilities sum to one, the held-out calibration rows give error-corrected shares, and the
+    skops file reloads to the same numbers."""
+    from taxonomy.model import UseCaseClassifier
+
+    topics = ["the sea", "autumn", "a lost key", "my grandmother", "the first snow", "a city at night", "coffee",
+              "a broken clock", "friendship", "the moon", "an old dog", "trains", "silence", "a garden", "winter", "rain"]
+    countries = ["France", "Japan", "Kenya", "Chile", "Norway", "Egypt", "India", "Canada", "Brazil", "Spain", "Italy",
+                 "Mexico", "Ghana", "Poland", "Vietnam", "Ireland"]
+    rows = [{"text": f"Write a short poem about {t}.", "label": "Generation"} for t in topics]
+    rows += [{"text": f"What is the capital of {c}?", "label": "Open QA"} for c in countries]
+    sentences = ["the shop opens at eight", "my brother lost his keys", "we are out of milk", "it rained all week",
+                 "the meeting moved to Friday", "she plays the violin", "I forgot my umbrella", "the soup is too salty",
+                 "our flight was delayed", "he painted the fence", "the kids are asleep", "turn left at the bank",
+                 "the printer is broken", "I love this song", "call me after lunch", "the garden needs water"]
+    rows += [{"text": f"Translate into German: {s}.", "label": "Rewrite"} for s in sentences]
+    labels = write_jsonl(tmp_path / "labels.jsonl", rows)
+    model = tmp_path / "tuned.skops"
+    assert main(["taxonomy", "train", "--labels", str(labels), "--features", "tuned", "--out", str(model)]) == 0
+    clf = UseCaseClassifier.load(model)
+    unseen = ["Write a short poem about the desert.", "What is the capital of Peru?",
+              "Translate into German: the train leaves at nine."]
+    pred, scores = clf.predict(unseen)
+    assert pred == ["Generation", "Open QA", "Rewrite"] and all(0 < s <= 1 for s in scores)
+    assert clf.uses_torch and sorted(clf.classes) == ["Generation", "Open QA", "Rewrite"]
+    assert len(clf.cv_true) == len(clf.cv_pred) > 0 and clf.shares(pred) is not None
+    proba = clf.predict_proba(unseen)
+    assert abs(proba.sum(axis=1) - 1).max() < 1e-9
+    assert (UseCaseClassifier.load(model).predict_proba(unseen) == proba).all()
+
+
+def test_tuned_fine_tunes_another_encoder_given_by_folder(tmp_path):
+    """`--base` fine-tunes a different encoder (a Hub id for users with a network; here a small BERT made from a
+    config): its architecture is kept in the model file, which reloads to the same probabilities without it."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from taxonomy.finetune import _base_path
+    from taxonomy.model import UseCaseClassifier
+
+    base = tmp_path / "small-bert"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(base)
+    AutoTokenizer.from_pretrained(_base_path(None)).save_pretrained(base)
+    rows = [{"text": f"Write a poem about thing {i}.", "label": "Generation"} for i in range(10)]
+    rows += [{"text": f"What is the capital of place {i}?", "label": "Open QA"} for i in range(10)]
+    model = tmp_path / "small.skops"
+    assert main(["taxonomy", "train", "--labels", str(write_jsonl(tmp_path / "l.jsonl", rows)), "--features", "tuned",
+                 "--base", str(base), "--out", str(model)]) == 0
+    texts = ["Write a poem about rain.", "What is the capital of Peru?"]
+    first = UseCaseClassifier.load(model)
+    proba = first.predict_proba(texts)
+    assert first.pipeline.steps[-1][1].encoder_weights_["embeddings.word_embeddings.weight"].shape == (30522, 32)
+    (base / "model.safetensors").unlink(missing_ok=True)  # the weights come from the model file, not the base
+    assert (UseCaseClassifier.load(model).predict_proba(texts) == proba).all()
+
+
+def test_too_few_labels_to_fine_tune_is_a_clear_error(tmp_path, capsys):
+    labels = write_jsonl(tmp_path / "l.jsonl", [{"text": "Who is he?", "label": "Open QA"}, {"text": "Write a poem", "label": "Generation"},
+                                                {"text": "What is it?", "label": "Open QA"}])
+    assert main(["taxonomy", "train", "--labels", str(labels), "--features", "tuned", "--out", str(tmp_path / "m.skops")]) == 2
+    assert "3 labeled rows are too few to fine-tune" in capsys.readouterr().err and not (tmp_path / "m.skops").exists()
+
+
+def test_the_unshipped_tuned_model_says_how_to_train_it(tmp_path, capsys):
+    prompts = write_jsonl(tmp_path / "q.jsonl", [{"text": "hi"}])
+    assert main(["classify", "--in", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--model", "tuned"]) == 2
+    assert "taxonomy train --default --features tuned" in capsys.readouterr().err
