@@ -6,6 +6,8 @@ in `../shared/data` (never copied into this repository).
 - `taxonomy/data/heldout_mixed.jsonl` (`--heldout mixed`): a second held-out test, labeled after the shipped
   models were fitted and scored blind: 100 HH-RLHF helpful-base first turns and 100 oasst1 validation follow-up
   turns, none in the other files.
+- `taxonomy/data/heldout_mixed_second_pass.jsonl`: the same 200 prompts labeled a second time, blind to the
+  first labels (how consistent the labels are: 92.5% agreement; never trained on).
 - `taxonomy/data/real_labeled.jsonl`: 746 real prompts labeled for training (disjoint from the held-out tests):
   300 first human turns of HH-RLHF's test splits (240 helpful-base, 60 harmless-base), 94 root prompts of the
   synthetic oasst trees (six more are held-out prompts and are left out), and 32 root prompts and 320 follow-up
