@@ -76,7 +76,8 @@ Rows: SFT demonstrations, RM comparisons, PPO prompts.
 ## Use cases beside the paper's Table 1
 
 Shares of classified prompts: the classifier's own labels and, for API prompts, the shares corrected for its
-cross-validated errors (adjusted classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
+errors on held-out labeled prompts (cross-validated, or a tuned model's calibration split; adjusted
+classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
 
 {_table(use_header, use)}
 

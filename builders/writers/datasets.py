@@ -202,8 +202,9 @@ def _use_cases(prompts: pl.DataFrame, classifier=None) -> dict:
     adjusted = classifier.shares(api["category"].to_list()) if classifier is not None and hasattr(classifier, "shares") else None
     if adjusted:
         out["api_prompts_adjusted"] = adjusted
-        out["adjusted_note"] = ("adjusted classify-and-count: API shares corrected with the classifier's cross-validated "
-                                "confusion matrix; 95% bootstrap intervals over prompts and validation pairs")
+        out["adjusted_note"] = ("adjusted classify-and-count: API shares corrected with the confusion matrix of the "
+                                "classifier's held-out predictions on its labeled set (cross-validated, or a tuned "
+                                "model's calibration split); 95% bootstrap intervals over prompts and validation pairs")
     return out
 
 
