@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -20,8 +21,11 @@ def _add_build(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--on-error", choices=["fail", "skip"], help="malformed records: stop (default) or drop and report")
     p.add_argument("--cap-per-user", type=int, help="prompts kept per user (default 200)")
-    p.add_argument("--pii-mode", choices=["redact", "drop"])
+    p.add_argument("--pii-mode", choices=["redact", "drop"],
+                   help="redact: typed placeholders such as <PERSON> (default); drop: remove records with personal data")
     p.add_argument("--pii-scope", choices=["all", "train"], help="`train` reproduces the paper; `all` is safe to publish")
+    p.add_argument("--pii-names", choices=["all", "personal"],
+                   help="all: redact every person's name (default); personal: keep public figures' names with no personal cue")
     p.add_argument("--classifier", help="use-case classifier: fast (default), embed (more accurate, slower) or a skops "
                    "file (e.g. a tuned model from `taxonomy train --features tuned`)")
     p.add_argument("--engine", choices=["local", "ray"], help="where per-row work runs (default local; output is the same)")
@@ -37,6 +41,7 @@ def _cmd_build(args) -> int:
 
     overrides = {"sources": args.sources, "out": args.out, "seed": args.seed, "on_error": args.on_error,
                  "cap_per_user": args.cap_per_user, "pii_mode": args.pii_mode, "pii_scope": args.pii_scope,
+                 "pii_names": args.pii_names,
                  "engine": args.engine, "workers": args.workers, "ray_address": args.ray_address,
                  "classifier": args.classifier}
     if args.config:
@@ -86,9 +91,12 @@ def _cmd_push(args) -> int:
 
 def _add_pii(sub) -> None:
     p = sub.add_parser("pii", help="redact or drop personal data in the `text` column of a JSONL/Parquet file")
-    p.add_argument("--in", dest="inp", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--mode", choices=["redact", "drop"], default="redact")
+    p.add_argument("--in", dest="inp", required=True, help="JSONL (optionally .gz) or Parquet file with a `text` column")
+    p.add_argument("--out", required=True, help="output file, same format")
+    p.add_argument("--mode", choices=["redact", "drop"], default="redact",
+                   help="redact: typed placeholders such as <PHONE_NUMBER> (default); drop: remove rows with personal data")
+    p.add_argument("--names", choices=["all", "personal"], default="all",
+                   help="all: redact every person's name (default); personal: keep public figures' names with no personal cue")
     p.set_defaults(func=_cmd_pii)
 
 
@@ -97,7 +105,7 @@ def _cmd_pii(args) -> int:
     from builders.stages.pii import PiiScanner, redact
 
     df = read_table(args.inp, text_columns=("text",))
-    scanner = PiiScanner()
+    scanner = PiiScanner(names=args.names)
     findings = scanner.scan(df["text"].to_list())
     import polars as pl
 
@@ -239,8 +247,20 @@ def _add_bench(sub) -> None:
     r.add_argument("--build-only-sizes", default="",
                    help="comma-separated prompt counts measured as the whole build only (`instructkit build`), without "
                         "the anchors and recall, which hold every row in memory: for 10M")
-    r.add_argument("--out", help="write the table here as Markdown (and the raw numbers beside it as .json)")
+    r.add_argument("--out", help="write the tables as this Markdown file's `run` section (other sections are kept; the raw "
+                   "numbers go beside it as .json)")
     r.set_defaults(func=_cmd_bench_run)
+    q = bsub.add_parser("pii", help="PII leaks per entity type, over-redaction and speed, instructkit beside presidio's "
+                        "default analyzer on data this project did not write (~3 min)")
+    q.add_argument("--data-dir", help="folder with pii_presidio_research/, truthfulqa/ and (for speed) oasst1/hh_rlhf "
+                   "(default: ../shared/data)")
+    q.add_argument("--n", type=int, default=1200, help="texts of the Faker probe (default 1200)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the Faker probe and the real-prompt sample")
+    q.add_argument("--out", help="write the tables as this Markdown file's `pii` section (other sections are kept; the "
+                   "raw numbers go to a .pii.json beside it)")
+    q.add_argument("--check", action="store_true",
+                   help="exit 1 unless zero e-mail/card/SSN/IP/IBAN leaks and no type worse than presidio on (a) and (b)")
+    q.set_defaults(func=_cmd_bench_pii)
 
 
 def _data_dir(arg: str | None) -> Path | None:
@@ -263,6 +283,27 @@ def _cmd_bench_generate(args) -> int:
           f"rankings to {args.out} ({args.n - truth['dup_of'].null_count:,} injected duplicates, "
           f"{args.n - truth['pii_value'].null_count:,} prompts with injected personal data); truth in {paths['truth']}")
     return 0
+
+
+def _cmd_bench_pii(args) -> int:
+    from builders.bench.doc import write_section
+    from builders.bench.pii import check, markdown, run
+
+    data_dir = _data_dir(args.data_dir)
+    if data_dir is None:
+        raise InputError("no data folder: pass --data-dir with pii_presidio_research/ and truthfulqa/", field="data-dir")
+    command = "instructkit bench pii " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "instructkit bench pii"
+    result = run(data_dir, n=args.n, seed=args.seed)
+    text = markdown(result, command)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        write_section(out, "pii", text)
+        out.with_suffix(".pii.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    failures = check(result)
+    for f in failures:
+        print(f"bench pii: {f}", file=sys.stderr)
+    return 1 if failures and args.check else 0
 
 
 def _cmd_bench_run(args) -> int:

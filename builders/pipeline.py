@@ -19,7 +19,7 @@ from builders.stages import StageResult
 from builders.stages.cap import cap_per_user
 from builders.stages.classify import classify
 from builders.stages.dedup import dedup
-from builders.stages.pii import PiiScanner, remove_pii
+from builders.stages.pii import PiiScanner, remove_pii, scanner_for
 from builders.stages.split import split_by_user
 from builders.stages.validate import validate
 from builders.writers.datasets import unused_prompts
@@ -69,7 +69,7 @@ def run_stages(settings: BuildSettings, *, classifier=None, scanner: PiiScanner 
                                    engine=engine)),
         ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
         ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
-        ("pii", lambda tb: remove_pii(tb, scanner or PiiScanner(progress=progress), mode=settings.pii_mode, scope=settings.pii_scope,
+        ("pii", lambda tb: remove_pii(tb, scanner_for(settings.pii_names, scanner, progress), mode=settings.pii_mode, scope=settings.pii_scope,
                                     engine=engine)),
         ("classify", lambda tb: classify(tb, classifier, engine=engine)),
     ]

@@ -50,6 +50,9 @@ class BuildSettings:
     """`redact`: typed placeholders such as <EMAIL_ADDRESS>; `drop`: remove the record."""
     pii_scope: str = "all"
     """`all` splits (safe to publish) or `train` only (the paper's exact procedure)."""
+    pii_names: str = "all"
+    """`all`: every person's name found is redacted (privacy first); `personal`: names of public figures with no
+    personal cue nearby are kept ("Was it George Washington?"); measured not to leak more names than presidio."""
 
     ppo_sources: list[str] = field(default_factory=lambda: ["api"])
     """Prompt sources that feed the PPO dataset (the paper used customer prompts only)."""
@@ -73,6 +76,7 @@ class BuildSettings:
             "on_error": ("fail", "skip"),
             "pii_mode": ("redact", "drop"),
             "pii_scope": ("all", "train"),
+            "pii_names": ("all", "personal"),
             "engine": ("local", "ray"),
         }
         for name, allowed in check.items():

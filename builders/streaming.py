@@ -33,7 +33,7 @@ from builders.stages import StageResult
 from builders.stages.cap import cap_per_user
 from builders.stages.classify import classify
 from builders.stages.dedup import dedup, normalised_prefix, signatures_on, sketch_all
-from builders.stages.pii import PiiScanner, merge_notes, remove_pii
+from builders.stages.pii import PiiScanner, merge_notes, remove_pii, scanner_for
 from builders.stages.split import split_by_user
 from builders.stages.validate import Validator, is_prompt
 from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, SortedShards, unused_prompts, write_outputs
@@ -205,7 +205,7 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
         del tables
 
         # pass 2: the kept rows, a batch at a time
-        scanner = scanner or PiiScanner(progress=progress)
+        scanner = scanner_for(settings.pii_names, scanner, progress)
         ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
         pii_parts, cls_parts, finals, labeled, final_demos, final_rankings = [], [], [], [], [], []
         spent = {"pii": 0.0, "classify": 0.0}

@@ -53,8 +53,10 @@ def test_pii_command_redacts_and_drops(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     assert main(["pii", "--in", str(src), "--out", str(tmp_path / "r.jsonl")]) == 0
     red = [json.loads(line) for line in open(tmp_path / "r.jsonl")]
-    assert [r["text"] for r in red] == ["Email me at <EMAIL_ADDRESS>", "Who was George Washington?"]
-    assert main(["pii", "--in", str(src), "--out", str(tmp_path / "d.jsonl"), "--mode", "drop"]) == 0
+    assert [r["text"] for r in red] == ["Email me at <EMAIL_ADDRESS>", "Who was <PERSON>?"]  # names: all by default
+    assert main(["pii", "--in", str(src), "--out", str(tmp_path / "p.jsonl"), "--names", "personal"]) == 0
+    assert [json.loads(line)["text"] for line in open(tmp_path / "p.jsonl")][1] == "Who was George Washington?"
+    assert main(["pii", "--in", str(src), "--out", str(tmp_path / "d.jsonl"), "--mode", "drop", "--names", "personal"]) == 0
     assert [json.loads(line)["id"] for line in open(tmp_path / "d.jsonl")] == [2]
 
 

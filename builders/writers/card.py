@@ -85,12 +85,23 @@ classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
 
 - User ids are pseudonymised with a keyed hash (HMAC-SHA256); the key is never published.
 - PII ({settings['pii_mode']}): train {pii['train']}, validation {pii['validation']}, test {pii['test']}. Redacted spans read
-  `<EMAIL_ADDRESS>`, `<PHONE_NUMBER>`, `<PERSON>`, ...
+  `<EMAIL_ADDRESS>`, `<PHONE_NUMBER>`, `<PERSON>`, ... Names: {_names_line(report['privacy'].get('pii_names', 'all'))}
+- Personal data found, by type: {_found_line(report['privacy'].get('pii_found', {}))}.
 
 ## Licence
 
 {report['license']}
 """
+
+
+def _names_line(mode: str) -> str:
+    if mode == "all":
+        return "every person's name found is redacted."
+    return "names with no personal cue nearby (public figures) are kept; every other name is redacted."
+
+
+def _found_line(found: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(found.items())) or "none"
 
 
 def write_card(folder: Path, name: str, configs: dict[str, tuple[pa.Schema, str, dict]], report: dict) -> None:

