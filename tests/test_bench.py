@@ -65,7 +65,8 @@ def test_bench_run_measures_the_build_and_both_anchors_on_one_log(shared, tmp_pa
     assert res["stages"][0]["rows_in"] == 3000 and res["peak_rss_mb"] > 0 and sum(res["datasets"]["ppo"]["default"].values()) > 0
     d, p = res["dedup"], res["pii"]
     assert d["injected_at_or_above_threshold"] > 100 and d["ours"]["recall"] >= 0.95 and d["anchor"]["rows"] == 3000
-    assert p["ours"]["injected"] == p["anchor"]["injected"] == 30 and p["ours"]["leaks"] <= 3
+    assert p["speed_texts"] == 60 and p["ours"]["texts_per_s_one_process"] > p["anchor"]["texts_per_s_one_process"] > 0
+    assert "injected" not in p["ours"]  # leaks are measured on data this project did not write (bench pii), not here
     text = markdown([res], "instructkit bench run --sizes 3000")
     assert "| 3,000 | " in text and "| ours (dedup stage alone) | 3,000 |" in text and "instructkit bench run --sizes 3000" in text
     assert not (tmp_path / "out-3000").exists()  # the built folders are removed after measuring
