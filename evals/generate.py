@@ -5,12 +5,67 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
+
+_MARK = "\x1fEND-OF-TURN-PROBE\x1f"
+
+
+def stop_token_ids(tok, model=None) -> list[int]:
+    """Every token that ends a reply: the tokenizer's EOS, the checkpoint's generation EOS ids, and the special token
+    the chat template writes after an assistant message (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, ...), so a
+    chat model stops at the end of its turn instead of inventing the next one."""
+    ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(gen_eos if isinstance(gen_eos, (list, tuple)) else [gen_eos] if gen_eos is not None else [])
+    if tok.chat_template:
+        text = tok.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": _MARK}], tokenize=False)
+        tail = text.split(_MARK, 1)[1] if _MARK in text else ""
+        tail_ids = tok(tail, add_special_tokens=False)["input_ids"] if tail else []
+        special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
+        if tail_ids and tail_ids[0] in special:
+            ids.add(tail_ids[0])
+    return sorted(i for i in ids if i is not None)
+
+
+def sampling_config(*, max_new_tokens: int, temperature: float, top_p: float, stop_ids: list[int], pad_id: int):
+    """A complete generation config: pure nucleus sampling (no top-k, no penalties, no min-p), or greedy when
+    temperature is 0. Used with `checkpoint_defaults_off`, nothing of a checkpoint's generation_config.json
+    (repetition_penalty, top_k, min_p, ...) reaches the sampler."""
+    from transformers import GenerationConfig
+
+    sample = temperature > 0
+    return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
+                            top_p=top_p if sample else 1.0, top_k=0, typical_p=1.0, repetition_penalty=1.0,
+                            no_repeat_ngram_size=0, min_new_tokens=0, eos_token_id=stop_ids, pad_token_id=pad_id)
+
+
+@contextmanager
+def checkpoint_defaults_off(model):
+    """transformers fills every field a passed config leaves unset from the model's own generation_config; while
+    this is active the model's config is transformers' plain defaults, so only the values we pass count."""
+    from transformers import GenerationConfig
+
+    saved = model.generation_config
+    model.generation_config = GenerationConfig()
+    try:
+        yield model
+    finally:
+        model.generation_config = saved
+
+
+def cut_at_stop(ids: list[int], stop_ids: list[int]) -> tuple[list[int], bool]:
+    """The reply up to (not including) its first stop token, and whether it had one (False: cut by the length cap)."""
+    stops = set(stop_ids)
+    for k, t in enumerate(ids):
+        if t in stops:
+            return ids[:k], True
+    return ids, False
 
 
 @dataclass(frozen=True)
@@ -21,7 +76,9 @@ class Decoding:
     seed: int = 0
 
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # the sampler's version: generations cached before sampling became pure nucleus with end-of-turn stops
+        # (instructkit 0.1 added transformers' top_k=50) are not reused
+        return json.dumps({**asdict(self), "sampler": 2}, sort_keys=True)
 
 
 def _digest(*parts: str) -> str:
@@ -63,10 +120,12 @@ class Generator:
         self.tok.padding_side = "left"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = AutoModelForCausalLM.from_pretrained(model_id, trust_remote_code=trust_remote_code).to(self.device).eval()
+        self.stop_ids = stop_token_ids(self.tok, self.model)
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.progress = progress
         self.calls = 0  # prompts actually run through the model (cache misses)
+        self.truncated = 0  # of those, replies cut by max_new_tokens before an end-of-turn token
 
     def render(self, prompt: str | list[dict], *, chat: bool = True) -> str:
         """Chat prompts go through the chat template when there is one; plain strings are used as they are."""
@@ -92,11 +151,13 @@ class Generator:
             batch = todo[b : b + self.batch_size]
             torch.manual_seed(decoding.seed + b)
             enc = self.tok([rendered[pi] for pi, _ in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            sample = decoding.temperature > 0
-            gen = self.model.generate(**enc, max_new_tokens=decoding.max_new_tokens, do_sample=sample,
-                                      temperature=decoding.temperature if sample else None, top_p=decoding.top_p if sample else None,
-                                      pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id)
-            texts = self.tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            config = sampling_config(max_new_tokens=decoding.max_new_tokens, temperature=decoding.temperature,
+                                     top_p=decoding.top_p, stop_ids=self.stop_ids, pad_id=self.tok.pad_token_id)
+            with checkpoint_defaults_off(self.model):
+                gen = self.model.generate(**enc, generation_config=config)
+            replies = [cut_at_stop(row.tolist(), self.stop_ids) for row in gen[:, enc["input_ids"].shape[1]:]]
+            self.truncated += sum(not ended for _, ended in replies)
+            texts = self.tok.batch_decode([ids for ids, _ in replies], skip_special_tokens=True)
             for (pi, si), text in zip(batch, texts):
                 out[(pi, si)] = text.strip()
                 if cache:

@@ -96,8 +96,10 @@ def _e_share(convs):
 
 
 def _run_ppo(sft_dir, out, prompts, ptx_texts, **kw):
+    # four epochs and no end-of-turn penalty: these tests are about the PPO update itself, on a 125k-parameter model
     args = ppo.PpoArguments(policy=str(sft_dir), reward_model=str(sft_dir), output_dir=str(out), total_episodes=kw.pop("episodes", 800),
                             rollout_batch_size=16, mini_batch_size=8, max_new_tokens=16, learning_rate=kw.pop("lr", 2e-3),
+                            ppo_epochs=kw.pop("ppo_epochs", 4), missing_eos_penalty=kw.pop("missing_eos_penalty", 0.0),
                             log_every=1000, **kw)
     return ppo.train(args, reward_fn=_e_share, prompts=prompts, ptx_texts=ptx_texts)
 
@@ -155,6 +157,7 @@ def test_grpo_and_rloo_run_through_trl_against_the_reward_model(algo, sft_model,
     m = ppo.main(ppo.PpoArguments(policy=str(sft_model[0]), reward_model=str(tmp_path / "rm"), dataset=str(planted_data / "ppo"),
                                   output_dir=str(tmp_path / algo), algo=algo, total_episodes=8, max_new_tokens=8))
     assert m["algo"] == algo and len(m["reward_curve"]) >= 1
+    assert "ptx_coef" not in m["settings"] and m["settings"]["kl_coef"] == 0.02  # only what TRL used is recorded
     AutoModelForCausalLM.from_pretrained(tmp_path / algo)
 
 

@@ -5,7 +5,13 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
 - the value model starts from the reward model (its scalar head applied at every token);
 - per-token reward: −β·(log π_RL − log π_SFT) at every response token, plus the RM score (shifted by the saved
   `reward_offset`) at the last one; advantages by GAE; clipped policy and value losses;
-- ptx: γ times the mean language-modelling loss on a batch of pretraining text each update (γ=0 turns it off).
+- ptx: γ times the mean language-modelling loss on a batch of pretraining text each update (γ=0 turns it off);
+- the paper's schedule: one inner epoch per rollout batch, a short linear warm-up, and the saved policy is an
+  exponential moving average of the weights (decay 0.992);
+- rollouts stop at the chat template's end-of-turn token; log-probabilities are those of the sampling distribution
+  (temperature included); logits are computed `forward_batch_size` sequences at a time;
+- many processes (`accelerate launch`): batch sizes and episodes count every process; each process rolls out its
+  own share of each batch with its own seed.
 `--algo grpo` and `--algo rloo` hand the same prompts and reward model to TRL's maintained trainers instead.
 
 Run:  instructkit train ppo --config trainers/configs/ppo.yaml
@@ -18,13 +24,14 @@ import json
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from evals.generate import checkpoint_defaults_off, cut_at_stop, sampling_config, stop_token_ids
 from evals.reward import chat_token_ids, pad, score
 from trainers.common import load_splits, load_tokenizer, write_metrics
 
@@ -39,39 +46,63 @@ class PpoArguments:
     dataset: str = field(default="builders/ppo", metadata={"help": "built PPO folder or Hub id"})
     output_dir: str = field(default="runs/ppo", metadata={"help": "where the policy and metrics.json go"})
     algo: str = field(default="ppo", metadata={"help": "ppo (this file), grpo or rloo (TRL)"})
-    total_episodes: int = field(default=512, metadata={"help": "prompts rolled out in all"})
-    rollout_batch_size: int = field(default=16, metadata={"help": "prompts per rollout"})
-    mini_batch_size: int = field(default=8, metadata={"help": "rollouts per gradient step"})
-    ppo_epochs: int = field(default=4, metadata={"help": "passes over each rollout batch"})
+    total_episodes: int = field(default=512, metadata={"help": "prompts rolled out in all, over every process (the paper: 256k)"})
+    rollout_batch_size: int = field(default=16, metadata={"help": "prompts per rollout, over every process (the paper: 512)"})
+    mini_batch_size: int = field(default=8, metadata={"help": "rollouts per gradient step, over every process (the paper: 64)"})
+    forward_batch_size: int = field(default=8, metadata={"help": "sequences per generate or forward call on one process: "
+                                                                  "bounds the memory of logits (batch × length × vocabulary)"})
+    ppo_epochs: int = field(default=1, metadata={"help": "passes over each rollout batch (the paper: one)"})
     max_new_tokens: int = field(default=48, metadata={"help": "response length cap"})
-    max_prompt_tokens: int = field(default=256, metadata={"help": "prompts are cut from the left to this many tokens"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts"})
+    max_prompt_tokens: int = field(default=256, metadata={"help": "longer prompts are skipped and counted (cutting them would "
+                                                                  "show the policy and the reward model different prompts)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature of rollouts (log-probabilities use it too)"})
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate for policy and value"})
+    warmup_steps: int = field(default=10, metadata={"help": "optimizer steps of linear warm-up from a tenth of the learning rate (the paper)"})
+    ema_decay: float = field(default=0.992, metadata={"help": "the saved policy is an exponential moving average of its weights "
+                                                             "(the paper: 0.992); 0 saves the last weights"})
     kl_coef: float = field(default=0.02, metadata={"help": "β: per-token KL penalty to the SFT reference (the paper)"})
     gamma: float = field(default=1.0, metadata={"help": "discount"})
     lam: float = field(default=0.95, metadata={"help": "GAE λ"})
     cliprange: float = field(default=0.2, metadata={"help": "policy ratio clip"})
     cliprange_value: float = field(default=0.2, metadata={"help": "value clip around the rollout values"})
     vf_coef: float = field(default=0.1, metadata={"help": "value loss weight"})
-    ptx_coef: float = field(default=27.8, metadata={"help": "γ: pretraining-loss weight (the paper; 0 = plain PPO)"})
+    missing_eos_penalty: float = field(default=1.0, metadata={"help": "subtracted from the reward of a response cut by "
+                                                                      "max_new_tokens before its end of turn (the paper is silent)"})
+    ptx_coef: float = field(default=0.0, metadata={"help": "γ: pretraining-loss weight; 27.8 with ptx_dataset is the paper's "
+                                                          "PPO-ptx, 0 its PPO"})
     ptx_dataset: str | None = field(default=None, metadata={"help": "pretraining text: folder, Hub id or .jsonl/.txt"})
+    ptx_dataset_config: str | None = field(default=None, metadata={"help": "config name of a Hub ptx_dataset"})
     ptx_text_column: str = field(default="text", metadata={"help": "column of ptx_dataset holding the text"})
+    ptx_max_texts: int = field(default=200_000, metadata={"help": "pretraining texts read from ptx_dataset at most"})
     ptx_batch_size: int = field(default=8, metadata={"help": "pretraining sequences per update"})
     ptx_max_tokens: int = field(default=128, metadata={"help": "pretraining sequences are cut to this length"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
-    seed: int = field(default=0, metadata={"help": "seeds sampling and shuffling"})
+    seed: int = field(default=0, metadata={"help": "seeds sampling and shuffling (each process adds its rank)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code from the Hub"})
     log_every: int = field(default=1, metadata={"help": "rollouts between log lines"})
+
+
+# Settings that TRL's GRPO and RLOO trainers take (under their own names); any other one set away from its default
+# with --algo grpo|rloo is an error, not silently ignored.
+TRL_SETTINGS = {"policy", "reward_model", "dataset", "output_dir", "algo", "total_episodes", "max_new_tokens", "temperature",
+                "learning_rate", "warmup_steps", "kl_coef", "cliprange", "ppo_epochs", "seed", "trust_remote_code", "log_every"}
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
-    """log π(token_t | tokens_<t) for every response token (positions start..end)."""
+def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int, temperature: float = 1.0) -> torch.Tensor:
+    """log π_T(token_t | tokens_<t) for every response token (positions start..end), where π_T is the distribution
+    the tokens were sampled from: the model's logits divided by the sampling temperature."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, start - 1 : -1].float()
-    return torch.gather(F.log_softmax(logits, -1), 2, ids[:, start:, None]).squeeze(-1)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, start - 1 : -1].float() / temperature
+    return torch.gather(logits, 2, ids[:, start:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+
+
+def in_chunks(fn, size: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn over row chunks of the tensors, concatenated: one rollout never holds every sequence's logits at once."""
+    n = tensors[0].shape[0]
+    return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
 
 
 class TokenValues(torch.nn.Module):
@@ -89,13 +120,6 @@ class TokenValues(torch.nn.Module):
         return self.head(hidden)[:, start - 1 : -1, 0].float()
 
 
-def response_mask(responses: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
-    """1 up to and including the first EOS, 0 after."""
-    is_end = (responses == eos_id) | (responses == pad_id)
-    after = (is_end.cumsum(-1) - is_end.long()) > 0
-    return (~after).long()
-
-
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
     """Generalised advantage estimation over response tokens; returns advantages and returns."""
     adv = torch.zeros_like(rewards)
@@ -110,34 +134,82 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, adv + values
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = (x * mask).sum() / mask.sum()
-    var = (((x - mean) ** 2) * mask).sum() / mask.sum()
-    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+def whiten(x: torch.Tensor, mask: torch.Tensor, acc=None) -> torch.Tensor:
+    """Zero mean, unit variance over the response tokens of every process."""
+    stats = torch.stack([(x * mask).sum(), (x * x * mask).sum(), mask.sum()])
+    if acc is not None and acc.num_processes > 1:
+        stats = acc.reduce(stats.to(acc.device), "sum").cpu()
+    mean = stats[0] / stats[2]
+    var = stats[1] / stats[2] - mean**2
+    return (x - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8) * mask
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def load_ptx_texts(spec: str, column: str) -> list[str]:
+class WeightAverage:
+    """An exponential moving average of a model's weights (the paper's decay 0.992), with the usual warm-up of the
+    decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.shadow = [p.detach().clone() for p in model.parameters()]
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for s, p in zip(self.shadow, model.parameters()):
+            s.mul_(d).add_(p.detach(), alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module) -> None:
+        for s, p in zip(self.shadow, model.parameters()):
+            p.copy_(s)
+
+
+def warmup_factor(warmup_steps: int):
+    """Learning-rate factor per optimizer step: linear from 0.1 to 1 over `warmup_steps`, then 1 (the paper)."""
+    return lambda step: 1.0 if warmup_steps <= 0 else 0.1 + 0.9 * min(1.0, step / warmup_steps)
+
+
+def load_ptx_texts(spec: str, column: str, config: str | None = None, limit: int | None = None) -> list[str]:
     path = Path(spec)
     if path.suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return texts[:limit] if limit else texts
     from datasets import load_dataset
 
     if path.suffix in (".jsonl", ".json", ".parquet"):
         ds = load_dataset("parquet" if path.suffix == ".parquet" else "json", data_files=str(path), split="train")
     else:
-        ds = load_dataset(spec, split="train")
+        ds = load_dataset(spec, config, split="train") if config else load_dataset(spec, split="train")
     if column not in ds.column_names:
         raise ValueError(f"{spec}: no column {column!r} (columns: {', '.join(ds.column_names)})")
-    return [t for t in ds[column] if isinstance(t, str) and t.strip()]
+    texts = []
+    for t in ds[column]:
+        if isinstance(t, str) and t.strip():
+            texts.append(t)
+            if limit and len(texts) >= limit:
+                break
+    return texts
 
 
 def rm_scorer(reward_model, tok, offset: float) -> Callable[[list[list[dict]]], torch.Tensor]:
     """Score full conversations (prompt + response) with the RM, shifted by its offset."""
     return lambda convs: score(reward_model, tok, convs) + offset
+
+
+def sample_responses(policy, q_ids: torch.Tensor, q_mask: torch.Tensor, config, stop_ids: list[int]) -> list[tuple[list[int], bool]]:
+    """Sampled response ids per prompt, up to and including the first end-of-turn token, and whether one came."""
+    with checkpoint_defaults_off(policy):
+        out = policy.generate(input_ids=q_ids, attention_mask=q_mask, generation_config=config)
+    replies = []
+    for row in out[:, q_ids.shape[1]:].tolist():
+        cut, ended = cut_at_stop(row, stop_ids)
+        replies.append((cut + [row[len(cut)]] if ended else cut, ended))
+    return replies
 
 
 # ---------------------------------------------------------------- training
@@ -147,16 +219,26 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
           prompts: list[list[dict]] | None = None, ptx_texts: list[str] | None = None) -> dict:
     """Run PPO; `reward_fn`, `prompts` and `ptx_texts` override the reward model and datasets (tests, notebooks)."""
     from accelerate import Accelerator
+    from accelerate.utils import gather_object, set_seed
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    random.seed(args.seed)
-    torch.manual_seed(args.seed)
     acc = Accelerator()
+    n_proc, rank = acc.num_processes, acc.process_index
+    for name in ("rollout_batch_size", "mini_batch_size"):
+        if getattr(args, name) % n_proc:
+            raise ValueError(f"{name}={getattr(args, name)} must be a multiple of the {n_proc} processes (it counts all of them)")
+    if args.rollout_batch_size % args.mini_batch_size:
+        raise ValueError(f"rollout_batch_size={args.rollout_batch_size} must be a multiple of mini_batch_size={args.mini_batch_size}")
+    if args.ptx_coef > 0 and not (ptx_texts or args.ptx_dataset):
+        raise ValueError(f"ptx_coef={args.ptx_coef} needs ptx_dataset (pretraining text): set it, or ptx_coef: 0 for plain PPO")
+    set_seed(args.seed, device_specific=True)  # every process samples its own responses
+    rng = random.Random(args.seed + rank)  # pretraining batches, per process
     tok = load_tokenizer(args.policy, args.trust_remote_code)
     kw = {"trust_remote_code": args.trust_remote_code}
     policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
     ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
     value = TokenValues(AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw))
+    stop_ids = stop_token_ids(tok, policy)
     if reward_fn is None:
         rm = AutoModelForSequenceClassification.from_pretrained(args.reward_model, num_labels=1, **kw).eval().requires_grad_(False)
         offset = float(getattr(rm.config, "reward_offset", 0.0) or 0.0)
@@ -164,58 +246,70 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     if prompts is None:
         prompts = list(load_splits(args.dataset)["train"]["prompt"])
     if ptx_texts is None and args.ptx_coef > 0:
-        if not args.ptx_dataset:
-            log.warning("ptx_coef=%s but no ptx_dataset: running plain PPO (no pretraining term)", args.ptx_coef)
-        else:
-            ptx_texts = load_ptx_texts(args.ptx_dataset, args.ptx_text_column)
+        ptx_texts = load_ptx_texts(args.ptx_dataset, args.ptx_text_column, args.ptx_dataset_config, args.ptx_max_texts)
     use_ptx = args.ptx_coef > 0 and bool(ptx_texts)
 
-    optimizer = torch.optim.AdamW(list(policy.parameters()) + list(value.parameters()), lr=args.learning_rate, eps=1e-5)
-    policy, value, optimizer = acc.prepare(policy, value, optimizer)
+    params = list(policy.parameters()) + list(value.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=1e-5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(args.warmup_steps))
+    average = WeightAverage(policy, args.ema_decay) if args.ema_decay > 0 else None
+    policy, value, optimizer, scheduler = acc.prepare(policy, value, optimizer, scheduler)
     ref = acc.prepare_model(ref, evaluation_mode=True)
     device = acc.device
-    eos, pad_id = tok.eos_token_id, tok.pad_token_id
+    pad_id = tok.pad_token_id
+    config = sampling_config(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=1.0, stop_ids=stop_ids, pad_id=pad_id)
 
-    encoded = [chat_token_ids(tok, p, add_generation_prompt=True, max_length=args.max_prompt_tokens) for p in prompts]
-    order = list(range(len(prompts)))
+    # prompts that do not fit are skipped, not cut: the reward model must judge the prompt the policy saw
+    encoded = [chat_token_ids(tok, p, add_generation_prompt=True) for p in prompts]
+    usable = [i for i, e in enumerate(encoded) if len(e) <= args.max_prompt_tokens]
+    if not usable:
+        raise ValueError(f"every prompt is longer than max_prompt_tokens={args.max_prompt_tokens}")
+    order = list(usable)
     history = []
+    chunk, local_rollout = args.forward_batch_size, args.rollout_batch_size // n_proc
+    local_mini = args.mini_batch_size // n_proc
     n_rollouts = max(1, args.total_episodes // args.rollout_batch_size)
+    shuffle = random.Random(args.seed)  # the same order on every process; each takes its own share of a batch
     for it in range(n_rollouts):
         if it * args.rollout_batch_size % len(order) < args.rollout_batch_size:
-            random.shuffle(order)
-        idx = [order[(it * args.rollout_batch_size + j) % len(order)] for j in range(args.rollout_batch_size)]
+            shuffle.shuffle(order)
+        batch = [order[(it * args.rollout_batch_size + j) % len(order)] for j in range(args.rollout_batch_size)]
+        idx = batch[rank::n_proc]
 
-        # 1. rollout: sample responses, then score them under the policy, the reference, the value model and the RM
+        # 1. rollout: sample responses a chunk at a time, then score them under the policy, the reference, the value
+        #    model and the RM, a chunk at a time
         with torch.no_grad():
+            replies = []
+            for c in range(0, len(idx), chunk):
+                q_ids, q_mask = pad([encoded[i] for i in idx[c : c + chunk]], pad_id, left=True)
+                replies += sample_responses(acc.unwrap_model(policy), q_ids.to(device), q_mask.to(device), config, stop_ids)
             q_ids, q_mask = pad([encoded[i] for i in idx], pad_id, left=True)
-            q_ids, q_mask = q_ids.to(device), q_mask.to(device)
-            out = acc.unwrap_model(policy).generate(input_ids=q_ids, attention_mask=q_mask, do_sample=True,
-                                                   temperature=args.temperature, top_k=0, top_p=1.0,
-                                                   max_new_tokens=args.max_new_tokens, pad_token_id=pad_id, eos_token_id=eos)
+            r_ids, r_mask = pad([r or [pad_id] for r, _ in replies], pad_id)
+            r_mask = r_mask * torch.tensor([[1] if r else [0] for r, _ in replies])
+            ended = torch.tensor([e for _, e in replies], dtype=torch.bool)
             start = q_ids.shape[1]
-            resp = out[:, start:]
-            r_mask = response_mask(resp, eos, pad_id).to(device)
-            ids = torch.cat([q_ids, resp * r_mask + pad_id * (1 - r_mask)], 1)
-            mask = torch.cat([q_mask, r_mask], 1)
-            old_logp = token_logprobs(policy, ids, mask, start)
-            ref_logp = token_logprobs(ref, ids, mask, start)
-            old_values = value(ids, mask, start)
-            texts = tok.batch_decode(resp * r_mask + pad_id * (1 - r_mask), skip_special_tokens=True)
+            ids, mask = torch.cat([q_ids, r_ids], 1).to(device), torch.cat([q_mask, r_mask], 1).to(device)
+            r_mask = r_mask.to(device)
+            old_logp = in_chunks(lambda i, m: token_logprobs(policy, i, m, start, args.temperature), chunk, ids, mask)
+            ref_logp = in_chunks(lambda i, m: token_logprobs(ref, i, m, start, args.temperature), chunk, ids, mask)
+            old_values = in_chunks(lambda i, m: value(i, m, start), chunk, ids, mask)
+            texts = tok.batch_decode([r[:-1] if e else r for r, e in replies], skip_special_tokens=True)
             scores = reward_fn([prompts[i] + [{"role": "assistant", "content": t}] for i, t in zip(idx, texts)]).to(device).float()
+            scores = scores - args.missing_eos_penalty * (~ended).to(device).float()
             kl = (old_logp - ref_logp) * r_mask
             rewards = -args.kl_coef * kl
             last = (r_mask.sum(1) - 1).clamp(min=0)
             rewards[torch.arange(len(idx)), last] += scores
             adv, returns = gae(rewards.cpu(), old_values.cpu(), r_mask.cpu().float(), args.gamma, args.lam)
-            adv, returns = whiten(adv, r_mask.cpu().float()).to(device), returns.to(device)
+            adv, returns = whiten(adv, r_mask.cpu().float(), acc).to(device), returns.to(device)
 
         # 2. optimise: clipped policy loss, clipped value loss, and the pretraining term
-        stats = {"pg_loss": [], "vf_loss": [], "ptx_loss": [], "clipfrac": []}
+        stats = {"pg_loss": [], "vf_loss": [], "ptx_loss": [], "clipfrac": [], "ratio": []}
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(len(idx))
-            for mb in perm.split(args.mini_batch_size):
+            for mb in perm.split(local_mini):
                 m = r_mask[mb].float()
-                new_logp = token_logprobs(policy, ids[mb], mask[mb], start)
+                new_logp = token_logprobs(policy, ids[mb], mask[mb], start, args.temperature)
                 ratio = torch.exp(new_logp - old_logp[mb])
                 pg = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
                 pg_loss = masked_mean(pg, m)
@@ -224,19 +318,27 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                 vf_loss = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
                 loss = pg_loss + args.vf_coef * vf_loss
                 if use_ptx:
-                    ptx_loss = pretrain_loss(policy, tok, random.sample(ptx_texts, min(args.ptx_batch_size, len(ptx_texts))),
+                    ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size, len(ptx_texts))),
                                              args.ptx_max_tokens, device)
                     loss = loss + args.ptx_coef * ptx_loss
                     stats["ptx_loss"].append(ptx_loss.item())
                 optimizer.zero_grad()
                 acc.backward(loss)
-                acc.clip_grad_norm_(list(policy.parameters()) + list(value.parameters()), args.max_grad_norm)
+                acc.clip_grad_norm_(params, args.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
+                if average:
+                    average.update(acc.unwrap_model(policy))
                 stats["pg_loss"].append(pg_loss.item())
                 stats["vf_loss"].append(vf_loss.item())
+                stats["ratio"].append(float(masked_mean(ratio.detach(), m)))
                 stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > args.cliprange).float(), m)))
-        row = {"rollout": it, "mean_score": float(scores.mean()), "kl": float(kl.sum(1).mean()),
-               "response_tokens": float(r_mask.sum(1).float().mean()),
+        every_prompt = gather_object(idx)
+        all_scores, all_kl = acc.gather(scores), acc.gather(kl.sum(1))
+        row = {"rollout": it, "episodes": len(every_prompt), "distinct_prompts": len(set(every_prompt)),
+               "mean_score": float(all_scores.mean()), "kl": float(all_kl.mean()),
+               "response_tokens": float(acc.gather(r_mask.sum(1).float()).mean()),
+               "truncated": float(acc.gather((~ended).to(device).float()).mean()), "lr": scheduler.get_last_lr()[0],
                **{k: sum(v) / len(v) for k, v in stats.items() if v}}
         history.append(row)
         if it % args.log_every == 0:
@@ -244,13 +346,18 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
     acc.wait_for_everyone()
     metrics = {"stage": "ppo", "algo": "ppo", "ptx": use_ptx, "settings": asdict(args), "history": history,
+               "processes": n_proc, "episodes": sum(h["episodes"] for h in history),
+               "prompts_skipped_too_long": len(prompts) - len(usable),
                "first_mean_score": history[0]["mean_score"], "last_mean_score": history[-1]["mean_score"],
-               "last_kl": history[-1]["kl"]}
-    if use_ptx or ptx_texts:
+               "last_kl": history[-1]["kl"], "saved_weights": "moving average" if average else "last"}
+    if ptx_texts:
         with torch.no_grad():
             metrics["ptx_eval_loss"] = float(pretrain_loss(policy, tok, ptx_texts[:64], args.ptx_max_tokens, device))
     if acc.is_main_process:
-        acc.unwrap_model(policy).save_pretrained(args.output_dir)
+        final = acc.unwrap_model(policy)
+        if average:
+            average.copy_to(final)
+        final.save_pretrained(args.output_dir)
         tok.save_pretrained(args.output_dir)
         write_metrics(args.output_dir, metrics)
     return metrics
@@ -266,28 +373,40 @@ def pretrain_loss(model, tok, texts: list[str], max_tokens: int, device) -> torc
 # ---------------------------------------------------------------- GRPO / RLOO through TRL
 
 
+def unused_by_trl(args: PpoArguments) -> list[str]:
+    """Settings changed from their defaults that TRL's GRPO/RLOO trainers have no place for."""
+    defaults = PpoArguments()
+    return [f.name for f in fields(PpoArguments) if f.name not in TRL_SETTINGS and getattr(args, f.name) != getattr(defaults, f.name)]
+
+
 def train_trl(args: PpoArguments) -> dict:
-    """GRPO or RLOO from TRL on the same prompts and reward model (their own KL settings; see TRL's docs)."""
+    """GRPO or RLOO from TRL on the same prompts and reward model. Our clip range, epochs, KL coefficient, warm-up
+    and temperature map to TRL's `epsilon`, `num_iterations`, `beta`, `warmup_steps` and `temperature`; sampling is
+    pure (no top-k, no penalties). A PPO-only setting (ptx, GAE λ, value clipping, batch sizes, ...) set away from
+    its default is an error: TRL would silently ignore it."""
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
+    unused = unused_by_trl(args)
+    if unused:
+        raise ValueError(f"--algo {args.algo} runs TRL's trainer, which has no use for: {', '.join(unused)} "
+                         "(leave them at their defaults, e.g. trainers/configs/grpo.yaml, or use --algo ppo)")
     ds = load_splits(args.dataset)["train"].select_columns(["prompt"])
     n_gen = 4
     common = dict(output_dir=args.output_dir, learning_rate=args.learning_rate, per_device_train_batch_size=n_gen,
                   num_generations=n_gen, max_completion_length=args.max_new_tokens, temperature=args.temperature,
-                  max_steps=max(1, args.total_episodes // n_gen), logging_steps=1, report_to=[], save_strategy="no",
+                  top_k=0, top_p=1.0, repetition_penalty=1.0, beta=args.kl_coef, epsilon=args.cliprange,
+                  num_iterations=args.ppo_epochs, warmup_steps=args.warmup_steps,
+                  max_steps=max(1, args.total_episodes // n_gen), logging_steps=args.log_every, report_to=[], save_strategy="no",
                   seed=args.seed, trust_remote_code=args.trust_remote_code,
                   bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available())
-    if args.algo == "grpo":
-        trainer = GRPOTrainer(model=args.policy, reward_funcs=args.reward_model, args=GRPOConfig(**common, beta=args.kl_coef),
-                              train_dataset=ds)
-    else:
-        trainer = RLOOTrainer(model=args.policy, reward_funcs=args.reward_model, args=RLOOConfig(**common, beta=args.kl_coef),
-                              train_dataset=ds)
+    trainer_cls, config_cls = (GRPOTrainer, GRPOConfig) if args.algo == "grpo" else (RLOOTrainer, RLOOConfig)
+    trainer = trainer_cls(model=args.policy, reward_funcs=args.reward_model, args=config_cls(**common), train_dataset=ds)
     trainer.train()
     trainer.save_model(args.output_dir)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    metrics = {"stage": "ppo", "algo": args.algo, "settings": asdict(args), "reward_curve": rewards,
-               "first_mean_score": rewards[0] if rewards else math.nan, "last_mean_score": rewards[-1] if rewards else math.nan}
+    metrics = {"stage": "ppo", "algo": args.algo, "settings": {k: v for k, v in asdict(args).items() if k in TRL_SETTINGS},
+               "reward_curve": rewards, "first_mean_score": rewards[0] if rewards else math.nan,
+               "last_mean_score": rewards[-1] if rewards else math.nan}
     write_metrics(args.output_dir, metrics)
     return metrics
 

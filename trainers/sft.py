@@ -2,7 +2,8 @@
 
 Run:  instructkit train sft --config trainers/configs/sft.yaml [--model_name_or_path ID] [--output_dir DIR]
       accelerate launch -m trainers.sft --config trainers/configs/sft.yaml      (many GPUs)
-The loss is on the demonstration only (conversational prompt/completion, completion-only loss).
+The loss is on the demonstration only (conversational prompt/completion, completion-only loss). The paper's residual
+dropout (0.2) is applied where the architecture has a residual-dropout setting; metrics.json says where it had none.
 """
 
 from __future__ import annotations
@@ -12,10 +13,24 @@ from dataclasses import dataclass, field
 from trainers.common import load_splits, load_tokenizer, loss_curve, write_metrics
 
 
+# Residual-dropout settings by the names architectures give them (GPT-2/GPT-J/GPT-Neo, Falcon/Bloom, OPT/BART, ...).
+# Llama, Qwen and Mistral have none: only attention dropout, which is not what the paper describes.
+RESIDUAL_DROPOUT = ("resid_pdrop", "resid_dropout", "hidden_dropout", "hidden_dropout_prob", "residual_dropout", "dropout")
+
+
 @dataclass
 class SftArguments:
     dataset: str = field(default="builders/sft", metadata={"help": "built SFT folder or Hub id"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
+    residual_dropout: float = field(default=0.2, metadata={"help": "the paper's residual dropout, where the architecture has one"})
+
+
+def residual_dropout_kwargs(model_id: str, p: float, trust_remote_code: bool = False) -> dict:
+    """Config overrides that set the model's residual dropout to `p` ({} when the architecture has none)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+    return {name: p for name in RESIDUAL_DROPOUT if isinstance(getattr(config, name, None), float)}
 
 
 def main(script_args: SftArguments, training_args, model_args) -> dict:
@@ -28,14 +43,17 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
     if script_args.max_train_samples:
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
-    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), "trust_remote_code": training_args.trust_remote_code}
+    dropout = residual_dropout_kwargs(model_args.model_name_or_path, script_args.residual_dropout, training_args.trust_remote_code)
+    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **dropout,
+                                       "trust_remote_code": training_args.trust_remote_code}
     trainer = SFTTrainer(model=model_args.model_name_or_path, args=training_args, train_dataset=train,
                          eval_dataset=ds["validation"] if "validation" in ds else None, processing_class=tok)
     result = trainer.train()
     trainer.save_model(training_args.output_dir)
     tok.save_pretrained(training_args.output_dir)
     metrics = {"stage": "sft", "train_rows": len(train), "train_loss": result.training_loss,
-               "loss_curve": loss_curve(trainer.state.log_history)}
+               "loss_curve": loss_curve(trainer.state.log_history),
+               "residual_dropout": dropout or f"none: {type(trainer.model).__name__} has no residual-dropout setting"}
     if "validation" in ds:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
     write_metrics(training_args.output_dir, metrics)

@@ -1,0 +1,166 @@
+"""PPO computes what the paper's objective says: log-probabilities of the sampling distribution, rollouts scored a
+chunk at a time, responses that end at the chat turn's end (and pay for not ending), the paper's schedule by
+default, no PPO-ptx without pretraining text, TRL's trainers refusing settings they would ignore, and many
+processes sharing one batch rather than repeating it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+
+from trainers import ppo  # noqa: E402
+from trainers.tiny import save_tiny  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = [[{"role": "user", "content": f"Tell me about the {w}."}] for w in "sun tree river stone cloud bird lamp door".split() * 2]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny_ppo"), seed=6)
+
+
+def _zero_reward(convs):
+    return torch.zeros(len(convs))
+
+
+def _args(tiny, out, **kw) -> ppo.PpoArguments:
+    base = dict(policy=str(tiny), reward_model=str(tiny), output_dir=str(out), total_episodes=16, rollout_batch_size=8,
+                mini_batch_size=4, forward_batch_size=4, max_new_tokens=6, log_every=1000)
+    return ppo.PpoArguments(**{**base, **kw})
+
+
+def test_log_probabilities_are_those_of_the_sampling_distribution(tiny):
+    """At temperature 0.5 the ratio and the KL must use log softmax(logits / 0.5): the distribution sampled from."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evals.generate import checkpoint_defaults_off, sampling_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny).eval()
+    tok = AutoTokenizer.from_pretrained(tiny)
+    q = tok(["Tell me about the sun."], return_tensors="pt")
+    config = sampling_config(max_new_tokens=5, temperature=0.5, top_p=1.0, stop_ids=[], pad_id=tok.pad_token_id)
+    config.output_scores, config.return_dict_in_generate = True, True
+    torch.manual_seed(0)
+    with checkpoint_defaults_off(model), torch.no_grad():
+        out = model.generate(**q, generation_config=config)
+    start = q["input_ids"].shape[1]
+    sampled = out.sequences[0, start:]
+    expected = torch.stack([torch.log_softmax(s[0], -1)[t] for s, t in zip(out.scores, sampled)])
+    with torch.no_grad():
+        ours = ppo.token_logprobs(model, out.sequences, torch.ones_like(out.sequences), start, temperature=0.5)[0]
+        at_one = ppo.token_logprobs(model, out.sequences, torch.ones_like(out.sequences), start)[0]
+    assert ours == pytest.approx(expected, abs=1e-4)
+    assert not torch.allclose(at_one, expected, atol=1e-2)
+
+
+def test_rollouts_are_scored_a_chunk_of_sequences_at_a_time(tiny, tmp_path, monkeypatch):
+    """A 512-rollout batch must not put every sequence's full-vocabulary logits in memory at once."""
+    seen = []
+    real = ppo.token_logprobs
+
+    def spy(model, ids, mask, start, temperature=1.0):
+        if not torch.is_grad_enabled():
+            seen.append(ids.shape[0])
+        return real(model, ids, mask, start, temperature)
+
+    monkeypatch.setattr(ppo, "token_logprobs", spy)
+    ppo.train(_args(tiny, tmp_path, rollout_batch_size=16, mini_batch_size=8, forward_batch_size=4), reward_fn=_zero_reward, prompts=PROMPTS)
+    assert seen and max(seen) == 4 and sum(seen) == 2 * 16 * 1  # policy and reference, 16 rollouts, one rollout batch
+
+
+def test_a_response_cut_by_the_length_cap_pays_the_missing_eos_penalty(tiny, tmp_path):
+    m = ppo.train(_args(tiny, tmp_path, max_new_tokens=2, missing_eos_penalty=1.0), reward_fn=_zero_reward, prompts=PROMPTS)
+    h = m["history"][0]
+    assert h["truncated"] > 0.5 and h["mean_score"] == pytest.approx(-h["truncated"])
+
+
+def test_prompts_too_long_for_the_policy_are_skipped_and_counted(tiny, tmp_path):
+    long = [[{"role": "user", "content": "word " * 400}]]
+    m = ppo.train(_args(tiny, tmp_path, max_prompt_tokens=64), reward_fn=_zero_reward, prompts=PROMPTS + long)
+    assert m["prompts_skipped_too_long"] == 1
+    with pytest.raises(ValueError, match="max_prompt_tokens"):
+        ppo.train(_args(tiny, tmp_path / "b", max_prompt_tokens=64), reward_fn=_zero_reward, prompts=long)
+
+
+def test_ptx_without_pretraining_text_is_an_error_not_plain_ppo(tiny, tmp_path):
+    with pytest.raises(ValueError, match="ptx_dataset"):
+        ppo.train(_args(tiny, tmp_path, ptx_coef=27.8), reward_fn=_zero_reward, prompts=PROMPTS)
+
+
+def test_the_papers_schedule_is_the_default():
+    import yaml
+
+    d = ppo.PpoArguments()
+    assert (d.ppo_epochs, d.ema_decay, d.warmup_steps, d.kl_coef, d.ptx_coef) == (1, 0.992, 10, 0.02, 0.0)
+    for name, ptx in (("ppo.yaml", 0.0), ("ppo_ptx.yaml", 27.8)):
+        cfg = ppo.PpoArguments(**yaml.safe_load((ROOT / "trainers" / "configs" / name).read_text()))
+        assert (cfg.rollout_batch_size, cfg.mini_batch_size, cfg.ppo_epochs, cfg.ptx_coef) == (512, 64, 1, ptx)
+        assert cfg.ptx_coef == 0 or cfg.ptx_dataset
+    f = ppo.warmup_factor(10)
+    assert [round(f(s), 2) for s in (0, 5, 10, 50)] == [0.1, 0.55, 1.0, 1.0]
+
+
+def test_the_saved_policy_is_the_moving_average_of_its_weights():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    avg = ppo.WeightAverage(model, decay=0.992)
+    expected = 0.0
+    for step in range(1, 6):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+        avg.update(model)
+        d = min(0.992, (1 + step) / (10 + step))
+        expected = d * expected + (1 - d) * step
+    avg.copy_to(model)
+    assert model.weight.item() == pytest.approx(expected)
+
+
+def test_trls_trainers_refuse_settings_they_would_silently_ignore(tmp_path):
+    args = ppo.PpoArguments(algo="grpo", ptx_coef=27.8, ptx_dataset="x.txt", lam=0.9, output_dir=str(tmp_path))
+    assert ppo.unused_by_trl(args) == ["lam", "ptx_coef", "ptx_dataset"]
+    with pytest.raises(ValueError, match="no use for: lam, ptx_coef, ptx_dataset"):
+        ppo.main(args)
+
+
+def test_sft_sets_the_papers_residual_dropout_where_the_architecture_has_one(tmp_path):
+    from transformers import GPT2Config
+
+    from trainers.sft import residual_dropout_kwargs
+
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path / "gpt2")
+    assert residual_dropout_kwargs(str(tmp_path / "gpt2"), 0.2) == {"resid_pdrop": 0.2}
+    llama = save_tiny(tmp_path / "llama")
+    assert residual_dropout_kwargs(str(llama), 0.2) == {}  # Llama has attention dropout only: reported, not faked
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_batch_instead_of_repeating_it(tiny, tmp_path):
+    """Two processes on the CPU, launched as accelerate's multi-process launcher does (torchrun, with accelerate
+    told to use the CPU; `accelerate launch --cpu` starts one process unless MPI is installed): batch sizes and
+    episodes count both processes, and each process rolls out its own prompts (before, both rolled out the same
+    prompts with the same seed)."""
+    from datasets import Dataset
+
+    data = tmp_path / "ppo_data"
+    data.mkdir()
+    Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m", "trainers.ppo",
+           "--policy", str(tiny), "--reward_model", str(tiny), "--dataset", str(data), "--output_dir", str(tmp_path / "out"),
+           "--total_episodes", "16", "--rollout_batch_size", "8", "--mini_batch_size", "4", "--forward_batch_size", "4",
+           "--max_new_tokens", "4", "--log_every", "1000"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["processes"] == 2 and m["episodes"] == 16
+    assert [h["distinct_prompts"] for h in m["history"]] == [8, 8]  # each batch: 8 different prompts over both processes
