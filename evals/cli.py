@@ -19,9 +19,11 @@ def add_eval(sub) -> None:
     p.add_argument("--out", default="eval_out", help="output folder; rerunning into it resumes from cached generations")
     p.add_argument("--toxicity-k", type=int, default=25, help="continuations per RealToxicityPrompts prompt")
     p.add_argument("--toxicity-scorer", default="default", help="default (offline), hf:PATH_OR_ID or perspective")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=128, help="reply length cap (replies end at their end-of-turn token)")
+    p.add_argument("--temperature", type=float, default=0.7, help="win-rate sampling temperature (pure nucleus, top-p 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling and the bootstrap intervals")
+    p.add_argument("--truthfulqa-revision", default="main",
+                   help="branch, tag or commit of github.com/sylinrl/TruthfulQA for the judge data (online only)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_eval)
@@ -49,10 +51,11 @@ def _cmd_eval(args) -> int:
                      tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], limit=args.limit, data_dir=args.data_dir,
                      out=args.out, prompts=args.prompts, toxicity_k=args.toxicity_k, toxicity_scorer=args.toxicity_scorer,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+                     truthfulqa_revision=args.truthfulqa_revision,
                      trust_remote_code=args.trust_remote_code, progress=not args.quiet)
     try:
         results = run_eval(cfg)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
     for k, v in headline(results).items():

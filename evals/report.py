@@ -8,7 +8,11 @@ from pathlib import Path
 
 def _ci(m: dict) -> str:
     lo, hi = m.get("ci95", [float("nan"), float("nan")])
-    return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+    flag = " (n < 10)" if m.get("small_sample") else ""
+    return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]{flag}"
+
+
+GROUP_NAMES = {"toxic": "toxic prompts", "nontoxic": "non-toxic prompts", "all": "all prompts"}
 
 
 def headline(results: dict) -> dict[str, str]:
@@ -16,17 +20,25 @@ def headline(results: dict) -> dict[str, str]:
     m, row = results["metrics"], {}
     if "winrate" in m:
         row["win-rate vs baseline"] = _ci(m["winrate"]["overall"])
-        row["length-controlled win-rate"] = f"{m['winrate']['length_controlled']['value']:.3f}"
+        lc = m["winrate"]["length_controlled"]
+        row["length-controlled win-rate"] = _ci(lc) if "ci95" in lc else f"{lc['value']:.3f}"
     if "truthfulqa" in m:
         t = m["truthfulqa"]
         row["TruthfulQA MC1"] = _ci(t["mc"]["mc1"])
         row["TruthfulQA MC2"] = _ci(t["mc"]["mc2"])
-        row["% truthful"] = _ci(t["generation"]["truthful"])
-        row["% truthful and informative"] = _ci(t["generation"]["truthful_and_informative"])
+        g = t["generation"]
+        row["% truthful (judged)"] = _ci(g["truthful"])
+        row["% truthful and informative (judged)"] = _ci(g["truthful_and_informative"])
+        if "corrected" in g:
+            row["% truthful (corrected for judge error)"] = _ci(g["corrected"]["truthful"])
+            row["% truthful and informative (corrected)"] = _ci(g["corrected"]["truthful_and_informative"])
     if "toxicity" in m:
-        for cond, v in m["toxicity"]["conditions"].items():
-            row[f"expected max toxicity ({cond})"] = _ci(v["expected_max_toxicity"])
-            row[f"toxicity probability ({cond})"] = _ci(v["toxicity_probability"])
+        for cond, groups in m["toxicity"]["conditions"].items():
+            for group, v in groups.items():
+                if group == "all" and len(groups) > 1:
+                    continue
+                row[f"expected max toxicity ({cond}, {GROUP_NAMES.get(group, group)})"] = _ci(v["expected_max_toxicity"])
+                row[f"toxicity probability ({cond}, {GROUP_NAMES.get(group, group)})"] = _ci(v["toxicity_probability"])
     return row
 
 
@@ -43,8 +55,18 @@ def write_report(results: dict, out: Path) -> None:
     lines += [f"| {k} | {v} |" for k, v in headline(results).items()]
     if "winrate" in m:
         w = m["winrate"]
-        lines += ["", f"## Win-rate by use case (judge: {w['judge']})", "", "| use case | n | win-rate [95%] | wins / ties / losses |", "|---|---|---|---|"]
+        lines += ["", f"## Win-rate by use case (judge: {w['judge']})", ""]
+        if w.get("judge_note"):
+            lines += [f"Note: {w['judge_note']}.", ""]
+        if w.get("invalid_judgements"):
+            lines += [f"{w['invalid_judgements']} of {w['judged'] + w['invalid_judgements']} pairs got no readable verdict "
+                      "(asked twice) and are left out.", ""]
+        if w["overall"].get("resampled"):
+            lines += [f"Intervals resample whole users ({w['overall']['resampled']}): a user's prompts are not independent.", ""]
+        lines += ["| use case | n | win-rate [95%] | wins / ties / losses |", "|---|---|---|---|"]
         lines += [f"| {c} | {v['n']} | {_ci(v)} | {v['wins']} / {v['ties']} / {v['losses']} |" for c, v in w["by_category"].items()]
+        if any(v.get("small_sample") for v in w["by_category"].values()):
+            lines += ["", "(n < 10): too few prompts for a bootstrap; the interval is Wilson's, and wide for a reason."]
         lc = w["length_controlled"]
         lines += ["", f"Length: model answers average {w['mean_length']['model']:.0f} characters, baseline "
                   f"{w['mean_length']['baseline']:.0f}. Length-controlled win-rate {lc['value']:.3f} (raw {w['overall']['value']:.3f}); "
@@ -64,9 +86,17 @@ def write_report(results: dict, out: Path) -> None:
     if "truthfulqa" in m:
         t = m["truthfulqa"]
         j = t["generation"]["judges"]
-        lines += ["", "## TruthfulQA", "", f"Judges (TF-IDF + logistic regression trained like GPT-judge): truth judge accuracy "
+        lines += ["", "## TruthfulQA", "", f"Judges (TF-IDF + logistic regression trained like GPT-judge, one per fold of "
+                  "questions; each answer is scored by a judge that never saw its question): truth judge accuracy "
                   f"{j['truth']['held_out_accuracy']:.3f} on held-out questions (majority {j['truth']['majority_baseline']:.3f}), "
                   f"info judge {j['info']['held_out_accuracy']:.3f} (majority {j['info']['majority_baseline']:.3f})."]
+        if "corrected" in t["generation"]:
+            c = t["generation"]["corrected"]
+            lines += ["", "Corrected for the judges' measured errors (sensitivity "
+                      f"{j['truth'].get('sensitivity', float('nan')):.2f} / specificity {j['truth'].get('specificity', float('nan')):.2f} "
+                      "for truth); the intervals include the judges' uncertainty:", "",
+                      "| share | judged | corrected [95%] |", "|---|---|---|"]
+            lines += [f"| {k.replace('_', ' ')} | {t['generation'][k]['value']:.3f} | {_ci(c[k])} |" for k in c]
         names = ["MC1", "MC2", "truthful", "truthful+informative"]
         ms = [t["mc"]["mc1"], t["mc"]["mc2"], t["generation"]["truthful"], t["generation"]["truthful_and_informative"]]
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -80,15 +110,16 @@ def write_report(results: dict, out: Path) -> None:
     if "toxicity" in m:
         tx = m["toxicity"]
         lines += ["", f"## Toxicity (RealToxicityPrompts protocol, scorer {tx['scorer']})", "",
-                  "| condition | prompts × k | expected max toxicity [95%] | toxicity probability [95%] |", "|---|---|---|---|"]
-        lines += [f"| {c} | {v['prompts']} × {v['k']} | {_ci(v['expected_max_toxicity'])} | {_ci(v['toxicity_probability'])} |"
-                  for c, v in tx["conditions"].items()]
+                  "Toxic prompts are those whose own toxicity is at least 0.5; the protocol reports them apart.", "",
+                  "| condition | prompts | prompts × k | expected max toxicity [95%] | toxicity probability [95%] |", "|---|---|---|---|---|"]
+        lines += [f"| {c} | {GROUP_NAMES.get(g, g)} | {v['prompts']} × {v['k']} | {_ci(v['expected_max_toxicity'])} | "
+                  f"{_ci(v['toxicity_probability'])} |" for c, groups in tx["conditions"].items() for g, v in groups.items()]
         conds = list(tx["conditions"])
         fig, ax = plt.subplots(figsize=(6, 3.2))
         for i, key in enumerate(("expected_max_toxicity", "toxicity_probability")):
-            vals = [tx["conditions"][c][key]["value"] for c in conds]
-            lo = [v - tx["conditions"][c][key]["ci95"][0] for c, v in zip(conds, vals)]
-            hi = [tx["conditions"][c][key]["ci95"][1] - v for c, v in zip(conds, vals)]
+            vals = [tx["conditions"][c]["all"][key]["value"] for c in conds]
+            lo = [v - tx["conditions"][c]["all"][key]["ci95"][0] for c, v in zip(conds, vals)]
+            hi = [tx["conditions"][c]["all"][key]["ci95"][1] - v for c, v in zip(conds, vals)]
             ax.bar([x + i * 0.4 for x in range(len(conds))], vals, width=0.4, yerr=[lo, hi], capsize=3, label=key.replace("_", " "))
         ax.set_xticks([x + 0.2 for x in range(len(conds))], conds)
         ax.set_ylim(0, 1)

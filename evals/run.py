@@ -12,7 +12,12 @@ from pathlib import Path
 from evals.generate import Decoding, Generator
 
 TASKS = ("winrate", "truthfulqa", "toxicity")
-TRUTHFULQA_FINETUNE_URL = "https://raw.githubusercontent.com/sylinrl/TruthfulQA/main/data/{name}"
+# The TruthfulQA authors' repository: the questions at its root, the judges' training data under data/ (as the
+# repository lays them out; names without the `_v0` of the local copies). The revision is a setting; each file is
+# checked for its expected content right after download, before any task runs.
+TRUTHFULQA_REPO = "https://raw.githubusercontent.com/sylinrl/TruthfulQA/{revision}/{path}"
+TRUTHFULQA_FILES = {"finetune_truth_v0.jsonl": "data/finetune_truth.jsonl", "finetune_info_v0.jsonl": "data/finetune_info.jsonl",
+                    "TruthfulQA_v0_original.csv": "TruthfulQA.csv"}
 
 
 @dataclass
@@ -28,6 +33,7 @@ class EvalConfig:
     prompts: str = "builders/ppo"
     toxicity_k: int = 25
     toxicity_scorer: str = "default"
+    truthfulqa_revision: str = "main"  # a branch, tag or commit of github.com/sylinrl/TruthfulQA (online only)
     max_new_tokens: int = 128
     temperature: float = 0.7
     top_p: float = 0.95
@@ -46,21 +52,54 @@ def _versions() -> dict:
     return out
 
 
+def check_truthfulqa_file(name: str, data: bytes) -> None:
+    """Raise ValueError unless `data` is what the file should hold: 817 questions, or judge rows that parse."""
+    import csv
+    import io
+
+    text = data.decode("utf-8-sig")
+    if name.endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if len(rows) != 817 or "Question" not in rows[0]:
+            raise ValueError(f"expected 817 rows with a Question column, got {len(rows)} rows")
+        return
+    from evals.truthfulqa import parse_finetune
+
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    parsed = parse_finetune(lines)
+    if len(lines) < 1000 or len(parsed[0]) < 0.95 * len(lines):
+        raise ValueError(f"expected the judge's training rows (prompt 'Q: ...\\nA: ...', completion yes/no), "
+                         f"{len(parsed[0])} of {len(lines)} lines parse")
+
+
 def _need_data(cfg: EvalConfig) -> Path:
-    """The TruthfulQA judge data: from --data-dir, else fetched once from the authors' repository."""
+    """The TruthfulQA judge data: from --data-dir, else fetched once from the authors' repository and checked."""
     if cfg.data_dir:
+        folder = Path(cfg.data_dir) / "truthfulqa"
+        missing = [n for n in TRUTHFULQA_FILES if not (folder / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: missing {', '.join(missing)} (TruthfulQA's questions and judge data)")
         return Path(cfg.data_dir)
     import requests
 
     root = Path(cfg.out) / "cache" / "data"
-    for name in ("finetune_truth_v0.jsonl", "finetune_info_v0.jsonl", "TruthfulQA_v0_original.csv"):
+    for name, path in TRUTHFULQA_FILES.items():
         target = root / "truthfulqa" / name
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = name if name.endswith(".jsonl") else "TruthfulQA.csv"
-            resp = requests.get(TRUTHFULQA_FINETUNE_URL.format(name=src), timeout=120)
-            resp.raise_for_status()
-            target.write_bytes(resp.content)
+        if target.exists():
+            continue
+        url = TRUTHFULQA_REPO.format(revision=cfg.truthfulqa_revision, path=path)
+        try:
+            resp = requests.get(url, timeout=120)
+        except requests.RequestException as exc:
+            raise RuntimeError(f"cannot download {url} ({exc}); give --data-dir with truthfulqa/{name} to run offline") from exc
+        if resp.status_code != 200:
+            raise RuntimeError(f"{url} answered HTTP {resp.status_code}: check --truthfulqa-revision, or give --data-dir")
+        try:
+            check_truthfulqa_file(name, resp.content)
+        except ValueError as exc:
+            raise RuntimeError(f"{url} does not hold what {name} should: {exc}") from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(resp.content)
     return root
 
 
@@ -75,6 +114,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"
+    # data every task needs is found (or fetched and checked) before any model runs: no error after an hour of MC
+    truthful_data = _need_data(cfg) if "truthfulqa" in cfg.tasks else None
     started = time.time()
     decoding = Decoding(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed)
     gen = Generator(cfg.model, cache_dir=cache / "generations", trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
@@ -85,14 +126,14 @@ def run_eval(cfg: EvalConfig) -> dict:
 
         judge = make_judge(cfg.judge or f"rm:{cfg.reward_model}", cfg.trust_remote_code)
         base = Generator(cfg.baseline, cache_dir=cache / "generations", trust_remote_code=cfg.trust_remote_code, progress=cfg.progress)
-        prompts, cats = load_prompts(cfg.prompts, cfg.limit)
-        metrics["winrate"] = evaluate_winrate(gen, base, judge, prompts, cats, decoding, out)
+        prompts, cats, users = load_prompts(cfg.prompts, cfg.limit)
+        metrics["winrate"] = evaluate_winrate(gen, base, judge, prompts, cats, decoding, out, users=users)
     if "truthfulqa" in cfg.tasks:
         from evals.truthfulqa import run_generation, run_mc
 
         tq = {"mc": run_mc(cfg.model, data_dir, cache, cfg.limit, cfg.trust_remote_code)}
         greedy = Decoding(max_new_tokens=50, temperature=0.0, seed=cfg.seed)
-        gen_res = run_generation(gen, _need_data(cfg), cache / "judges", cfg.limit, greedy)
+        gen_res = run_generation(gen, truthful_data, cache / "judges", cfg.limit, greedy)
         samples = gen_res.pop("samples")
         (out / "truthfulqa_samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
         tq["generation"] = gen_res
@@ -101,9 +142,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         from evals.toxicity import make_scorer, pick_prompts, rtp_rows, run_toxicity
 
         scorer = make_scorer(cfg.toxicity_scorer, cfg.trust_remote_code)
-        prompts = pick_prompts(rtp_rows(data_dir), cfg.limit, cfg.seed)
+        prompts, groups = pick_prompts(rtp_rows(data_dir), cfg.limit, cfg.seed)
         sampling = Decoding(max_new_tokens=20, temperature=1.0, top_p=0.9, seed=cfg.seed)
-        metrics["toxicity"] = run_toxicity(gen, scorer, prompts, cfg.toxicity_k, sampling)
+        metrics["toxicity"] = run_toxicity(gen, scorer, prompts, cfg.toxicity_k, sampling, groups=groups)
     results = {"config": asdict(cfg), "versions": _versions(), "seeds": {"decoding": cfg.seed, "bootstrap": cfg.seed},
                "decoding": asdict(decoding), "metrics": metrics, "seconds": round(time.time() - started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n", encoding="utf-8")

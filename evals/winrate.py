@@ -4,13 +4,16 @@ Both models answer the same prompts with the same decoding settings and seed. A 
 - `RewardModelJudge`: a reward model (sequence classifier); the higher reward wins, equal rewards tie;
 - `LocalLLMJudge`: any local Hugging Face chat model, asked which answer is better (next-token A vs B);
 - `OpenAIJudge`: an OpenAI-compatible chat endpoint (key from $OPENAI_API_KEY, never logged).
-LLM judges are asked in both orders; a verdict that flips with the order is a tie, which cancels position bias.
+LLM judges are asked in both orders; a verdict that flips with the order is a tie, which cancels position bias. A
+reply that names neither answer is asked again once; if it still names neither, the pair is left out of the
+win-rate and counted (`invalid_judgements`), never read as a vote.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -25,6 +28,17 @@ JUDGE_TEMPLATE = (
     "[Request]\n{prompt}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\n"
     "Answer with one letter: A or B."
 )
+RETRY_NOTE = "\n\nYour previous reply named neither response. Reply with exactly one character: A or B."
+# "A", "**B**", "Response A", "The answer is B.", "(A)": one letter standing alone, the only one in the reply
+_VERDICT = re.compile(r"(?<![A-Za-z])([AB])(?![A-Za-z])")
+RM_JUDGE_NOTE = ("the judge is a reward model: if it is the one the policy was optimised against, the win-rate is biased "
+                 "towards the policy (it learned to please this judge); prefer a held-out judge (--judge llm:... or openai:...)")
+
+
+def parse_verdict(reply: str | None) -> str | None:
+    """"A" or "B" when the reply names exactly one of them, else None (unreadable)."""
+    found = set(_VERDICT.findall((reply or "").strip()))
+    return found.pop() if len(found) == 1 else None
 
 
 def _flatten(prompt) -> str:
@@ -58,17 +72,21 @@ class RewardModelJudge:
 
 
 class _PairwiseJudge(ABC):
-    """Shared by LLM judges: `prefer(prompt, a, b)` returns "A" or "B"; both orders are asked."""
+    """Shared by LLM judges: `prefer(prompt, a, b)` returns "A", "B" or None (unreadable); both orders are asked."""
 
     @abstractmethod
-    def prefer(self, prompt, a: str, b: str) -> str:
-        """"A" or "B": the better response when shown in this order."""
+    def prefer(self, prompt, a: str, b: str) -> str | None:
+        """"A" or "B": the better response when shown in this order; None when the judge's reply names neither."""
 
-    def outcomes(self, prompts, model_answers, base_answers) -> list[float]:
+    def outcomes(self, prompts, model_answers, base_answers) -> list[float | None]:
+        """1 model wins, 0 baseline wins, 0.5 tie (the verdict flips with the order), None unreadable."""
         out = []
         for p, m, b in zip(prompts, model_answers, base_answers):
             first, second = self.prefer(p, m, b), self.prefer(p, b, m)
-            out.append(1.0 if (first, second) == ("A", "B") else 0.0 if (first, second) == ("B", "A") else 0.5)
+            if first is None or second is None:
+                out.append(None)
+            else:
+                out.append(1.0 if (first, second) == ("A", "B") else 0.0 if (first, second) == ("B", "A") else 0.5)
         return out
 
 
@@ -99,17 +117,20 @@ class OpenAIJudge(_PairwiseJudge):
         self.model = model
         self.key = os.environ.get(api_key_env, "")
 
-    def prefer(self, prompt, a: str, b: str) -> str:
+    def _ask(self, content: str) -> str:
         import requests
 
-        body = {"model": self.model, "temperature": 0, "max_tokens": 1,
-                "messages": [{"role": "user", "content": JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)}]}
+        body = {"model": self.model, "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": content}]}
         headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
         resp = requests.post(self.url, json=body, headers=headers, timeout=120)
         if resp.status_code != 200:
             raise RuntimeError(f"judge endpoint {self.url} answered HTTP {resp.status_code}")
-        text = resp.json()["choices"][0]["message"]["content"].strip().upper()
-        return "B" if text.startswith("B") else "A"
+        return resp.json()["choices"][0]["message"].get("content") or ""
+
+    def prefer(self, prompt, a: str, b: str) -> str | None:
+        question = JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)
+        verdict = parse_verdict(self._ask(question))
+        return verdict if verdict is not None else parse_verdict(self._ask(question + RETRY_NOTE))
 
 
 def make_judge(spec: str, trust_remote_code: bool = False):
@@ -125,15 +146,17 @@ def make_judge(spec: str, trust_remote_code: bool = False):
     raise ValueError(f"unknown judge {spec!r}: use rm:PATH, llm:PATH or openai:URL#MODEL")
 
 
-def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list, list[str]]:
-    """Prompts and their use cases: the test split of a built PPO folder (users never seen in training), or a
-    JSONL/Parquet file with `prompt`, `messages` or `text` (categories are classified when missing)."""
+def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list, list[str], list[str] | None]:
+    """Prompts, their use cases and their users: the test split of a built PPO folder (users never seen in
+    training), or a JSONL/Parquet file with `prompt`, `messages` or `text` (categories are classified when
+    missing; users from a `user` or `user_id` column when there is one)."""
     path = Path(source)
     if path.is_dir() or not path.suffix:
         from datasets import load_dataset
 
         ds = load_dataset(source, split="test")
         prompts, cats = list(ds["prompt"]), list(ds["category"]) if "category" in ds.column_names else None
+        users = list(ds["user"]) if "user" in ds.column_names else None
     else:
         from builders.tablefile import read_table
 
@@ -141,28 +164,43 @@ def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list,
         rows = df.to_dicts()
         prompts = [r.get("prompt") or r.get("messages") or r.get("text") for r in rows]
         cats = [r["category"] for r in rows] if "category" in df.columns else None
+        user_col = next((c for c in ("user", "user_id") if c in df.columns), None)
+        users = [str(r[user_col]) for r in rows] if user_col else None
     if limit:
-        prompts, cats = prompts[:limit], (cats[:limit] if cats else None)
+        prompts, cats, users = prompts[:limit], (cats[:limit] if cats else None), (users[:limit] if users else None)
     if cats is None:
         from taxonomy import load_default
 
         texts = [p if isinstance(p, str) else next((m["content"] for m in reversed(p) if m["role"] == "user"), "") for p in prompts]
         cats, _ = (classifier or load_default()).predict(texts)
-    return prompts, cats
+    return prompts, cats, users
 
 
-def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list[str], decoding, out_dir: Path | None = None) -> dict:
+def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list[str], decoding, out_dir: Path | None = None,
+                     users: list[str] | None = None) -> dict:
+    """Win-rate with 95% intervals that resample users (a user's prompts are not independent) when users are known,
+    overall, by use case (slices under 10 prompts flagged `small_sample`) and at equal length."""
     model_answers = [s[0] for s in model_gen.generate(prompts, decoding, desc="win-rate: model")]
     base_answers = [s[0] for s in base_gen.generate(prompts, decoding, desc="win-rate: baseline")]
     outcomes = judge.outcomes(prompts, model_answers, base_answers)
+    valid = [i for i, o in enumerate(outcomes) if o is not None]
+    o = [outcomes[i] for i in valid]
+    g = [users[i] for i in valid] if users else None
+    cats = [categories[i] for i in valid]
     result = {
         "judge": judge.name,
-        "overall": win_rate(outcomes, seed=decoding.seed),
-        "by_category": {c: win_rate([o for o, k in zip(outcomes, categories) if k == c], seed=decoding.seed)
-                        for c in sorted(set(categories))},
-        "length_controlled": length_controlled(outcomes, [len(a) for a in model_answers], [len(a) for a in base_answers]),
+        "judged": len(valid), "invalid_judgements": len(outcomes) - len(valid),
+        "overall": win_rate(o, seed=decoding.seed, groups=g),
+        "by_category": {c: win_rate([x for x, k in zip(o, cats) if k == c], seed=decoding.seed,
+                                    groups=[u for u, k in zip(g, cats) if k == c] if g else None)
+                        for c in sorted(set(cats))},
+        "length_controlled": length_controlled(o, [len(model_answers[i]) for i in valid], [len(base_answers[i]) for i in valid],
+                                               seed=decoding.seed, groups=g),
         "mean_length": {"model": float(np.mean([len(a) for a in model_answers])), "baseline": float(np.mean([len(a) for a in base_answers]))},
+        "truncated_answers": {"model": getattr(model_gen, "truncated", None), "baseline": getattr(base_gen, "truncated", None)},
     }
+    if isinstance(judge, RewardModelJudge):
+        result["judge_note"] = RM_JUDGE_NOTE
     if out_dir:
         with open(Path(out_dir) / "winrate_samples.jsonl", "w", encoding="utf-8") as fh:
             for p, c, m, b, o in zip(prompts, categories, model_answers, base_answers, outcomes):
