@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import contextmanager
 import logging
 import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 
 from builders.errors import InputError, PushRefused
@@ -44,13 +47,30 @@ def _cmd_build(args) -> int:
                  "pii_names": args.pii_names,
                  "engine": args.engine, "workers": args.workers, "ray_address": args.ray_address,
                  "classifier": args.classifier}
-    if args.config:
-        settings = BuildSettings.from_yaml(args.config, **overrides)
-    else:
-        settings = BuildSettings(**{k: v for k, v in overrides.items() if v is not None})
-    report = build(settings, progress=not args.quiet)
+    given = {k for k, v in overrides.items() if v is not None}
+    flags = {k: "--source" if k == "sources" else "--" + k.replace("_", "-") for k in given}
+    with _naming(flags, args.config):
+        if args.config:
+            settings = BuildSettings.from_yaml(args.config, **overrides)
+        else:
+            settings = BuildSettings(**{k: v for k, v in overrides.items() if v is not None})
+        report = build(settings, progress=not args.quiet)
     _print_summary(report, settings.out)
     return 0
+
+
+@contextmanager
+def _naming(flags: dict[str, str], config: str | None = None):
+    """An error about a setting names where the user set it: its command-line flag, else the config file."""
+    try:
+        yield
+    except InputError as err:
+        if err.file is None and err.flag is None and err.field:
+            if err.field in flags:
+                raise InputError(err.reason, flag=flags[err.field], detail=err.detail) from None
+            if config:
+                raise InputError(err.reason, file=config, field=err.field, detail=err.detail) from None
+        raise
 
 
 def _print_summary(report: dict, out: str) -> None:
@@ -90,39 +110,65 @@ def _cmd_push(args) -> int:
 
 
 def _add_pii(sub) -> None:
-    p = sub.add_parser("pii", help="redact or drop personal data in the `text` column of a JSONL/Parquet file")
-    p.add_argument("--in", dest="inp", required=True, help="JSONL (optionally .gz) or Parquet file with a `text` column")
-    p.add_argument("--out", required=True, help="output file, same format")
+    p = sub.add_parser("pii", help="redact or drop personal data in the text columns of a JSONL/Parquet file or a folder of them "
+                                   "(a built dataset folder such as builders/sft)")
+    p.add_argument("--in", dest="inp", required=True,
+                   help="a .jsonl(.gz) or .parquet file, or a folder of them (every file below it is read)")
+    p.add_argument("--out", required=True, help="output file (.jsonl or .parquet), or a new folder for a folder input; never the input")
     p.add_argument("--mode", choices=["redact", "drop"], default="redact",
                    help="redact: typed placeholders such as <PHONE_NUMBER> (default); drop: remove rows with personal data")
     p.add_argument("--names", choices=["all", "personal"], default="all",
                    help="all: redact every person's name (default); personal: keep public figures' names with no personal cue")
+    p.add_argument("--column", action="append", metavar="NAME",
+                   help="a column to scan (repeatable); default: every text column found (text, prompt, messages, completion, "
+                        "completions, chosen, rejected, ...), strings, lists of strings and chat messages alike")
     p.set_defaults(func=_cmd_pii)
 
 
 def _cmd_pii(args) -> int:
-    from builders.tablefile import read_table, write_table
-    from builders.stages.pii import PiiScanner, redact
+    from collections import Counter
 
-    df = read_table(args.inp, text_columns=("text",))
-    scanner = PiiScanner(names=args.names)
-    findings = scanner.scan(df["text"].to_list())
     import polars as pl
 
-    flagged = pl.Series([bool(f) for f in findings])
-    if args.mode == "redact":
-        df = df.with_columns(pl.Series("text", [redact(t, f) for t, f in zip(df["text"].to_list(), findings)], dtype=pl.String))
-    else:
-        df = df.filter(~flagged)
-    write_table(df, args.out)
-    print(f"{int(flagged.sum())} of {len(findings)} texts held personal data ({args.mode}); wrote {args.out}", file=sys.stderr)
+    from builders.stages.pii import PiiScanner, redact
+    from builders.tablefile import (check_output, copy_other_files, data_files, put, read_table, text_columns, texts_of,
+                                    write_table)
+
+    check_output(args.inp, args.out)
+    files = data_files(args.inp)
+    scanner = PiiScanner(names=args.names)
+    rows_in = rows_hit = 0
+    entities: Counter = Counter()
+    for path, rel in files:
+        df = read_table(path)
+        cols = text_columns(df, args.column, str(path))
+        if any("." in c for c in cols):
+            raise InputError("pii scans whole columns (strings, lists or chat messages): name a top-level column", flag="--column")
+        rows = df.to_dicts()
+        spots = [(i, col, pos, text) for i, row in enumerate(rows) for col in cols
+                 for pos, text in texts_of(row.get(col), str(path), i + 1, col)]
+        found = scanner.scan([text for *_, text in spots])
+        hit = set()
+        for (i, col, pos, text), fs in zip(spots, found):
+            if fs:
+                hit.add(i)
+                entities.update(f.entity for f in fs)
+                rows[i][col] = put(rows[i][col], pos, redact(text, fs))
+        if args.mode == "drop":
+            rows = [r for i, r in enumerate(rows) if i not in hit]
+        rows_in, rows_hit = rows_in + len(df), rows_hit + len(hit)
+        write_table(pl.DataFrame(rows, schema=df.schema) if rows else df.clear(), Path(args.out) / rel if Path(args.inp).is_dir() else args.out)
+    copy_other_files(args.inp, args.out)
+    kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(entities.items())) or "none"
+    print(f"{rows_hit:,} of {rows_in:,} rows held personal data ({args.mode}: {kinds}); wrote {args.out}", file=sys.stderr)
     return 0
 
 
 def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="add `category` and `category_score` (Table 1 use cases) to a file of prompts")
-    p.add_argument("--in", dest="inp", required=True, help="JSONL or Parquet with `text`, `prompt` or `messages`")
-    p.add_argument("--out", required=True)
+    p.add_argument("--in", dest="inp", required=True,
+                   help="JSONL or Parquet with `text`, `prompt` or `messages`, or a folder of them (e.g. builders/ppo)")
+    p.add_argument("--out", required=True, help="output file (.jsonl or .parquet), or a new folder for a folder input")
     p.add_argument("--model", help="`fast` (default), `embed` (shipped, more accurate, needs the embed extra) or a "
                    "skops file from `instructkit taxonomy train`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -132,15 +178,22 @@ def _add_classify(sub) -> None:
 def _cmd_classify(args) -> int:
     import polars as pl
 
-    from builders.tablefile import prompt_texts, read_table, write_table
+    from builders.tablefile import check_output, copy_other_files, data_files, prompt_texts, read_table, write_table
     from taxonomy.model import load_model
 
-    df = read_table(args.inp, text_columns=("text", "prompt", "messages"))
-    clf = load_model(args.model)
-    labels, scores = clf.predict(prompt_texts(df, args.inp), progress=not args.quiet)
-    df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
-    write_table(df, args.out)
-    print(f"classified {df.height} prompts; wrote {args.out}", file=sys.stderr)
+    check_output(args.inp, args.out)
+    files = data_files(args.inp)
+    with _naming({"classifier": "--model"}):
+        clf = load_model(args.model)
+    n = 0
+    for path, rel in files:
+        df = read_table(path, text_columns=("text", "prompt", "messages"))
+        labels, scores = clf.predict(prompt_texts(df, str(path)), progress=not args.quiet)
+        df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
+        write_table(df, Path(args.out) / rel if Path(args.inp).is_dir() else args.out)
+        n += df.height
+    copy_other_files(args.inp, args.out, columns_changed=True)
+    print(f"classified {n} prompts; wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -346,11 +399,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    terminate = _stop_on_sigterm()
     try:
         return args.func(args, rest) if args.command == "train" else args.func(args)
+    except KeyboardInterrupt:
+        # the stages' and the build's `finally` blocks have removed temporary folders and spills by now
+        print("instructkit: interrupted", file=sys.stderr)
+        return 130
     except (InputError, PushRefused) as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
+
+
+def _stop_on_sigterm():
+    """SIGTERM (`kill`, `timeout`, a scheduler) stops a command the way Ctrl-C does, so its cleanup runs; returns
+    the previous handler (None outside the main thread, where handlers cannot be set)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

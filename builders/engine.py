@@ -11,6 +11,7 @@ import gc
 import multiprocessing as mp
 import os
 import pickle
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 
@@ -28,6 +29,10 @@ _worker_fn: Callable | None = None
 
 def _init_worker(payload: bytes) -> None:
     global _worker_fn
+    # Ctrl-C reaches the whole process group. A worker that died of it mid-task would leave the parent waiting for
+    # a result forever (and Pool.terminate waiting on its task thread): workers ignore it, the parent stops them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler turns SIGTERM into an interrupt; here it just ends
     _worker_fn = pickle.loads(payload)  # heavy state (models) loads here, once per worker
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,16 +118,63 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
 
         classifier = load_model(settings.classifier)
     out = Path(settings.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+    succeeded = False
     try:
         report = build_streaming(settings, tmp, classifier=classifier, scanner=scanner, engine=engine, progress=progress,
                                  chunk_rows=chunk_rows, batch_rows=batch_rows, on_stage=on_stage)
-        for name in OUTPUT_NAMES:  # swap each output in; the old one moves into tmp and goes with it
-            target = out / name
-            if target.exists():
-                target.replace(tmp / f"old-{name}")
-            (tmp / name).replace(target)
+        with signals_held():  # all outputs are swapped in, or none: an interrupt waits for the swap
+            for name in OUTPUT_NAMES:  # swap each output in; the old one moves into tmp and goes with it
+                target = out / name
+                if target.exists():
+                    target.replace(tmp / f"old-{name}")
+                (tmp / name).replace(target)
+        succeeded = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with signals_held():  # a second Ctrl-C does not leave half a temporary folder behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            if created and not succeeded and out.exists() and not any(out.iterdir()):
+                out.rmdir()  # a failed first build leaves no empty --out folder
     return report
+
+
+OWNER_FILE = ".owner-pid"
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove the temporary folders of builds into `out` whose process is gone (killed with SIGKILL, a crashed
+    machine); a running build's folder is left alone. Returns what was removed."""
+    removed = []
+    for folder in out.glob(".build-*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
+            os.kill(pid, 0)
+            continue  # its build is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):  # no owner recorded (an older build) or unreadable: stale
+            pass
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+@contextmanager
+def signals_held():
+    """Defer SIGINT and SIGTERM until the block is done (main thread only; elsewhere a no-op)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
