@@ -49,12 +49,12 @@ def iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RawRecord(None, name, lineno, InputError(f"invalid UTF-8 at byte {exc.start}", file=name, line=lineno))
+                yield RawRecord(None, name, lineno, InputError("invalid UTF-8", file=name, line=lineno, detail=f"at byte {exc.start}"))
                 continue
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield RawRecord(None, name, lineno, InputError(f"broken JSON: {exc.msg} (column {exc.colno})", file=name, line=lineno))
+                yield RawRecord(None, name, lineno, InputError("broken JSON", file=name, line=lineno, detail=f"{exc.msg} (column {exc.colno})"))
                 continue
             if not isinstance(data, dict):
                 yield RawRecord(None, name, lineno, InputError("a record must be a JSON object", file=name, line=lineno))

@@ -116,8 +116,16 @@ class BuildSettings:
             values[name] = value
         if isinstance(values.get("sources"), str):
             values["sources"] = [values["sources"]]
+        given = {k for k, v in overrides.items() if v is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        try:
+            return cls(**values)
+        except InputError as err:  # a value from the file: name the file (a flag's value is named by the CLI)
+            if err.file is None and err.field and err.field not in given:
+                raise InputError(err.reason, file=str(path), field=err.field, detail=err.detail) from None
+            raise
+        except TypeError as exc:  # a value of the wrong shape (a list where a number goes, ...)
+            raise InputError(f"a setting has the wrong type ({exc})", file=str(path)) from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

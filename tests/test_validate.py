@@ -47,7 +47,7 @@ def test_invalid_utf8_names_the_line(tmp_path):
 
 def test_ten_megabyte_prompt_is_rejected_not_loaded_into_outputs(tmp_path):
     f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "ok"), prompt("huge", "x" * 10_000_000)])
-    with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': 10,000,000 characters"):
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': over max_prompt_chars=100,000: 10,000,000 characters"):
         run(f)
     tables, result = run(f, on_error="skip")
     assert tables.prompts["prompt_id"].to_list() == ["a"]
@@ -70,7 +70,7 @@ def test_skip_mode_reports_every_rejected_record_with_its_reason(tmp_path):
     assert set(reasons) == {f"{f}:{n}" for n in (2, 3, 4, 5, 6)}
     assert "broken JSON" in reasons[f"{f}:2"]
     assert "field 'source'" in reasons[f"{f}:3"]
-    assert "no prompt with prompt_id 'nope'" in reasons[f"{f}:4"]
+    assert reasons[f"{f}:4"] == "invalid: field 'prompt_id': no prompt with this prompt_id"  # the raw id is not in the reason
     assert "field 'ranks'" in reasons[f"{f}:5"]
     assert "duplicate prompt_id" in reasons[f"{f}:6"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from builders.errors import InputError
 from builders.readers import RawRecord
@@ -70,7 +71,12 @@ def load_source(spec: str, lazy: bool = False) -> SourceData:
 
         return read_sample(spec, lazy=lazy)
     if not arg:
-        raise InputError(f"source '{spec}' needs a path or Hub id after the colon", field="source")
+        if not _:  # no colon at all: perhaps a bare path
+            kind = "parquet" if spec.endswith(".parquet") else "jsonl"
+            hint = f"; for a file or folder of your logs write {kind}:{spec}" if (Path(spec).exists() or "." in Path(spec).name) else ""
+            raise InputError(f"unknown source '{spec}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH){hint}",
+                             flag="--source")
+        raise InputError(f"source '{spec}' needs a path or Hub id after the colon", flag="--source")
     if name in ("jsonl", "parquet"):
         from builders.sources.files import read_canonical
 
@@ -83,6 +89,13 @@ def load_source(spec: str, lazy: bool = False) -> SourceData:
         from builders.sources.hh_rlhf import read_hh_rlhf
 
         return read_hh_rlhf(spec, arg)
-    raise InputError(
-        f"unknown source '{name}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH)", field="source"
-    )
+    raise InputError(f"unknown source '{name}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH)", flag="--source")
+
+
+def public_spec(spec: str) -> str:
+    """A source as a dataset card may show it: a Hub id as it is, a local file or folder by its name only."""
+    name, colon, arg = spec.partition(":")
+    if not colon or not arg:
+        return spec
+    local = name.strip().lower() in ("jsonl", "parquet") or Path(arg).exists()
+    return f"{name}:{Path(arg.rstrip('/')).name}" if local else spec

@@ -70,9 +70,9 @@ def read_oasst(spec: str, arg: str) -> SourceData:
             if m.get(fld) in (None, ""):
                 raise InputError("missing in an oasst message", file=file, line=line, field=fld)
         if m["role"] not in ROLE:
-            raise InputError(f"unknown role {m['role']!r}", file=file, line=line, field="role")
+            raise InputError("unknown role", file=file, line=line, field="role", detail=repr(m["role"]))
         if m["message_id"] in msgs:
-            raise InputError(f"duplicate message_id {m['message_id']!r}", file=file, line=line, field="message_id")
+            raise InputError("duplicate message_id", file=file, line=line, field="message_id", detail=repr(m["message_id"]))
         msgs[m["message_id"]] = m
         where[m["message_id"]] = (file, line)
 

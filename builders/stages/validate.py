@@ -50,18 +50,25 @@ def _long_text(rec: RawRecord, fld: str, value, max_chars: int, allow_empty: boo
     if not isinstance(value, str) or not (allow_empty or value.strip()):
         raise InputError("must be a non-empty string", file=rec.file, line=rec.line, field=fld)
     if len(value) > max_chars:
-        raise InputError(f"{len(value):,} characters, over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field=fld)
+        raise InputError(f"over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field=fld, detail=f"{len(value):,} characters")
     return _text(value)
 
 
 def _prompt(rec: RawRecord, max_chars: int) -> dict:
     d = rec.data
+    if d.get("kind") is None and rec.kind is None and not any(k in d for k in ("text", "messages", "source", "user_id")):
+        raise InputError("cannot tell what this record is: no `kind`, and none of a prompt's `text`/`messages`/`source`/"
+                         "`user_id`, a demonstration's `completion` or a ranking's `completions`", file=rec.file, line=rec.line,
+                         field="kind")
     source = _req_str(rec, "source")
     if source not in SOURCES:
-        raise InputError(f"must be one of {', '.join(SOURCES)}, got {source!r}", file=rec.file, line=rec.line, field="source")
+        raise InputError(f"must be one of {', '.join(SOURCES)}", file=rec.file, line=rec.line, field="source", detail=f"got {source!r}")
     ptype = d.get("prompt_type")
     if ptype is not None and ptype not in PROMPT_TYPES:
-        raise InputError(f"must be one of {', '.join(PROMPT_TYPES)} or null, got {ptype!r}", file=rec.file, line=rec.line, field="prompt_type")
+        raise InputError(f"must be one of {', '.join(PROMPT_TYPES)} or null", file=rec.file, line=rec.line, field="prompt_type", detail=f"got {ptype!r}")
+    if d.get("messages") is not None and d.get("text") is not None:
+        raise InputError("has both `text` and `messages`: give one (the request is the last user message)",
+                         file=rec.file, line=rec.line, field="text")
     if d.get("messages") is not None:
         raw = d["messages"]
         if not isinstance(raw, list) or not raw:
@@ -80,7 +87,7 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
         raise InputError("a prompt needs `text` or `messages`", file=rec.file, line=rec.line, field="text")
     total = sum(len(m["content"]) for m in messages)
     if total > max_chars:
-        raise InputError(f"{total:,} characters in all, over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field="messages")
+        raise InputError(f"over max_prompt_chars={max_chars:,} in all", file=rec.file, line=rec.line, field="messages", detail=f"{total:,} characters")
     created = d.get("created_at")
     if created is not None:
         if isinstance(created, datetime):
@@ -89,7 +96,7 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
             try:
                 created_dt = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
             except ValueError:
-                raise InputError(f"not an ISO 8601 time: {created!r}", file=rec.file, line=rec.line, field="created_at") from None
+                raise InputError("not an ISO 8601 time", file=rec.file, line=rec.line, field="created_at", detail=f"got {created!r}") from None
         created = created_dt if created_dt.tzinfo else created_dt.replace(tzinfo=timezone.utc)
         created = created.astimezone(timezone.utc)
     context = "\n".join(f"{m['role']}:{m['content']}" for m in messages[:-1])
@@ -221,7 +228,8 @@ class Validator:
     def _reject(self, origin: str, kind: str, err: InputError) -> None:
         if self.on_error == "fail":
             raise err
-        self.dropped.append((origin, kind, NAME, f"invalid: {err}"))
+        # grouped by fault: no path, line or raw value in the reason (the record id carries file:line)
+        self.dropped.append((origin, kind, NAME, f"invalid: {err.category()}"))
 
     def add(self, rec: RawRecord) -> None:
         self.n_in[_input_kind(rec)] += 1
@@ -257,7 +265,7 @@ class Validator:
                 origins = self.origin_of(rows)
             for pid, row, first_row in later.iter_rows():
                 file, _, line = origins[row].rpartition(":")
-                err = InputError(f"duplicate prompt_id {pid!r} (first at {origins[first_row]})", file=file, line=int(line), field="prompt_id")
+                err = InputError("duplicate prompt_id", file=file, line=int(line), field="prompt_id", detail=f"{pid!r}, first at {origins[first_row]}")
                 self._reject(origins[row], "prompt", err)
             prompts = prompts.filter(~pl.col("_row").is_in(later["_row"].implode()))
         self.prompt_table = prompts
@@ -279,17 +287,21 @@ class Validator:
         kind = rec.kind or infer_kind(rec.data)
         try:
             if kind not in ("demonstration", "ranking"):
-                raise InputError(f"unknown record kind {kind!r} (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind")
+                raise InputError("unknown record kind (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind", detail=f"got {kind!r}")
             pid = _req_str(rec, "prompt_id")
             if not is_known:
-                raise InputError(f"no prompt with prompt_id {pid!r}", file=rec.file, line=rec.line, field="prompt_id")
+                raise InputError("no prompt with this prompt_id", file=rec.file, line=rec.line, field="prompt_id", detail=repr(pid))
             n = self.per_prompt[(kind, pid)] = self.per_prompt.get((kind, pid), -1) + 1
             row = _demonstration(rec, n, self.max_chars) if kind == "demonstration" else _ranking(rec, n, self.max_chars)
             id_field = f"{kind}_id"
             if row[id_field] in self.seen_ids:
-                raise InputError(f"duplicate {id_field} {row[id_field]!r} (first at {self.seen_ids[row[id_field]]})",
-                                 file=rec.file, line=rec.line, field=id_field)
+                raise InputError(f"duplicate {id_field}", file=rec.file, line=rec.line, field=id_field,
+                                 detail=f"{row[id_field]!r}, first at {self.seen_ids[row[id_field]]}")
             self.seen_ids[row[id_field]] = rec.origin
+            if kind == "ranking" and len(set(row["ranks"])) == 1:
+                # valid, but no comparison to learn from: not kept, and said so (it used to become 0 pairs silently)
+                self.dropped.append((rec.origin, "ranking", NAME, "all_completions_tied"))
+                return
             (self.demos if kind == "demonstration" else self.rankings).append(row)
         except InputError as err:
             self._reject(rec.origin, kind if kind in ("demonstration", "ranking") else "unreadable", err)

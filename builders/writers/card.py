@@ -44,7 +44,9 @@ def _body(name: str, report: dict) -> str:
     size_rows = [[cfg, sp, n] for cfg, splits in sizes.items() for sp, n in splits.items()]
     pii = report["privacy"]["pii"]
     settings = report["settings"]
-    src = ", ".join(f"`{s['spec']}`" for s in report["sources"])
+    from builders.sources import public_spec
+
+    src = ", ".join(f"`{public_spec(s['spec'])}`" for s in report["sources"])  # never a local path
     return f"""# instructkit {name} dataset
 
 {DESCRIPTION[name]}
