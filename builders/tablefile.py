@@ -1,7 +1,15 @@
-"""Whole-table JSONL/Parquet input and output for the single-purpose commands (`pii`, `classify`)."""
+"""Whole-table input and output for the single-purpose commands (`pii`, `classify`, `score-toxicity`): a JSONL or
+Parquet file, or a folder of them (a built dataset folder such as builders/sft), written back in the same layout.
+
+Text columns are found by name (or named by the user) and may hold strings, lists of strings (ranked completions)
+or chat messages (lists of {role, content}: prompts, completions, chosen/rejected). A null or a number where text
+belongs is an error naming the file, the row and the column, never silently turned into text.
+"""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -9,17 +17,142 @@ import polars as pl
 from builders.errors import InputError
 from builders.readers import iter_records
 
+DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
+WRITABLE = (".parquet", ".jsonl", ".json", ".ndjson")
+# columns that hold text in the inputs users bring and in this project's own outputs (sft, rm, ppo, eval samples)
+TEXT_COLUMNS = ("text", "prompt", "messages", "completion", "completions", "chosen", "rejected", "response", "context",
+                "model", "baseline", "answer", "question")
 
-def read_table(path: str, text_columns: tuple[str, ...]) -> pl.DataFrame:
-    """Rows of a JSONL or Parquet file; bad lines are errors naming the line; one of `text_columns` must exist."""
-    rows = []
-    for rec in iter_records(path):
-        if rec.error:
-            raise rec.error
-        if not any(c in rec.data for c in text_columns):
-            raise InputError(f"needs one of the columns {', '.join(text_columns)}", file=path, line=rec.line, field=text_columns[0])
-        rows.append(rec.data)
-    return pl.DataFrame(rows, infer_schema_length=None)
+
+def _suffix(path: Path) -> str:
+    two = "".join(path.suffixes[-2:]).lower()
+    return two if two.endswith(".gz") else path.suffix.lower()
+
+
+def data_files(path: str) -> list[tuple[Path, Path]]:
+    """(file, path relative to the input) for a data file, or for every data file below a folder, sorted."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and _suffix(f) in DATA_SUFFIXES)
+        if not files:
+            raise InputError("no .jsonl or .parquet files in this folder", file=path)
+        return [(f, f.relative_to(p)) for f in files]
+    if not p.exists():
+        raise InputError("file not found", file=path)
+    return [(p, Path(p.name))]
+
+
+def check_output(inp: str, out: str) -> None:
+    """The output is never the input (nor inside an input folder), and is a format the writer produces."""
+    i, o = Path(inp).resolve(), Path(out).resolve()
+    if i == o or (i.is_dir() and i in o.parents):
+        raise InputError("is the input (or inside it): write the result elsewhere, the input is never overwritten", flag="--out")
+    if Path(inp).is_dir():
+        if o.exists() and (not o.is_dir() or any(o.iterdir())):
+            raise InputError("for a folder input, --out must be a new or empty folder", flag="--out")
+    elif _suffix(Path(out)) not in WRITABLE:
+        raise InputError(f"writes {', '.join(WRITABLE)} files, not {Path(out).suffix or 'a name without a suffix'}", flag="--out")
+
+
+def read_table(path: str | Path, text_columns: tuple[str, ...] = (), *, require: bool = True) -> pl.DataFrame:
+    """Rows of one JSONL or Parquet file (Parquet keeps its schema); bad lines are errors naming the line; with
+    `require`, one of `text_columns` must exist."""
+    path = Path(path)
+    if _suffix(path) == ".parquet":
+        try:
+            df = pl.read_parquet(path)
+        except Exception as exc:  # polars raises several types for unreadable files
+            raise InputError(f"not a readable Parquet file ({exc})", file=str(path)) from None
+    else:
+        rows = []
+        for rec in iter_records(path):
+            if rec.error:
+                raise rec.error
+            rows.append(rec.data)
+        df = pl.DataFrame(rows, infer_schema_length=None)
+    if require and text_columns and not any(c in df.columns for c in text_columns):
+        raise InputError(f"needs one of the columns {', '.join(text_columns)}", file=str(path))
+    return df
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if _suffix(p) == ".parquet":
+        df.write_parquet(p)
+    elif _suffix(p) in WRITABLE:
+        df.write_ndjson(p)
+    else:
+        raise InputError(f"writes {', '.join(WRITABLE)} files", flag="--out")
+
+
+def copy_other_files(inp: str, out: str, *, columns_changed: bool = False) -> None:
+    """A folder's non-data files (a dataset card) go along, so the output folder loads like the input. When the
+    command added columns, the card keeps its configs but drops its declared features (`datasets` infers them)."""
+    src = Path(inp)
+    if not src.is_dir():
+        return
+    for f in src.rglob("*"):
+        if f.is_file() and _suffix(f) not in DATA_SUFFIXES:
+            target = Path(out) / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if columns_changed and f.name == "README.md":
+                from huggingface_hub import DatasetCard
+
+                card = DatasetCard.load(f)
+                card.data.pop("dataset_info", None)
+                card.save(target)
+            else:
+                shutil.copy2(f, target)
+
+
+def text_columns(df: pl.DataFrame, wanted: list[str] | None, file: str) -> list[str]:
+    """The columns to read: those named (each must exist), else every known text column present."""
+    if wanted:
+        roots = [w.split(".")[0] for w in wanted]
+        missing = [w for w, r in zip(wanted, roots) if r not in df.columns]
+        if missing:
+            raise InputError(f"no column {', '.join(missing)} (columns: {', '.join(df.columns)})", file=file, flag="--column")
+        return wanted
+    found = [c for c in TEXT_COLUMNS if c in df.columns]
+    if not found:
+        raise InputError(f"no text column (looked for {', '.join(TEXT_COLUMNS)}); name one with --column", file=file)
+    return found
+
+
+def get_path(value, dotted: list[str]):
+    for part in dotted:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def texts_of(value, file: str, row: int, column: str) -> Iterator[tuple[tuple, str]]:
+    """(position, text) of every text in one cell: a string, a list of strings, or chat messages."""
+    if isinstance(value, str):
+        yield (), value
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            if isinstance(item, str):
+                yield (k,), item
+            elif isinstance(item, dict) and isinstance(item.get("content"), str):
+                yield (k, "content"), item["content"]
+            else:
+                raise InputError("holds something that is neither text nor a {role, content} message", file=file, line=row,
+                                 field=f"{column}[{k}]")
+    elif value is None:
+        raise InputError("is null: every row needs text here (drop the row, or give an empty string)", file=file, line=row, field=column)
+    else:
+        raise InputError(f"must be text, got {type(value).__name__}", file=file, line=row, field=column)
+
+
+def put(value, position: tuple, text: str):
+    """`value` with the text at `position` replaced (a copy)."""
+    if not position:
+        return text
+    value = list(value)
+    k = position[0]
+    value[k] = text if len(position) == 1 else {**value[k], "content": text}
+    return value
 
 
 def prompt_texts(df: pl.DataFrame, path: str) -> list[str]:
@@ -34,12 +167,3 @@ def prompt_texts(df: pl.DataFrame, path: str) -> list[str]:
             raise InputError("no prompt text (empty `text`, `prompt` or user turn in `messages`)", file=path, line=i, field="text")
         out.append(value)
     return out
-
-
-def write_table(df: pl.DataFrame, path: str) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() == ".parquet":
-        df.write_parquet(p)
-    else:
-        df.write_ndjson(p)

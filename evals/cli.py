@@ -27,9 +27,11 @@ def add_eval(sub) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_eval)
-    s = sub.add_parser("score-toxicity", help="add a `toxicity` column to a JSONL/Parquet file with a `text` column")
-    s.add_argument("--in", dest="inp", required=True)
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("score-toxicity", help="add a `toxicity` column to a JSONL/Parquet file")
+    s.add_argument("--in", dest="inp", required=True, help="a .jsonl(.gz) or .parquet file")
+    s.add_argument("--out", required=True, help="output file (.jsonl or .parquet); never the input")
+    s.add_argument("--column", default="text", help="the column to score; a dotted path reads inside a record, e.g. "
+                   "continuation.text for RealToxicityPrompts (default: text)")
     s.add_argument("--scorer", default="default", help="default (offline), hf:PATH_OR_ID or perspective")
     s.set_defaults(func=_cmd_score)
 
@@ -40,7 +42,11 @@ def _cmd_eval(args) -> int:
             raise SystemExit("usage: instructkit eval compare DIR [DIR ...]   or   instructkit eval --model CKPT ...")
         from evals.report import compare
 
-        print(compare(args.compare[1:]))
+        try:
+            print(compare(args.compare[1:]))
+        except FileNotFoundError as exc:
+            print(f"instructkit: error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if not args.model:
         raise SystemExit("instructkit eval needs --model CKPT")
@@ -53,8 +59,12 @@ def _cmd_eval(args) -> int:
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
                      truthfulqa_revision=args.truthfulqa_revision,
                      trust_remote_code=args.trust_remote_code, progress=not args.quiet)
+    from builders.errors import InputError, with_flag
+
     try:
         results = run_eval(cfg)
+    except InputError as exc:
+        raise with_flag(exc, "--toxicity-scorer") from None
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
@@ -67,12 +77,27 @@ def _cmd_eval(args) -> int:
 def _cmd_score(args) -> int:
     import polars as pl
 
-    from builders.tablefile import read_table, write_table
+    from builders.errors import InputError, with_flag
+    from builders.tablefile import check_output, get_path, read_table, write_table
     from evals.toxicity import make_scorer
 
-    df = read_table(args.inp, text_columns=("text",))
-    scorer = make_scorer(args.scorer)
-    df = df.with_columns(pl.Series("toxicity", scorer.score([t or "" for t in df["text"].to_list()]), dtype=pl.Float64))
+    check_output(args.inp, args.out)
+    df = read_table(args.inp)
+    parts = args.column.split(".")
+    if parts[0] not in df.columns:
+        raise InputError(f"no column {parts[0]} (columns: {', '.join(df.columns)})", file=args.inp, flag="--column")
+    texts = []
+    for i, row in enumerate(df.iter_rows(named=True), start=1):
+        value = get_path(row, parts)
+        if not isinstance(value, str):
+            raise InputError("is null" if value is None else f"must be text, got {type(value).__name__}", file=args.inp,
+                             line=i, field=args.column)
+        texts.append(value)
+    try:
+        scorer = make_scorer(args.scorer)
+    except InputError as exc:
+        raise with_flag(exc, "--scorer") from None
+    df = df.with_columns(pl.Series("toxicity", scorer.score(texts), dtype=pl.Float64))
     write_table(df, args.out)
     print(f"scored {df.height} texts with {scorer.name}; wrote {args.out}", file=sys.stderr)
     return 0

@@ -136,7 +136,7 @@ def compare(dirs: list[str]) -> str:
     for d in dirs:
         path = Path(d) / "results.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: not an `instructkit eval` output folder")
+            raise FileNotFoundError(f"{d}: not an `instructkit eval` output folder (no results.json)")
         runs.append((d, headline(json.loads(path.read_text(encoding="utf-8")))))
     keys = list(dict.fromkeys(k for _, h in runs for k in h))
     lines = ["| metric | " + " | ".join(Path(d).name or d for d, _ in runs) + " |", "|---" * (len(runs) + 1) + "|"]

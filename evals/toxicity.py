@@ -55,9 +55,15 @@ class HFClassifierScorer(ToxicityScorer):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from builders.errors import InputError
+
         self.name = f"hf:{model_id}"
-        self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
+        try:
+            self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+            self.model = AutoModelForSequenceClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot load the classifier hf:{model_id} (a local folder or a Hub id of a text classifier)",
+                             detail=str(exc).splitlines()[0]) from None
         labels = {v.lower(): int(k) for k, v in self.model.config.id2label.items()}
         self.index = next((labels[n] for n in ("toxic", "toxicity", "offensive", "hate") if n in labels), self.model.config.num_labels - 1)
         # independent labels (toxic, obscene, threat, ... each a yes/no) take a sigmoid; one class out of several a softmax
@@ -87,9 +93,11 @@ class PerspectiveScorer(ToxicityScorer):
     URL = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
 
     def __init__(self, qps: float = 1.0):
+        from builders.errors import InputError
+
         self.key = os.environ.get("PERSPECTIVE_API_KEY")
         if not self.key:
-            raise RuntimeError("the perspective scorer needs $PERSPECTIVE_API_KEY")
+            raise InputError("the perspective scorer needs $PERSPECTIVE_API_KEY")
         self.url = os.environ.get("INSTRUCTKIT_PERSPECTIVE_URL", self.URL)
         self.wait = 1.0 / qps
 
@@ -114,7 +122,9 @@ def make_scorer(spec: str = "default", trust_remote_code: bool = False) -> Toxic
         return HFClassifierScorer(spec[3:], trust_remote_code)
     if spec == "perspective":
         return PerspectiveScorer()
-    raise ValueError(f"unknown toxicity scorer {spec!r}: default, hf:PATH_OR_ID or perspective")
+    from builders.errors import InputError
+
+    raise InputError(f"unknown toxicity scorer {spec!r}: default, hf:PATH_OR_ID or perspective")
 
 
 def rtp_rows(data_dir: Path | None) -> list[dict]:

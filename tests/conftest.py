@@ -46,14 +46,19 @@ def classifier():
     return load_default()
 
 
-@pytest.fixture(scope="session")
-def bench_log(tmp_path_factory, shared) -> Path:
-    """A generated benchmark log of 4,000 prompts (duplicates, personal data, heavy users), made by the CLI."""
+def generated_log(folder: Path, shared: Path, n: int, seed: int) -> Path:
+    """A benchmark log of n prompts (duplicates, personal data, heavy users), made by the CLI."""
     from builders.cli import main
 
-    out = tmp_path_factory.mktemp("bench") / "log"
-    assert main(["bench", "generate", "--n", "4000", "--seed", "3", "--out", str(out), "--data-dir", str(shared)]) == 0
+    out = folder / "log"
+    assert main(["bench", "generate", "--n", str(n), "--seed", str(seed), "--out", str(out), "--data-dir", str(shared)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def bench_log(tmp_path_factory, shared) -> Path:
+    """A generated benchmark log of 4,000 prompts."""
+    return generated_log(tmp_path_factory.mktemp("bench"), shared, 4000, 3)
 
 
 @pytest.fixture(scope="session")
