@@ -322,7 +322,7 @@ def _data_dir(arg: str | None) -> Path | None:
         default = Path("../shared/data")
         return default if default.is_dir() else None
     if not Path(arg).is_dir():
-        raise InputError("no such folder", file=arg, field="data-dir")
+        raise InputError("no such folder", file=arg, flag="--data-dir")
     return Path(arg)
 
 
@@ -366,7 +366,7 @@ def _cmd_bench_run(args) -> int:
         try:
             return [int(x.replace("_", "")) for x in value.split(",") if x.strip()]
         except ValueError:
-            raise InputError(f"must be comma-separated integers, got {value!r}", field=name) from None
+            raise InputError("must be comma-separated integers", flag=f"--{name}", detail=f"got {value!r}") from None
 
     sizes, build_only = counts(args.sizes, "sizes"), counts(args.build_only_sizes, "build-only-sizes")
     command = "instructkit bench run " + " ".join(sys.argv[3:]) if len(sys.argv) > 3 else "instructkit bench run"

@@ -174,6 +174,11 @@ def test_every_command_fails_with_one_line_naming_the_file_or_flag(tmp_path, cap
         (["score-toxicity", "--in", str(ok), "--out", str(tmp_path / "t.jsonl"), "--scorer", "hf:/missing"], "--scorer"),
         (["score-toxicity", "--in", str(ok), "--out", str(tmp_path / "t.jsonl"), "--column", "nope"], "--column"),
         (["eval", "compare", str(tmp_path / "missing")], "missing"),
+        (["push", str(tmp_path / "missing"), "--repo-id", "a/b"], "missing"),
+        (["taxonomy", "eval", "--labels", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
+        (["train", "sft", "--config", str(tmp_path / "missing.yaml")], "--config"),
+        (["bench", "run", "--sizes", "abc"], "--sizes"),
+        (["bench", "generate", "--n", "10", "--out", str(tmp_path / "g"), "--data-dir", str(tmp_path / "no")], "--data-dir"),
     ]
     for argv, named in cases:
         rc, lines = _run(argv, capsys)

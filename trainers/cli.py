@@ -30,6 +30,11 @@ def _cmd_train(args, rest: list[str]) -> int:
         return 0
     module = {"sft": "trainers.sft", "rm": "trainers.rm", "ppo": "trainers.ppo"}[args.stage]
     mod = __import__(module, fromlist=["main", "make_parser"])
+    config = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"), None)
+    if config is not None and not Path(config).is_file():
+        from builders.errors import InputError
+
+        raise InputError("config file not found", file=config, flag="--config")
     parsed = mod.make_parser().parse_args_and_config(args=rest)
     metrics = mod.main(*parsed)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "loss_curve", "settings", "reward_curve")}, indent=2, default=str))
