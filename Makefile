@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup sample test clean
+.PHONY: setup sample test quick clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,11 @@ sample: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the quick subset for a development loop: everything but the tests marked slow (real training runs, Ray, retraining
+# the shipped classifier, the full offline eval, presidio side by side, interrupting builds)
+quick: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 clean:
 	rm -rf builders/sft builders/rm builders/ppo builders/build_report.json

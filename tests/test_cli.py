@@ -107,6 +107,7 @@ def test_an_unknown_classifier_name_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_model_learns_user_labels_and_reloads_the_same(tmp_path):
     """`taxonomy train --features tuned` fine-tunes MiniLM on a user's labels: unseen prompts of the labeled kinds
     come out right, probabilities sum to one, the held-out calibration rows give error-corrected shares, and the

@@ -28,6 +28,7 @@ def test_worker_processes_give_identical_output(tmp_path, scanner, classifier, s
     assert parallel == expected
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_identical_output(tmp_path, scanner, classifier, sample_build):
     pytest.importorskip("ray", reason="the Ray engine is an extra: pip install 'instructkit[ray]'")
     from builders.engine import RayEngine

@@ -138,6 +138,7 @@ def test_generation_cache_resumes_an_interrupted_run(tiny_ckpts, tmp_path):
     assert g3.generate(prompts, d) == out and g3.calls == 0
 
 
+@pytest.mark.slow
 def test_full_suite_offline_on_tiny_checkpoints(tiny_ckpts, shared, sample_build, tmp_path):
     from builders.cli import main
 

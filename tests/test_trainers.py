@@ -69,6 +69,7 @@ def test_sft_loss_falls_and_checkpoint_reloads(sft_model):
     AutoModelForCausalLM.from_pretrained(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["kway", "pairs"])
 def test_reward_model_learns_a_planted_preference(mode, sft_model, planted_data, tmp_path):
     out = tmp_path / "rm"
@@ -110,6 +111,7 @@ def ppo_inputs(tiny):
     return prompts, sample_texts(400)
 
 
+@pytest.mark.slow
 def test_ppo_raises_a_planted_reward_with_bounded_kl(tiny, ppo_inputs, tmp_path):
     from transformers import LlamaForSequenceClassification
 
@@ -123,6 +125,7 @@ def test_ppo_raises_a_planted_reward_with_bounded_kl(tiny, ppo_inputs, tmp_path)
     AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
 
 
+@pytest.mark.slow
 def test_ptx_term_lowers_the_pretraining_loss(tiny, ppo_inputs, tmp_path):
     from transformers import LlamaForSequenceClassification
 
@@ -134,6 +137,7 @@ def test_ptx_term_lowers_the_pretraining_loss(tiny, ppo_inputs, tmp_path):
     assert mixed["ptx_eval_loss"] < plain["ptx_eval_loss"] - 0.2, (mixed["ptx_eval_loss"], plain["ptx_eval_loss"])
 
 
+@pytest.mark.slow
 def test_train_all_tiny_leaves_checkpoints_the_evals_can_load(sample_build, tmp_path, capsys):
     from builders.cli import main
 
