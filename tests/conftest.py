@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
+EXCERPTS = Path(__file__).resolve().parent / "data" / "public"
+# where each excerpt stands in the layout of ../shared/data
+LAYOUT = {
+    "oasst1_en_validation/oasst1_en_validation.jsonl": "oasst1_flat_25_trees.jsonl",
+    "oasst_trees_synthetic/en_100_tree.jsonl": "oasst_nested_10_trees.jsonl",
+    "hh_rlhf/helpful-base/test.jsonl.gz": "hh_rlhf_helpful_test_150.jsonl.gz",
+    "hh_rlhf/harmless-base/test.jsonl.gz": "hh_rlhf_harmless_test_150.jsonl.gz",
+    "truthfulqa/TruthfulQA_v0_original.csv": "truthfulqa_60_questions.csv",
+    "truthfulqa/mc_task_v0.json": "truthfulqa_mc_60.json",
+    "truthfulqa/finetune_truth_v0.jsonl": "truthfulqa_judge_truth_60.jsonl",
+    "truthfulqa/finetune_info_v0.jsonl": "truthfulqa_judge_info_60.jsonl",
+    "realtoxicityprompts_decodingtrust/toxic.jsonl": "rtp_toxic_150.jsonl",
+    "realtoxicityprompts_decodingtrust/nontoxic.jsonl": "rtp_nontoxic_150.jsonl",
+    "pii_presidio_research/synth_dataset_v2.json": "presidio_research_300.json",
+    "pii_presidio_research/LICENSE": "presidio_research_LICENSE",
+}
+FULL_DATA = SHARED.exists() and os.environ.get("INSTRUCTKIT_TEST_EXCERPTS") != "1"
+# a fact of a whole public dataset (817 TruthfulQA questions, the taxonomy's scores on its hand-labeled real prompts)
+needs_full_data = pytest.mark.skipif(not FULL_DATA, reason="checks a fact of the whole public dataset in ../shared/data")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,10 +46,15 @@ def _isolated_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    if not SHARED.exists():
-        pytest.fail(f"{SHARED} is missing: tests read the real public data from ../shared/data")
-    return SHARED
+def shared(tmp_path_factory) -> Path:
+    """The real public data: ../shared/data when it is there, else the excerpts of tests/data laid out the same way."""
+    if FULL_DATA:
+        return SHARED
+    root = tmp_path_factory.mktemp("public_data")
+    for target, excerpt in LAYOUT.items():
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(EXCERPTS / excerpt, root / target)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -10,18 +10,19 @@ import pytest
 
 from builders.cli import main
 from tests.conftest import write_jsonl
+from tests.conftest import needs_full_data
 
 
 def test_build_cli_prints_a_summary_and_reads_a_yaml_config(tmp_path, capsys, shared):
     cfg = tmp_path / "build.yaml"
     cfg.write_text(f"source: oasst:{shared / 'oasst1_en_validation' / 'oasst1_en_validation.jsonl'}\n"
-                   "cap-per-user: 2\nsplit_ratios: {{train: 0.6, validation: 0.2, test: 0.2}}\n".replace("{{", "{").replace("}}", "}"))
+                   "cap-per-user: 1\nsplit_ratios: {{train: 0.6, validation: 0.2, test: 0.2}}\n".replace("{{", "{").replace("}}", "}"))
     assert main(["build", "--config", str(cfg), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "cap_per_user" in text and "accounted for" in text
     report = json.loads((tmp_path / "out" / "build_report.json").read_text())
-    assert report["settings"]["cap_per_user"] == 2
-    assert report["stages"][2]["dropped"].get("over_2_prompts_per_user", 0) > 0
+    assert report["settings"]["cap_per_user"] == 1
+    assert report["stages"][2]["dropped"].get("over_1_prompts_per_user", 0) > 0
 
 
 def test_build_cli_bad_input_exits_2_with_file_line_field(tmp_path, capsys):
@@ -89,6 +90,7 @@ def test_a_model_file_that_is_not_skops_is_refused(tmp_path, capsys):
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@needs_full_data
 def test_heldout_real_prompts_resolve_and_are_scored(shared, tmp_path, capsys):
     from taxonomy.heldout import load_heldout
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from evals.stats import length_controlled, win_rate
+from tests.conftest import FULL_DATA
 from evals.toxicity import toxicity_metrics
 from evals.winrate import OpenAIJudge, _PairwiseJudge
 
@@ -107,7 +108,7 @@ def test_offline_toxicity_scorer_agrees_with_perspective(shared):
     from evals.toxicity import make_scorer, validate_scorer
 
     v = validate_scorer(make_scorer(), shared)
-    assert v["texts"] > 4000 and v["roc_auc_vs_perspective_at_0.5"] > 0.9 and v["pearson"] > 0.75
+    assert v["texts"] > (4000 if FULL_DATA else 500) and v["roc_auc_vs_perspective_at_0.5"] > 0.9 and v["pearson"] > 0.75
 
 
 @pytest.fixture(scope="module")

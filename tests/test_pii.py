@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from builders.stages.pii import PiiScanner, redact
+from tests.conftest import FULL_DATA
 
-EXCERPT = Path(__file__).parent / "data" / "pii_presidio_research_excerpt.json"
+EXCERPT = Path(__file__).parent / "data" / "public" / "presidio_research_300.json"
 
 
 def clean(scanner, texts):
@@ -210,12 +211,14 @@ def test_over_redaction_on_truthfulqa_questions_is_bounded(scanner, shared):
     names: all, famous people are redacted too (measured: 67 of 817); names: personal keeps most of them."""
     with open(shared / "truthfulqa" / "TruthfulQA_v0_original.csv", encoding="utf-8") as fh:
         questions = [r["Question"] for r in csv.DictReader(fh)]
-    assert len(questions) == 817
+    assert len(questions) == (817 if FULL_DATA else 60)
     changed_all = sum(1 for q, f in zip(questions, scanner.scan_distinct(questions)) if f)
     personal = PiiScanner(names="personal", progress=False)
     changed_personal = sum(1 for q, f in zip(questions, personal.scan_distinct(questions)) if f)
-    assert changed_all <= 0.10 * len(questions) and changed_personal <= 0.08 * len(questions)
-    assert changed_personal < changed_all
+    if FULL_DATA:  # over all 817 questions (the first 60 hold more famous names)
+        assert changed_all <= 0.10 * len(questions) and changed_personal <= 0.08 * len(questions)
+        assert changed_personal < changed_all
+    assert changed_personal <= changed_all
 
 
 def test_build_reports_the_names_mode_and_counts_per_type(sample_build):

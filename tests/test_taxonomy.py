@@ -6,6 +6,7 @@ import pytest
 
 from taxonomy.categories import CATEGORIES, PAPER_SHARES
 from taxonomy.distribution import adjusted_shares
+from tests.conftest import needs_full_data
 
 PASSAGE = ("The Amazon rainforest spans nine countries and covers about 5.5 million square kilometres. It is home to "
            "around ten percent of known species, and cattle ranching has cleared roughly seventeen percent of it since 1970.")
@@ -72,6 +73,7 @@ def test_build_report_carries_error_corrected_shares(sample_build):
     assert all(v["ci95"][0] <= v["share"] <= v["ci95"][1] for v in adj.values())
 
 
+@needs_full_data
 @pytest.mark.slow
 def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     """`taxonomy/model/usecase.skops` is reproduced by `taxonomy train --default` from the written set and the
@@ -89,6 +91,7 @@ def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     assert len(again.cv_true) == len(shipped.cv_true) == 592 + 746
 
 
+@needs_full_data
 @pytest.mark.parametrize("model, floor", [("fast", 0.70), ("embed", 0.83)])
 def test_shipped_models_on_the_held_out_real_prompts(shared, model, floor):
     """The measured held-out macro-F1 (docs/taxonomy.md: 0.76 fast, 0.88 embed) does not regress. The floors leave
@@ -117,6 +120,7 @@ def test_real_prompt_references_are_checked(shared, tmp_path):
         load_refs(missing, tmp_path)
 
 
+@needs_full_data
 def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
     from taxonomy.heldout import load_heldout, load_real_labeled
 
@@ -127,6 +131,7 @@ def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
     assert not set(real) & set(oasst) and not set(real) & set(mixed) and not set(oasst) & set(mixed)
 
 
+@needs_full_data
 @pytest.mark.parametrize("params", [dict(ngram_range=(2, 4), sublinear_tf=True, min_df=2, max_features=30000),
                                     dict(ngram_range=(1, 3)), dict(ngram_range=(3, 5), lowercase=False)])
 def test_word_cached_char_ngrams_give_scikit_learns_matrix(shared, params):
@@ -150,6 +155,7 @@ def test_word_cached_char_ngrams_give_scikit_learns_matrix(shared, params):
     assert "_word_cache" in ours.__dict__ and "_word_cache" not in pickle.loads(pickle.dumps(ours)).__dict__
 
 
+@needs_full_data
 def test_a_second_blind_labeling_of_the_mixed_set_agrees_with_the_first(shared):
     """docs/taxonomy.md reads the models' scores against how well the labels agree with themselves: the second
     held-out set labeled again, blind, from the written rules (`heldout_mixed_second_pass.jsonl`): 0.92 macro-F1."""
