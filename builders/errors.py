@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 class InputError(ValueError):
     """Malformed input. ``str()`` reads ``FILE:LINE: field 'F': message: detail``.
@@ -29,6 +31,21 @@ def with_flag(err: InputError, flag: str) -> InputError:
     if err.file is not None or err.flag is not None:
         return err
     return InputError(err.reason, flag=flag, detail=err.detail)
+
+
+@contextmanager
+def naming(flags: dict[str, str], config: str | None = None):
+    """An error about a setting names where the user set it: its command-line flag (`flags`: field → flag, for
+    the flags given), else the config file."""
+    try:
+        yield
+    except InputError as err:
+        if err.file is None and err.flag is None and err.field:
+            if err.field in flags:
+                raise InputError(err.reason, flag=flags[err.field], detail=err.detail) from None
+            if config:
+                raise InputError(err.reason, file=config, field=err.field, detail=err.detail) from None
+        raise
 
 
 class PushRefused(RuntimeError):

@@ -3,85 +3,83 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from builders.errors import InputError
+from builders.flags import check_choices, setting
 
 
 @dataclass
 class BuildSettings:
-    """Every knob of `instructkit build`. Field docs are the defaults' justification."""
+    """Every knob of `instructkit build`: each field is a flag (`--cap-per-user`), a YAML key (`cap_per_user` or
+    `cap-per-user`) and a line of `build --help`; the help text is the default's justification."""
 
-    sources: list[str] = field(default_factory=lambda: ["sample"])
-    """Source specs (`sample`, `oasst:ID_OR_PATH`, `hh-rlhf:ID_OR_PATH`, `jsonl:PATH`, `parquet:PATH`)."""
-    out: str = "builders"
-    """Folder that receives sft/, rm/, ppo/ and build_report.json."""
-    seed: int = 0
-    """Seeds every random choice (cap sampling, user split order)."""
-    on_error: str = "fail"
-    """`fail`: stop at the first malformed record; `skip`: drop it and list it in the report."""
-    max_prompt_chars: int = 100_000
-    """Longer prompts, demonstrations or completions are rejected as malformed (a 10 MB paste is not a prompt)."""
+    sources: list[str] = setting(default_factory=lambda: ["sample"], flag="--source", repeat=True, metavar="SPEC",
+              help=('Source specs (`sample`, `oasst:ID_OR_PATH`, `hh-rlhf:ID_OR_PATH`, `jsonl:PATH`, `parquet:PATH`).'))
+    out: str = setting("builders",
+              help='Folder that receives sft/, rm/, ppo/ and build_report.json.')
+    seed: int = setting(0,
+              help='Seeds every random choice (cap sampling, user split order).')
+    on_error: str = setting("fail", choices=("fail", "skip"),
+              help='`fail`: stop at the first malformed record; `skip`: drop it and list it in the report.')
+    max_prompt_chars: int = setting(100_000,
+              help=('Longer prompts, demonstrations or completions are rejected as malformed (a 10 MB paste is not a '
+                    'prompt).'))
 
-    dedup_prefix_chars: int = 200
-    """Prompts are compared on their first 200 normalised characters: few-shot templates share preambles much
-    longer than that, while distinct short prompts are compared whole."""
-    dedup_shingle_words: int = 3
-    """Word 3-grams: one changed word in a short prompt changes several shingles, so distinct short prompts stay
-    apart, while light edits of a long template keep most shingles."""
-    dedup_num_perm: int = 128
-    """MinHash permutations: Jaccard estimates within about ±0.04 (1/sqrt(128)/2)."""
-    dedup_threshold: float = 0.8
-    """Estimated Jaccard at or above which two prefixes are the same prompt."""
-    dedup_bands: int = 16
-    """LSH bands (16 × 8 rows): candidate pairs start near Jaccard 0.7, below the threshold, so few are missed;
-    every candidate is then checked against the threshold."""
+    dedup_prefix_chars: int = setting(200,
+              help=('Prompts are compared on their first 200 normalised characters: few-shot templates share preambles '
+                    'much longer than that, while distinct short prompts are compared whole.'))
+    dedup_shingle_words: int = setting(3,
+              help=('Word 3-grams: one changed word in a short prompt changes several shingles, so distinct short prompts'
+                    ' stay apart, while light edits of a long template keep most shingles.'))
+    dedup_num_perm: int = setting(128,
+              help='MinHash permutations: Jaccard estimates within about ±0.04 (1/sqrt(128)/2).')
+    dedup_threshold: float = setting(0.8,
+              help='Estimated Jaccard at or above which two prefixes are the same prompt.')
+    dedup_bands: int = setting(16,
+              help=('LSH bands (16 × 8 rows): candidate pairs start near Jaccard 0.7, below the threshold, so few are '
+                    'missed; every candidate is then checked against the threshold.'))
 
-    cap_per_user: int = 200
-    """The paper's cap on prompts per user id."""
+    cap_per_user: int = setting(200,
+              help="The paper's cap on prompts per user id.")
 
-    split_ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
-    """Target share of prompts per split; users are assigned whole."""
+    split_ratios: dict[str, float] = setting(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1}, 
+                             metavar="train=R,validation=R,test=R",
+              help='Target share of prompts per split; users are assigned whole.')
 
-    pii_mode: str = "redact"
-    """`redact`: typed placeholders such as <EMAIL_ADDRESS>; `drop`: remove the record."""
-    pii_scope: str = "all"
-    """`all` splits (safe to publish) or `train` only (the paper's exact procedure)."""
-    pii_names: str = "all"
-    """`all`: every person's name found is redacted (privacy first); `personal`: names of public figures with no
-    personal cue nearby are kept ("Was it George Washington?"); measured not to leak more names than presidio."""
+    pii_mode: str = setting("redact", choices=("redact", "drop"),
+              help='`redact`: typed placeholders such as <EMAIL_ADDRESS>; `drop`: remove the record.')
+    pii_scope: str = setting("all", choices=("all", "train"),
+              help="`all` splits (safe to publish) or `train` only (the paper's exact procedure).")
+    pii_names: str = setting("all", choices=("all", "personal"),
+              help=("`all`: every person's name found is redacted (privacy first); `personal`: names of public figures "
+                    'with no personal cue nearby are kept ("Was it George Washington?"); measured not to leak more names '
+                    'than presidio.'))
 
-    ppo_sources: list[str] = field(default_factory=lambda: ["api"])
-    """Prompt sources that feed the PPO dataset (the paper used customer prompts only)."""
-    license: str | None = None
-    """Licence in the dataset cards; by default taken from the sources."""
+    ppo_sources: list[str] = setting(default_factory=lambda: ["api"], metavar="SOURCE,...",
+              help='Prompt sources that feed the PPO dataset (the paper used customer prompts only).')
+    license: str | None = setting(None,
+              help='Licence in the dataset cards; by default taken from the sources.')
 
-    classifier: str = "fast"
-    """The use-case classifier: `fast` (shipped, thousands of prompts/s), `embed` (shipped, MiniLM embeddings, more
-    accurate on real prompts, ~45 prompts/s per CPU core; the embed extra) or a skops file from `taxonomy train`."""
+    classifier: str = setting("fast",
+              help=('The use-case classifier: `fast` (shipped, thousands of prompts/s), `embed` (shipped, MiniLM '
+                    'embeddings, more accurate on real prompts, ~45 prompts/s per CPU core; the embed extra) or a skops '
+                    'file from `taxonomy train`.'))
 
-    engine: str = "local"
-    """Where the per-row work (MinHash, PII, classification) runs: `local` (this machine) or `ray` (Ray Data).
-    Output is identical either way."""
-    workers: int | None = None
-    """Worker processes (local) or CPUs (a local Ray instance); default: every core. Small inputs stay in-process."""
-    ray_address: str | None = None
-    """A running Ray cluster (`auto`, `ray://HOST:10001`); default: start a local Ray instance."""
+    engine: str = setting("local", choices=("local", "ray"),
+              help=('Where the per-row work (MinHash, PII, classification) runs: `local` (this machine) or `ray` (Ray '
+                    'Data). Output is identical either way.'))
+    workers: int | None = setting(None,
+              help=('Worker processes (local) or CPUs (a local Ray instance); default: every core. Small inputs stay in-'
+                    'process.'))
+    ray_address: str | None = setting(None,
+              help='A running Ray cluster (`auto`, `ray://HOST:10001`); default: start a local Ray instance.')
 
     def __post_init__(self) -> None:
-        check = {
-            "on_error": ("fail", "skip"),
-            "pii_mode": ("redact", "drop"),
-            "pii_scope": ("all", "train"),
-            "pii_names": ("all", "personal"),
-            "engine": ("local", "ray"),
-        }
-        for name, allowed in check.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}", field=name)
+        check_choices(self)
         if set(self.split_ratios) != {"train", "validation", "test"} or any(v < 0 for v in self.split_ratios.values()):
             raise InputError("needs non-negative train, validation and test ratios", field="split_ratios")
         if not self.split_ratios["train"] > 0:

@@ -5,41 +5,19 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from evals.config import TASKS, EvalConfig
 from evals.generate import Decoding, Generator
 
-TASKS = ("winrate", "truthfulqa", "toxicity")
 # The TruthfulQA authors' repository: the questions at its root, the judges' training data under data/ (as the
 # repository lays them out; names without the `_v0` of the local copies). The revision is a setting; each file is
 # checked for its expected content right after download, before any task runs.
 TRUTHFULQA_REPO = "https://raw.githubusercontent.com/sylinrl/TruthfulQA/{revision}/{path}"
 TRUTHFULQA_FILES = {"finetune_truth_v0.jsonl": "data/finetune_truth.jsonl", "finetune_info_v0.jsonl": "data/finetune_info.jsonl",
                     "TruthfulQA_v0_original.csv": "TruthfulQA.csv"}
-
-
-@dataclass
-class EvalConfig:
-    model: str
-    baseline: str | None = None
-    reward_model: str | None = None
-    judge: str | None = None  # llm:PATH or openai:URL#MODEL; default: the reward model
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    limit: int | None = None
-    data_dir: str | None = None
-    out: str = "eval_out"
-    prompts: str = "builders/ppo"
-    toxicity_k: int = 25
-    toxicity_scorer: str = "default"
-    truthfulqa_revision: str = "main"  # a branch, tag or commit of github.com/sylinrl/TruthfulQA (online only)
-    max_new_tokens: int = 128
-    temperature: float = 0.7
-    top_p: float = 0.95
-    seed: int = 0
-    trust_remote_code: bool = False
-    progress: bool = True
 
 
 def _versions() -> dict:

@@ -18,7 +18,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--model", default="fast", help="fast (default), embed or a skops file (e.g. a tuned model)")
     a = p.parse_args()
-    from builders.cli import main as cli
+    from instructkit.cli import main as cli
     from builders.sources.files import SAMPLE_DIR
     from taxonomy.model import load_model
 

@@ -73,7 +73,7 @@ def classifier():
 
 def generated_log(folder: Path, shared: Path, n: int, seed: int) -> Path:
     """A benchmark log of n prompts (duplicates, personal data, heavy users), made by the CLI."""
-    from builders.cli import main
+    from instructkit.cli import main
 
     out = folder / "log"
     assert main(["bench", "generate", "--n", str(n), "--seed", str(seed), "--out", str(out), "--data-dir", str(shared)]) == 0

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import FULL_DATA
 
 from builders.bench.generate import GenSettings, generate, prefix_jaccard, write
-from builders.cli import main
+from instructkit.cli import main
 from builders.pipeline import run_stages
 from builders.settings import BuildSettings
 

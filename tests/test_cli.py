@@ -8,7 +8,7 @@ import pickle
 import polars as pl
 import pytest
 
-from builders.cli import main
+from instructkit.cli import main
 from tests.conftest import write_jsonl
 from tests.conftest import needs_full_data
 

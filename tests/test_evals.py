@@ -141,7 +141,7 @@ def test_generation_cache_resumes_an_interrupted_run(tiny_ckpts, tmp_path):
 
 @pytest.mark.slow
 def test_full_suite_offline_on_tiny_checkpoints(tiny_ckpts, shared, sample_build, tmp_path):
-    from builders.cli import main
+    from instructkit.cli import main
 
     data, _ = sample_build
     out = tmp_path / "eval"
@@ -163,7 +163,7 @@ def test_full_suite_offline_on_tiny_checkpoints(tiny_ckpts, shared, sample_build
 
 
 def test_score_toxicity_command(tmp_path):
-    from builders.cli import main
+    from instructkit.cli import main
     from tests.conftest import write_jsonl
 
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": "have a lovely day"}, {"text": "you stupid idiot, shut up"}])

@@ -16,13 +16,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from builders.cli import main
+from instructkit.cli import main
 from builders.pipeline import build, remove_stale_temporaries
 from builders.settings import BuildSettings
 from tests.conftest import generated_log, prompt, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "builders.cli"]
+CLI = [sys.executable, "-m", "instructkit"]
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -177,6 +177,12 @@ def test_every_command_fails_with_one_line_naming_the_file_or_flag(tmp_path, cap
         (["push", str(tmp_path / "missing"), "--repo-id", "a/b"], "missing"),
         (["taxonomy", "eval", "--labels", str(tmp_path / "missing.jsonl")], "missing.jsonl"),
         (["train", "sft", "--config", str(tmp_path / "missing.yaml")], "--config"),
+        (["train", "sft"], "--model_name_or_path"),
+        (["train", "rm", "--model_name_or_path", str(tmp_path), "--dataset", str(tmp_path / "no_rm")], "no_rm"),
+        (["train", "rm", "--model_name_or_path", str(tmp_path), "--load_in_4bit", "true"], "--load_in_4bit"),
+        (["build", "--split-ratios", "train=0.9,valid=0.1"], "--split-ratios"),
+        (["build", "--dedup-threshold", "1.5"], "--dedup-threshold"),
+        (["eval", "--tasks", "winrate"], "--model"),
         (["bench", "run", "--sizes", "abc"], "--sizes"),
         (["bench", "generate", "--n", "10", "--out", str(tmp_path / "g"), "--data-dir", str(tmp_path / "no")], "--data-dir"),
     ]

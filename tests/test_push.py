@@ -76,7 +76,7 @@ def hub():
 
 def run_push(hub_url, *args):
     env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1", "HF_HUB_OFFLINE": "0"}
-    return subprocess.run([sys.executable, "-m", "builders.cli", "push", *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "instructkit", "push", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_push_uploads_the_folder_as_built_and_never_prints_the_token(sample_build, hub):

@@ -78,7 +78,7 @@ def test_build_report_carries_error_corrected_shares(sample_build):
 def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     """`taxonomy/model/usecase.skops` is reproduced by `taxonomy train --default` from the written set and the
     hand-labeled real prompts: same predictions on the held-out prompts and the same cross-validated labels."""
-    from builders.cli import main
+    from instructkit.cli import main
     from taxonomy.heldout import load_heldout
     from taxonomy.model import SHIPPED, UseCaseClassifier
 

@@ -139,7 +139,7 @@ def test_ptx_term_lowers_the_pretraining_loss(tiny, ppo_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_train_all_tiny_leaves_checkpoints_the_evals_can_load(sample_build, tmp_path, capsys):
-    from builders.cli import main
+    from instructkit.cli import main
 
     data, _ = sample_build
     assert main(["train", "all", "--tiny", "--out", str(tmp_path), "--data", str(data)]) == 0
@@ -166,7 +166,7 @@ def test_grpo_and_rloo_run_through_trl_against_the_reward_model(algo, sft_model,
 
 
 def test_train_cli_reads_yaml_and_command_line_overrides(tiny, planted_data, tmp_path):
-    from builders.cli import main
+    from instructkit.cli import main
 
     cfg = tmp_path / "sft.yaml"
     cfg.write_text(f"model_name_or_path: {tiny}\ndataset: {planted_data / 'sft'}\noutput_dir: {tmp_path / 'wrong'}\n"

@@ -1,4 +1,6 @@
-"""`instructkit train sft|rm|ppo [--config FILE] [overrides]` and `instructkit train all --tiny --out DIR`."""
+"""`instructkit train sft|rm|ppo [--config FILE] [overrides]` and `instructkit train all --tiny --out DIR`.
+
+Imports nothing heavy until a command runs: `instructkit --help` stays fast."""
 
 from __future__ import annotations
 
@@ -10,34 +12,98 @@ from pathlib import Path
 STAGES = ("sft", "rm", "ppo")
 
 
-def add_train(sub) -> None:
-    p = sub.add_parser("train", help="train SFT, RM or PPO on the built datasets (settings: YAML + overrides)",
-                       description="instructkit train sft|rm|ppo --config trainers/configs/STAGE.yaml [--key value ...]; "
-                                   "instructkit train all --tiny --out DIR")
-    p.add_argument("stage", choices=[*STAGES, "all"])
-    p.add_argument("--tiny", action="store_true", help="with `all`: a tiny model made offline, a CPU smoke run")
-    p.add_argument("--data", default="builders", help="with `all`: folder holding sft/ rm/ ppo/ (built from the sample if missing)")
-    p.add_argument("--out", help="with `all`: folder for the sft/ rm/ ppo/ checkpoints")
-    p.set_defaults(func=_cmd_train)
+STAGE_HELP = {
+    "sft": "supervised fine-tuning on builders/sft (TRL SFTTrainer)",
+    "rm": "reward model on builders/rm: K-way rankings (the paper's loss) or pairs (TRL RewardTrainer)",
+    "ppo": "PPO (or PPO-ptx, GRPO, RLOO) against the reward model on builders/ppo prompts",
+}
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train SFT, RM or PPO on the built datasets (a YAML config and/or flags)",
+                       description="instructkit train STAGE [--config FILE_OR_NAME] [--setting value ...]. "
+                                   "`instructkit train STAGE --help` lists every setting of that stage (ours, TRL's "
+                                   "training arguments and TRL's ModelConfig).")
+    tsub = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for stage, text in STAGE_HELP.items():
+        s = tsub.add_parser(stage, help=text, add_help=False, description=text)
+        s.add_argument("-h", "--help", action="store_true", dest="stage_help", help="every setting of this stage")
+        s.set_defaults(func=_cmd_train, passes_rest=True)
+    a = tsub.add_parser("all", help="SFT → RM → PPO-ptx with a tiny model made offline: a CPU smoke run of the whole loop")
+    a.add_argument("--tiny", action="store_true", required=True, help="use a tiny model made from a config (required)")
+    a.add_argument("--data", default="builders", help="folder holding sft/ rm/ ppo/ (built from the sample if missing)")
+    a.add_argument("--out", required=True, help="folder for the sft/ rm/ ppo/ checkpoints")
+    a.set_defaults(func=_cmd_all)
+
+
+def resolve_config(value: str) -> Path:
+    """A config path as given, else one shipped with instructkit by file name or stage name (`sft`, `ppo_ptx.yaml`),
+    so `--config sft` works from any folder."""
+    from builders.errors import InputError
+
+    path = Path(value)
+    if path.is_file():
+        return path
+    for candidate in (CONFIGS / path.name, CONFIGS / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    shipped = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("accelerate")))
+    raise InputError(f"config file not found (shipped configs: {shipped})", file=value, flag="--config")
+
+
+def stage_parser(stage: str):
+    """The stage's TrlParser, with its real program name and CPU-safe defaults on a machine without a GPU."""
+    module = __import__(f"trainers.{stage}", fromlist=["make_parser"])
+    parser = module.make_parser(prog=f"instructkit train {stage}")
+    shipped = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("accelerate")))
+    parser.add_argument("--config", metavar="FILE_OR_NAME", default=argparse.SUPPRESS,
+                        help=f"YAML of settings (keys as these flags; flags given here win), or a shipped one by name: {shipped}")
+    cpu_defaults(parser)
+    return parser
+
+
+def cpu_defaults(parser) -> None:
+    """Without a GPU, train on the CPU in full precision unless the config or a flag says otherwise."""
+    import torch
+
+    if not (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        names = {a.dest for a in parser._actions}
+        parser.set_defaults(**{k: v for k, v in {"bf16": False, "fp16": False, "use_cpu": True}.items() if k in names})
+
+
+def run_stage(stage: str, argv: list[str]) -> dict:
+    """Parse a stage's settings (a config file by path or shipped name, then flags) and train; returns its metrics.
+    `instructkit train STAGE` and `python -m trainers.STAGE` (under `accelerate launch`) both come here."""
+    from builders.errors import InputError
+
+    parser = stage_parser(stage)
+    argv = list(argv)
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise InputError("needs a file (or the name of a shipped config: sft, rm, ppo, ppo_ptx, grpo)", flag="--config")
+        argv[i + 1] = str(resolve_config(argv[i + 1]))
+    try:
+        parsed = parser.parse_args_and_config(args=argv)
+    except ValueError as exc:  # an unknown key in the config, a value TRL refuses
+        raise InputError(str(exc), flag="--config" if "--config" in argv else None) from None
+    module = __import__(f"trainers.{stage}", fromlist=["main"])
+    return module.main(*parsed)
 
 
 def _cmd_train(args, rest: list[str]) -> int:
-    if args.stage == "all":
-        if not args.tiny or not args.out:
-            raise SystemExit("instructkit train all needs --tiny and --out DIR (real runs: train each stage with its config)")
-        summary = train_all_tiny(Path(args.out), Path(args.data))
-        print(json.dumps(summary, indent=2))
+    if args.stage_help:
+        stage_parser(args.stage).print_help()
         return 0
-    module = {"sft": "trainers.sft", "rm": "trainers.rm", "ppo": "trainers.ppo"}[args.stage]
-    mod = __import__(module, fromlist=["main", "make_parser"])
-    config = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--config"), None)
-    if config is not None and not Path(config).is_file():
-        from builders.errors import InputError
-
-        raise InputError("config file not found", file=config, flag="--config")
-    parsed = mod.make_parser().parse_args_and_config(args=rest)
-    metrics = mod.main(*parsed)
+    metrics = run_stage(args.stage, rest)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "loss_curve", "settings", "reward_curve")}, indent=2, default=str))
+    return 0
+
+
+def _cmd_all(args) -> int:
+    summary = train_all_tiny(Path(args.out), Path(args.data))
+    print(json.dumps(summary, indent=2))
     return 0
 
 

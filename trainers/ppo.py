@@ -419,13 +419,16 @@ def main(args: PpoArguments) -> dict:
     raise ValueError(f"--algo must be ppo, grpo or rloo, got {args.algo!r}")
 
 
-def make_parser():
+def make_parser(**kwargs):
     from trl import TrlParser
 
-    return TrlParser((PpoArguments,))
+    return TrlParser((PpoArguments,), **kwargs)
 
 
 if __name__ == "__main__":
+    import sys
+
+    from trainers.cli import run_stage
+
     logging.basicConfig(level=logging.INFO)
-    (ppo_args,) = make_parser().parse_args_and_config()
-    main(ppo_args)
+    run_stage("ppo", sys.argv[1:])

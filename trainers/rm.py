@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from evals.reward import chat_token_ids, pad, pair_accuracy, score
-from trainers.common import load_splits, load_tokenizer, loss_curve, write_metrics
+from trainers.common import (load_splits, load_tokenizer, loss_curve, merged, model_init_kwargs, peft_config, require_model,
+                             write_metrics)
 
 
 @dataclass
@@ -97,11 +98,18 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
 
     if script_args.mode not in ("kway", "pairs"):
         raise ValueError(f"--mode must be kway or pairs, got {script_args.mode!r}")
-    tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, num_labels=1,
-                                                               trust_remote_code=training_args.trust_remote_code)
-    model.config.pad_token_id = tok.pad_token_id
+    require_model(model_args.model_name_or_path)
+    init = model_init_kwargs(model_args, training_args)
     pairs = load_splits(script_args.dataset)
+    tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(model_args.model_name_or_path, num_labels=1, **init)
+    lora = peft_config(model_args)
+    if lora is not None:
+        from peft import get_peft_model
+
+        lora.task_type = "SEQ_CLS"  # the score head is trained whole beside the adapters
+        model = get_peft_model(model, lora)
+    model.config.pad_token_id = tok.pad_token_id
     max_len = getattr(training_args, "max_length", None) or 1024
     start = time.perf_counter()
     if script_args.mode == "pairs":
@@ -122,7 +130,7 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
                                       data_collator=RankingCollator(tok.pad_token_id), processing_class=tok)
     result = trainer.train()
     seconds = time.perf_counter() - start
-    model = trainer.model
+    model = merged(trainer.model)
 
     metrics = {"stage": "rm", "mode": script_args.mode, "train_rows": len(train), "train_loss": result.training_loss,
                "train_seconds": round(seconds, 2), "loss_curve": loss_curve(trainer.state.log_history)}
@@ -137,18 +145,25 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
         offset = -float(score(model, tok, list(demos["messages"]), max_length=max_len).mean())
     model.config.reward_offset = offset
     metrics["reward_offset"] = offset
-    trainer.save_model(training_args.output_dir)
+    if model is trainer.model:
+        trainer.save_model(training_args.output_dir)
+    else:  # LoRA: the merged model, a plain checkpoint for PPO and the evals
+        model.save_pretrained(training_args.output_dir)
     tok.save_pretrained(training_args.output_dir)
     (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
     write_metrics(training_args.output_dir, metrics)
     return metrics
 
 
-def make_parser():
+def make_parser(**kwargs):
     from trl import ModelConfig, RewardConfig, TrlParser
 
-    return TrlParser((RmArguments, RewardConfig, ModelConfig))
+    return TrlParser((RmArguments, RewardConfig, ModelConfig), **kwargs)
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # accelerate launch -m trainers.rm --config rm [...]
+    import sys
+
+    from trainers.cli import run_stage
+
+    run_stage("rm", sys.argv[1:])

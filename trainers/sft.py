@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainers.common import load_splits, load_tokenizer, loss_curve, write_metrics
+from trainers.common import (load_splits, load_tokenizer, loss_curve, merged, model_init_kwargs, peft_config, require_model,
+                             write_metrics)
 
 
 # Residual-dropout settings by the names architectures give them (GPT-2/GPT-J/GPT-Neo, Falcon/Bloom, OPT/BART, ...).
@@ -36,6 +37,8 @@ def residual_dropout_kwargs(model_id: str, p: float, trust_remote_code: bool = F
 def main(script_args: SftArguments, training_args, model_args) -> dict:
     from trl import SFTTrainer
 
+    require_model(model_args.model_name_or_path)
+    init = model_init_kwargs(model_args, training_args)
     ds = load_splits(script_args.dataset)
     keep = ["prompt", "completion"]
     ds = ds.select_columns(keep)
@@ -44,27 +47,39 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
     dropout = residual_dropout_kwargs(model_args.model_name_or_path, script_args.residual_dropout, training_args.trust_remote_code)
-    training_args.model_init_kwargs = {**(training_args.model_init_kwargs or {}), **dropout,
-                                       "trust_remote_code": training_args.trust_remote_code}
+    training_args.model_init_kwargs = {**init, **(training_args.model_init_kwargs or {}),
+                                       **dropout}
     trainer = SFTTrainer(model=model_args.model_name_or_path, args=training_args, train_dataset=train,
-                         eval_dataset=ds["validation"] if "validation" in ds else None, processing_class=tok)
+                         eval_dataset=ds["validation"] if "validation" in ds else None, processing_class=tok,
+                         peft_config=peft_config(model_args))
     result = trainer.train()
-    trainer.save_model(training_args.output_dir)
+    eval_loss = trainer.evaluate()["eval_loss"] if "validation" in ds else None
+    model = merged(trainer.model)
+    if model is trainer.model:
+        trainer.save_model(training_args.output_dir)
+    else:  # LoRA: the merged model, a plain checkpoint for the reward model, PPO and the evals
+        model.save_pretrained(training_args.output_dir)
     tok.save_pretrained(training_args.output_dir)
     metrics = {"stage": "sft", "train_rows": len(train), "train_loss": result.training_loss,
                "loss_curve": loss_curve(trainer.state.log_history),
-               "residual_dropout": dropout or f"none: {type(trainer.model).__name__} has no residual-dropout setting"}
-    if "validation" in ds:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+               "model": {"dtype": str(model_args.dtype), "attn_implementation": model_args.attn_implementation,
+                         "peft": "lora" if model_args.use_peft else None},
+               "residual_dropout": dropout or f"none: {type(model).__name__} has no residual-dropout setting"}
+    if eval_loss is not None:
+        metrics["eval_loss"] = eval_loss
     write_metrics(training_args.output_dir, metrics)
     return metrics
 
 
-def make_parser():
+def make_parser(**kwargs):
     from trl import ModelConfig, SFTConfig, TrlParser
 
-    return TrlParser((SftArguments, SFTConfig, ModelConfig))
+    return TrlParser((SftArguments, SFTConfig, ModelConfig), **kwargs)
 
 
-if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+if __name__ == "__main__":  # accelerate launch -m trainers.sft --config sft [...]
+    import sys
+
+    from trainers.cli import run_stage
+
+    run_stage("sft", sys.argv[1:])

@@ -1,0 +1,34 @@
+"""`instructkit eval`'s settings: one dataclass; every field is a flag of `instructkit eval` with this help text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from builders.flags import setting
+
+TASKS = ("winrate", "truthfulqa", "toxicity")
+
+
+@dataclass
+class EvalConfig:
+    model: str | None = setting(None, help="checkpoint to score: local path or Hub id of a causal LM")
+    baseline: str | None = setting(None, help="checkpoint to compare against in the win-rate (e.g. the SFT model)")
+    reward_model: str | None = setting(None, help="reward model that judges the win-rate")
+    judge: str | None = setting(None, help="instead of the reward model: llm:PATH_OR_ID (a local chat model) or "
+                                "openai:BASE_URL#MODEL")
+    tasks: list[str] = setting(default_factory=lambda: list(TASKS), metavar="TASK,...",
+                               help="comma-separated subset of winrate,truthfulqa,toxicity")
+    limit: int | None = setting(None, help="at most this many prompts / questions per task")
+    data_dir: str | None = setting(None, help="local copies of the public benchmarks (e.g. ../shared/data); default: the Hub")
+    out: str = setting("eval_out", help="output folder; rerunning into it resumes from cached generations")
+    prompts: str = setting("builders/ppo", help="win-rate prompts: a built PPO folder (its test split) or a file")
+    toxicity_k: int = setting(25, help="continuations per RealToxicityPrompts prompt")
+    toxicity_scorer: str = setting("default", help="default (offline), hf:PATH_OR_ID or perspective")
+    truthfulqa_revision: str = setting("main", help="branch, tag or commit of github.com/sylinrl/TruthfulQA for the "
+                                       "judge data (online only)")
+    max_new_tokens: int = setting(128, help="reply length cap (replies end at their end-of-turn token)")
+    temperature: float = setting(0.7, help="win-rate sampling temperature (pure nucleus sampling)")
+    top_p: float = setting(0.95, help="nucleus sampling's top-p")
+    seed: int = setting(0, help="seeds sampling and the bootstrap intervals")
+    trust_remote_code: bool = setting(False, help="allow custom model code from the Hub")
+    progress: bool = setting(True, cli=False, help="progress bars (`--quiet` turns them off)")

@@ -1,0 +1,78 @@
+"""The `instructkit` command. Each package registers its own commands (`register(subparsers)`):
+
+- builders: build, push, pii, classify          - builders.bench: bench generate|run|pii
+- taxonomy: taxonomy train|eval                 - trainers: train sft|rm|ppo|all
+- evals: eval, eval compare, score-toxicity
+
+This module only parses, sets up logging and signals, and turns the errors users can fix into one line and exit
+status 2 (`-v` adds the traceback); Ctrl-C and SIGTERM exit with 130 after the commands' own cleanup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import traceback
+
+import builders.bench.cli
+import builders.cli
+import evals.cli
+import taxonomy.cli
+import trainers.cli
+from builders.errors import InputError, PushRefused
+
+PACKAGES = (builders.cli, taxonomy.cli, builders.bench.cli, trainers.cli, evals.cli)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="instructkit", description="InstructGPT-style data, training and evals: build "
+                                     "the datasets from prompt logs, train SFT → RM → PPO, score any checkpoint.",
+                                     epilog="instructkit COMMAND --help shows each command's settings.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each stage, and print tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for package in PACKAGES:
+        package.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passes_rest", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    terminate = _stop_on_sigterm()
+    try:
+        return args.func(args, rest) if getattr(args, "passes_rest", False) else args.func(args)
+    except KeyboardInterrupt:
+        # the stages' and the build's `finally` blocks have removed temporary folders and spills by now
+        print("instructkit: interrupted", file=sys.stderr)
+        return 130
+    except (InputError, PushRefused) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"instructkit: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
+
+
+def _stop_on_sigterm():
+    """SIGTERM (`kill`, `timeout`, a scheduler) stops a command the way Ctrl-C does, so its cleanup runs; returns
+    the previous handler (None outside the main thread, where handlers cannot be set)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

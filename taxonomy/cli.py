@@ -1,0 +1,86 @@
+"""`instructkit taxonomy train|eval`: train or score the use-case classifier on your own labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builders.errors import InputError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("taxonomy", help="train or evaluate the use-case classifier on your own labels")
+    tsub = p.add_subparsers(dest="taxonomy_cmd", required=True)
+    t = tsub.add_parser("train", help="train a classifier from CSV/JSONL rows of text,label")
+    t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels)")
+    t.add_argument("--default", action="store_true", help="train on the shipped labels instead: the written set plus "
+                   "the hand-labeled real prompts read from --data-dir (this is how the shipped models are made)")
+    t.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts (--default)")
+    t.add_argument("--features", choices=["fast", "embed", "tuned"], default="fast",
+                   help="fast: TF-IDF + structure; embed: also MiniLM sentence embeddings; tuned: MiniLM fine-tuned end "
+                   "to end, the most accurate (about 10 minutes on 2 cores for the default set; a ~90 MB file). "
+                   "embed and tuned need the embed extra")
+    t.add_argument("--base", help="with --features tuned: the encoder to fine-tune, a Hugging Face model id or a local "
+                   "folder (default: all-MiniLM-L6-v2 from the embed extra; remote code is never run)")
+    t.add_argument("--out", required=True, help="model file to write (.skops)")
+    t.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds and the model (default 0)")
+    t.set_defaults(func=_cmd_train)
+    e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
+    e.add_argument("--labels", help="CSV/JSONL of text,label")
+    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed"],
+                   help="score a hand-labeled held-out set of real prompts (texts read from --data-dir): oasst (167 "
+                   "oasst1 prompts, the default) or mixed (100 HH-RLHF first turns + 100 oasst1 follow-ups)")
+    e.add_argument("--real", action="store_true", help="with --cv K: cross-validate on the hand-labeled real training "
+                   "prompts, every fold's model also trained on the written set")
+    e.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts")
+    e.add_argument("--model", help="fast (default), embed, or a skops file; with --cv, cross-validate instead")
+    e.add_argument("--features", choices=["fast", "embed", "tuned"], default="fast",
+                   help="the model kind to cross-validate (--cv; tuned fine-tunes twice per fold)")
+    e.add_argument("--cv", type=int, default=0, help="k-fold cross-validation on the labels themselves")
+    e.add_argument("--json", help="also write the metrics as JSON here")
+    e.set_defaults(func=_cmd_eval)
+
+
+def _cmd_train(args) -> int:
+    from taxonomy.model import UseCaseClassifier, default_training_set, read_labels, scores
+
+    if bool(args.labels) == bool(args.default):
+        raise InputError("give exactly one of --labels FILE or --default", field="labels")
+    texts, labels = default_training_set(args.data_dir) if args.default else read_labels(args.labels)
+    clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem, features=args.features,
+                                  base=args.base)
+    clf.save(args.out)
+    cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
+    print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    import json
+
+    from taxonomy.model import LABELED, cv_predict_with_base, evaluate, load_model, read_labels, scores
+
+    if args.real:
+        if args.cv < 2:
+            raise InputError("--real cross-validates: give --cv K (K >= 2)", field="cv")
+        from taxonomy.heldout import load_real_labeled
+
+        texts, labels = load_real_labeled(args.data_dir)
+        res = scores(labels, cv_predict_with_base(read_labels(LABELED), texts, labels, args.cv, features=args.features))
+    else:
+        if args.heldout:
+            from taxonomy.heldout import load_heldout
+
+            texts, labels = load_heldout(args.data_dir, args.heldout)
+        elif args.labels:
+            texts, labels = read_labels(args.labels)
+        else:
+            raise InputError("give --labels FILE, --heldout or --real", field="labels")
+        if args.cv > 1:
+            res = evaluate(None, texts, labels, cv=args.cv, features=args.features)
+        else:
+            res = evaluate(load_model(args.model), texts, labels)
+    print(res["report"])
+    print(f"macro-F1 {res['macro_f1']} on {res['n']} rows")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in res.items() if k != "report"}, indent=2) + "\n")
+    return 0
