@@ -3,6 +3,8 @@ scored against (injected duplicates are caught, injected personal data does not 
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
@@ -10,7 +12,7 @@ from tests.conftest import FULL_DATA
 
 from builders.bench.generate import GenSettings, generate, prefix_jaccard, write
 from instructkit.cli import main
-from builders.pipeline import run_stages
+from builders.pipeline import build
 from builders.settings import BuildSettings
 
 
@@ -37,10 +39,12 @@ def test_generation_is_deterministic_and_truth_is_consistent(log, shared, tmp_pa
     assert prompts.group_by("user_id").len()["len"].max() > 200  # Zipf users: the cap has work to do
 
 
-def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, classifier):
+def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, classifier, tmp_path):
     truth = pl.read_parquet(log / "truth" / "truth.parquet")
-    result = run_stages(BuildSettings(sources=[f"parquet:{log}"], out="unused"), classifier=classifier, scanner=scanner, progress=False)
-    dropped = pl.concat([r.dropped for r in result.stages])
+    results = []
+    build(BuildSettings(sources=[f"parquet:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner,
+          progress=False, on_stage=lambda name, result, seconds: results.append(result))
+    dropped = pl.concat([r.dropped for r in results])
     deduped = set(dropped.filter(pl.col("stage") == "dedup")["record_id"])
     real = truth.filter(pl.col("prefix_jaccard") >= 0.8)["prompt_id"].to_list()
     assert sum(p in deduped for p in real) / len(real) >= 0.97
@@ -49,9 +53,12 @@ def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, cl
     distinct = set(truth.filter(pl.col("dup_of").is_null())["prompt_id"])
     if FULL_DATA:  # from the small excerpts the generator splices the same few texts again and again
         assert len(deduped & distinct) / len(distinct) < 0.02
-    final = dict(zip(result.tables.prompts["prompt_id"], result.tables.prompts["text"]))
-    injected = truth.filter(pl.col("pii_value").is_not_null() & pl.col("prompt_id").is_in(list(final)))
-    leaks = [v for p, v in zip(injected["prompt_id"], injected["pii_value"]) if v in final[p]]
+    # every text the build published; the injected values of the prompts it kept must not be in them
+    published = "\n".join(json.dumps(row, ensure_ascii=False) for f in sorted((tmp_path / "out").rglob("*.parquet"))
+                           for row in pl.read_parquet(f).to_dicts())
+    kept = set(truth["prompt_id"]) - set(dropped.filter(pl.col("kind") == "prompt")["record_id"])
+    injected = truth.filter(pl.col("pii_value").is_not_null() & pl.col("prompt_id").is_in(list(kept)))
+    leaks = [v for v in injected["pii_value"] if json.dumps(v, ensure_ascii=False)[1:-1] in published]
     assert injected.height > 50 and len(leaks) / injected.height <= 0.03, leaks[:10]
 
 

@@ -63,14 +63,17 @@ def _upper(items: list[str]) -> list[str]:
 
 def test_torch_classifier_runs_in_process_with_worker_engine():
     """The embed classifier's torch model hangs a forked worker once its thread pool has started; with a worker
-    engine the classify stage runs it in-process and labels the same as the plain in-process run."""
+    engine the executor runs the classify stage in-process, and it labels the same as the plain in-process run."""
     import json
 
     import polars as pl
 
     from builders.schema import Tables
     from builders.sources.files import SAMPLE_DIR
-    from builders.stages.classify import classify
+    from builders.executor import context_for
+    from builders.settings import BuildSettings
+    from builders.stages import Context
+    from builders.stages.classify import STAGE, classify
     from taxonomy.model import load_default
 
     clf = load_default("embed")
@@ -87,7 +90,8 @@ def test_torch_classifier_runs_in_process_with_worker_engine():
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(120)  # a regression hangs rather than fails: make it fail
     try:
-        got, _ = classify(tables, clf, engine=LocalEngine(workers=2, min_parallel=1, progress=False))
+        ctx = Context(BuildSettings(), LocalEngine(workers=2, min_parallel=1, progress=False), classifier=clf)
+        got, _ = STAGE.run(tables, context_for(STAGE, ctx))
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

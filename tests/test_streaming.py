@@ -1,5 +1,6 @@
 """The build streams: two passes over the input, validated rows spilled to disk, outputs sorted into their files
-from parts. Its files must be the in-memory build's, byte for byte, however small the chunks."""
+from parts. Its files must be the same byte for byte however small the chunks: many tiny chunks and batches
+against one chunk and one batch (the whole input in memory)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 import builders.writers.datasets as ds
 from builders.errors import InputError
-from builders.pipeline import build, run_stages
+from builders.pipeline import build
 from builders.settings import BuildSettings
 from tests.conftest import write_jsonl
 
@@ -22,12 +23,13 @@ def _files(folder: Path) -> dict[Path, bytes]:
 
 
 def _both_builds(settings: BuildSettings, tmp_path: Path, scanner, classifier, **small) -> tuple[dict, dict]:
-    streamed, in_memory = tmp_path / "streamed", tmp_path / "in_memory"
-    build(BuildSettings(**{**settings.to_dict(), "out": str(streamed)}), classifier=classifier, scanner=scanner, progress=False, **small)
-    same = BuildSettings(**{**settings.to_dict(), "out": str(streamed)})  # the report names the output folder
-    in_memory.mkdir()
-    ds.write_all(run_stages(same, classifier=classifier, scanner=scanner, progress=False), same, in_memory)
-    return _files(streamed), _files(in_memory)
+    """(many chunks, one chunk): the same settings and output folder name (the report names it)."""
+    files, out = [], tmp_path / "out"
+    for run, sizes in (("streamed", small), ("in_memory", {"chunk_rows": 10**9, "batch_rows": 10**9})):
+        build(BuildSettings(**{**settings.to_dict(), "out": str(out)}), classifier=classifier, scanner=scanner,
+              progress=False, **sizes)
+        files.append(_files(out.rename(tmp_path / run)))
+    return files[0], files[1]
 
 
 @pytest.mark.parametrize("rows_per_file", [50, 250_000])

@@ -1,14 +1,43 @@
-"""Pipeline stages, in the paper's order. Each is a pure function: tables in, tables and a StageResult out."""
+"""Pipeline stages, in the paper's order, and the one contract they share.
+
+A stage is a `Stage`: a name and `run(tables, ctx) -> (tables, StageResult)`, where `ctx` (a `Context`) carries the
+settings and the engine the executor chose. A stage that reads each prompt's text (`per_batch=True`: PII,
+classification) runs on batches of kept prompts and its per-batch results are combined with `merge_notes`; the
+others decide on narrow columns of every prompt at once (dedup, cap, split). The build's stage list is declared
+once, in `builders.pipeline.STAGES`; each module also keeps its plain function (`dedup(tables, ...)`) for use
+as a library."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 from builders.schema import DROPPED_SCHEMA
+
+
+@dataclass
+class Context:
+    """What a stage may use besides its tables: the settings, and what the executor set up for it."""
+
+    settings: Any  # builders.settings.BuildSettings
+    engine: Any  # builders.engine: LocalEngine, RayEngine or IN_PROCESS
+    classifier: Any = None
+    scanner: Any = None
+    sketches: Any = None  # dedup's view of pass 1's spill (builders.executor.SpilledSketches)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[..., tuple[Any, "StageResult"]]  # (Tables, Context) -> (Tables, StageResult)
+    per_batch: bool = False
+    merge_notes: Callable[[list[dict]], dict] = lambda notes: notes[0] if notes else {}  # noqa: E731
+    in_process: Callable[[Context], bool] = lambda ctx: False  # noqa: E731  # must not run in forked workers
 
 
 @dataclass
@@ -41,6 +70,12 @@ class StageResult:
             },
             **({"notes": self.notes} if self.notes else {}),
         }
+
+
+def merge_results(parts: list[StageResult], notes: dict) -> StageResult:
+    """One stage's result over the whole table from its results over the batches."""
+    total = lambda key: {k: sum(getattr(p, key)[k] for p in parts) for k in getattr(parts[0], key)}  # noqa: E731
+    return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes)
 
 
 def drop_rows(df: pl.DataFrame, id_col: str, kind: str, stage: str, reason: str | pl.Expr) -> pl.DataFrame:

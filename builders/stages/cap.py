@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from builders.schema import Tables
-from builders.stages import StageResult, drop_rows, follow_prompts, stable_hash
+from builders.stages import Stage, StageResult, drop_rows, follow_prompts, stable_hash
 
 NAME = "cap_per_user"
 
@@ -24,3 +24,6 @@ def cap_per_user(tables: Tables, *, cap: int = 200, seed: int = 0) -> tuple[Tabl
     over = p.group_by("user").len().filter(pl.col("len") > cap).height
     dropped = pl.concat([drop_rows(gone, "prompt_id", "prompt", NAME, f"over_{cap}_prompts_per_user"), d2])
     return out, StageResult(NAME, counts_in, out.counts(), dropped, {"users_over_cap": over})
+
+
+STAGE = Stage(NAME, lambda tables, ctx: cap_per_user(tables, cap=ctx.settings.cap_per_user, seed=ctx.settings.seed))

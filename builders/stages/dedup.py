@@ -19,7 +19,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from builders.schema import Tables
-from builders.stages import StageResult, drop_rows, follow_prompts
+from builders.stages import Context, Stage, StageResult, drop_rows, follow_prompts
 
 NAME = "dedup"
 
@@ -98,7 +98,7 @@ def sketch_all(prefixes: list[str], engine, *, bands: int, k: int, num_perm: int
 
 class PrefixSketches:
     """Digests, band keys and MinHash signatures of prompts' normalised prefixes, by row (`_row`), held in memory
-    and computed on the engine. The streaming build's `builders.streaming.SpilledSketches` offers the same three
+    and computed on the engine. The executor's `builders.executor.SpilledSketches` offers the same three
     methods over what it wrote to disk."""
 
     def __init__(self, prefixes: list[str], engine, *, bands: int, k: int, num_perm: int):
@@ -193,3 +193,12 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     out = Tables(prompts, demos, rankings)
     notes = {"distinct_exact_prefixes": int(exact_rep.height), "clusters": int(comp_rep.height)}
     return out, StageResult(NAME, counts_in, out.counts(), pl.concat(dropped + [d2]), notes)
+
+
+def _run(tables: Tables, ctx: Context) -> tuple[Tables, StageResult]:
+    s = ctx.settings
+    return dedup(tables, prefix_chars=s.dedup_prefix_chars, shingle_words=s.dedup_shingle_words, num_perm=s.dedup_num_perm,
+                 threshold=s.dedup_threshold, bands=s.dedup_bands, engine=ctx.engine, sketches=ctx.sketches)
+
+
+STAGE = Stage(NAME, _run)

@@ -14,7 +14,7 @@ import polars as pl
 
 from builders.pii.scanner import NAME_MODES, SPACY_MODEL, Finding, PiiScanner  # noqa: F401 (the stage's public names)
 from builders.schema import Tables
-from builders.stages import StageResult, drop_rows, follow_prompts
+from builders.stages import Context, Stage, StageResult, drop_rows, follow_prompts
 
 NAME = "pii"
 
@@ -131,3 +131,10 @@ def merge_notes(parts: list[dict]) -> dict:
         entities.update(p["entities"])
     out["entities"] = dict(sorted(entities.items()))
     return out
+
+
+def _run(tables: Tables, ctx: Context) -> tuple[Tables, StageResult]:
+    return remove_pii(tables, ctx.scanner, mode=ctx.settings.pii_mode, scope=ctx.settings.pii_scope, engine=ctx.engine)
+
+
+STAGE = Stage(NAME, _run, per_batch=True, merge_notes=merge_notes)

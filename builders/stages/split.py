@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from builders.schema import Tables
-from builders.stages import StageResult, stable_hash
+from builders.stages import Stage, StageResult, stable_hash
 
 NAME = "split_by_user"
 SPLITS = ("train", "validation", "test")
@@ -41,3 +41,6 @@ def split_by_user(tables: Tables, *, ratios: dict[str, float], seed: int = 0) ->
     sizes = prompts.group_by("split").agg(pl.len().alias("prompts"), pl.col("user").n_unique().alias("users"))
     notes = {r["split"]: {"prompts": r["prompts"], "users": r["users"]} for r in sizes.sort("split").iter_rows(named=True)}
     return out, StageResult(NAME, tables.counts(), out.counts(), notes=notes)
+
+
+STAGE = Stage(NAME, lambda tables, ctx: split_by_user(tables, ratios=ctx.settings.split_ratios, seed=ctx.settings.seed))

@@ -86,16 +86,14 @@ def pairs_table(rankings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def ppo_table(tables, ppo_sources: list[str]) -> pl.DataFrame:
-    return tables.prompts.filter(pl.col("source").is_in(ppo_sources)).select(PROMPT_COLS).sort("prompt_id")
-
-
 def _write_shard(df: pl.DataFrame, schema: pa.Schema, path: Path) -> int:
     """One Parquet file of `df`'s rows; returns the rows' size in memory (the card's num_bytes). The rows are made
-    contiguous first, so a shard assembled from parts is the same file as one sliced from a whole table."""
+    contiguous first, so a shard assembled from parts is the same file as one sliced from a whole table. The size
+    is that of the file's rows read back: an in-memory table's size depends on how its buffers were sliced (a
+    split filtered from one big batch counted its whole list buffers), which made the card depend on batch size."""
     table = df.select(schema.names).rechunk().to_arrow().cast(schema).combine_chunks()
     pq.write_table(table, path, compression="zstd")
-    return table.nbytes
+    return pq.read_table(path).nbytes
 
 
 def _shard_path(folder: Path, split: str, i: int, n: int) -> Path:
@@ -224,12 +222,6 @@ def _accounting(validated_ids: dict[str, pl.Series], outputs: dict[str, pl.Serie
     return acc
 
 
-def validated_ids(validated) -> dict[str, pl.Series]:
-    """The ids of every validated record by kind (from the validated tables, or their id columns only)."""
-    return {"prompt": validated.prompts["prompt_id"], "demonstration": validated.demonstrations["demonstration_id"],
-            "ranking": validated.rankings["ranking_id"]}
-
-
 def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
     """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows."""
     from builders.stages import drop_rows
@@ -256,16 +248,6 @@ def write_report(report: dict, dropped: pl.DataFrame, path: Path) -> None:
                 fh.write(sep + textwrap.indent(json.dumps(row, indent=2, ensure_ascii=False, default=str), "    "))
                 sep = ",\n"
         fh.write("\n  ]\n}\n")
-
-
-def write_all(result, settings, out: Path) -> dict:
-    """Write the datasets and the report of an in-memory build (`pipeline.run_stages`)."""
-    tables = result.tables
-    ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
-    ppo.add(tables.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
-    return write_outputs(out, settings, final_prompts=tables.prompts.select(META_COLS), labeled=tables, ppo=ppo,
-                         stages=result.stages, sources=result.sources, unused=result.unused,
-                         validated=validated_ids(result.validated), classifier=result.classifier, seconds=result.seconds)
 
 
 def write_outputs(out: Path, settings, *, final_prompts: pl.DataFrame, labeled, ppo: SortedShards, stages, sources, unused,

@@ -1,14 +1,16 @@
-"""The build for logs of any size: two passes over the input; what stays in memory is a few columns a prompt.
+"""The one executor of the build (datatrove's split: `builders.pipeline` declares the stages, this runs them).
+Two passes over the input; what stays in memory is a few columns a prompt, whatever the size of the log; a small
+input is the same run with one chunk and one batch.
 
 Pass 1 reads the sources and validates every prompt, a chunk at a time: each chunk's rows are written to disk
 with their dedup sketches (prefix digest and LSH band keys, computed on the engine), and only the columns the
 decisions need stay in memory (row, id, user, source, time, chat context). Then it
-reads the sources again for the demonstrations and rankings, which stay in memory (labels are few). Dedup, the
-per-user cap and the split run on those columns with the same stage functions as the in-memory build
-(`pipeline.run_stages`); dedup reads the band keys back one band at a time and recomputes signatures only for
-candidate pairs. Pass 2 reads the spilled rows back a batch at a time, keeps the prompts the stages kept,
-removes personal data, classifies them and hands them to the writers, which sort them into the same files the
-in-memory build writes (tested byte for byte).
+reads the sources again for the demonstrations and rankings, which stay in memory (labels are few). The
+stages that decide on those columns (`per_batch=False`: dedup, the per-user cap, the split) run on all of them at
+once; dedup reads the band keys back one band at a time and recomputes signatures only for candidate pairs.
+Pass 2 reads the spilled rows back a batch at a time, keeps the prompts the stages kept, runs the stages that read
+text (`per_batch=True`: PII removal, classification) on each batch, merges their results and hands the prompts to
+the writers, which sort them into the same files whatever the chunk and batch sizes (tested byte for byte).
 """
 
 from __future__ import annotations
@@ -29,12 +31,9 @@ from builders.pseudonym import load_key
 from builders.schema import PROMPTS_SCHEMA, Tables
 from builders.settings import BuildSettings
 from builders.sources import load_source
-from builders.stages import StageResult
-from builders.stages.cap import cap_per_user
-from builders.stages.classify import classify
-from builders.stages.dedup import dedup, normalised_prefix, signatures_on, sketch_all
-from builders.stages.pii import PiiScanner, merge_notes, remove_pii, scanner_for
-from builders.stages.split import split_by_user
+from builders.stages import Context, Stage, StageResult, merge_results
+from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
+from builders.stages.pii import PiiScanner, scanner_for
 from builders.stages.validate import Validator, is_prompt
 from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, SortedShards, unused_prompts, write_outputs
 
@@ -61,12 +60,6 @@ def release_memory() -> None:
     pa.default_memory_pool().release_unused()
     if (trim := _malloc_trim()) is not None:
         trim(0)
-
-
-def _merge(parts: list[StageResult], notes: dict) -> StageResult:
-    """One stage's result over the whole table from its results over the batches."""
-    total = lambda key: {k: sum(getattr(p, key)[k] for p in parts) for k in getattr(parts[0], key)}  # noqa: E731
-    return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes)
 
 
 class SpilledSketches:
@@ -136,12 +129,24 @@ class SpilledSketches:
             yield pl.concat(pending) if pending else pl.DataFrame(schema={**PROMPTS_SCHEMA, "split": pl.String})
 
 
-def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: PiiScanner | None = None, engine=None,
-                    progress: bool = True, chunk_rows: int = 100_000, batch_rows: int = 250_000, on_stage=None) -> dict:
-    """Build sft/, rm/, ppo/ and build_report.json into `out` (an empty folder); returns the report.
+def context_for(stage: Stage, ctx: Context) -> Context:
+    """The context `stage` runs in: the executor's engine, or this process where the stage must not run in forked
+    workers (a torch model)."""
+    from builders.engine import IN_PROCESS, LocalEngine
 
-    chunk_rows: validated prompts a spill file holds; batch_rows: kept prompts pass 2 scans and classifies at
-    once. Neither changes the output. `on_stage(name, result, seconds)` is called after each stage."""
+    if stage.in_process(ctx) and isinstance(ctx.engine, LocalEngine):
+        return Context(ctx.settings, IN_PROCESS, ctx.classifier, ctx.scanner, ctx.sketches)
+    return ctx
+
+
+def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, classifier, scanner: PiiScanner | None = None,
+            engine=None, progress: bool = True, chunk_rows: int = 100_000, batch_rows: int = 250_000, on_stage=None) -> dict:
+    """Run `stages` over the sources and write sft/, rm/, ppo/ and build_report.json into `out` (an empty folder);
+    returns the report.
+
+    chunk_rows: validated prompts a spill file holds; batch_rows: kept prompts a per-batch stage reads at once.
+    Neither changes the output. `on_stage(name, result, seconds)` is called after each stage. The engine (the one
+    given, else the one `settings` names) is chosen here, never by a stage."""
     from builders.engine import make_engine
 
     seconds: dict[str, float] = {}
@@ -186,66 +191,58 @@ def build_streaming(settings: BuildSettings, out: Path, *, classifier, scanner: 
                      "ranking": tables.rankings["ranking_id"]}
         results = [result]
         stage_done("validate", result, t0)
+        ctx = Context(settings, engine, classifier, scanner_for(settings.pii_names, scanner, progress), spilled)
 
-        # the decisions, on the narrow columns
-        for name, step in (
-            ("dedup", lambda tb: dedup(tb, prefix_chars=settings.dedup_prefix_chars, shingle_words=settings.dedup_shingle_words,
-                                       num_perm=settings.dedup_num_perm, threshold=settings.dedup_threshold,
-                                       bands=settings.dedup_bands, engine=engine, sketches=spilled)),
-            ("cap_per_user", lambda tb: cap_per_user(tb, cap=settings.cap_per_user, seed=settings.seed)),
-            ("split_by_user", lambda tb: split_by_user(tb, ratios=settings.split_ratios, seed=settings.seed)),
-        ):
+        # the decisions, on the narrow columns of every prompt
+        for stage in (s for s in stages if not s.per_batch):
             t0 = time.perf_counter()
-            tables, result = step(tables)
+            tables, result = stage.run(tables, context_for(stage, ctx))
             results.append(result)
-            stage_done(name, result, t0)
+            stage_done(stage.name, result, t0)
         plan = tables.prompts.select("_row", "split")
         demos, rankings = tables.demonstrations, tables.rankings
         has_label = pl.concat([demos["prompt_id"], rankings["prompt_id"]]).unique().implode()
         del tables
 
-        # pass 2: the kept rows, a batch at a time
-        scanner = scanner_for(settings.pii_names, scanner, progress)
+        # pass 2: the stages that read text, on the kept rows a batch at a time
+        per_batch = [s for s in stages if s.per_batch]
+        parts: dict[str, list[StageResult]] = {s.name: [] for s in per_batch}
+        spent = dict.fromkeys(parts, 0.0)
         ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
-        pii_parts, cls_parts, finals, labeled, final_demos, final_rankings = [], [], [], [], [], []
-        spent = {"pii": 0.0, "classify": 0.0}
+        finals, labeled, final_demos, final_rankings = [], [], [], []
 
         def run_batch(prompts: pl.DataFrame) -> None:
             nonlocal demos, rankings
             prompts = prompts.sort("prompt_id")
             ids = prompts["prompt_id"].implode()
             batch = Tables(prompts, demos.filter(pl.col("prompt_id").is_in(ids)), rankings.filter(pl.col("prompt_id").is_in(ids)))
-            # a prompt is in one batch only: its labels leave the pending tables (only the scanned copies stay)
+            # a prompt is in one batch only: its labels leave the pending tables (only the batch's copies go on)
             demos, rankings = demos.filter(~pl.col("prompt_id").is_in(ids)), rankings.filter(~pl.col("prompt_id").is_in(ids))
-            t = time.perf_counter()
-            batch, r = remove_pii(batch, scanner, mode=settings.pii_mode, scope=settings.pii_scope, engine=engine)
-            pii_parts.append(r)
-            spent["pii"] += time.perf_counter() - t
-            t = time.perf_counter()
-            batch, r = classify(batch, classifier, engine=engine)
-            cls_parts.append(r)
-            spent["classify"] += time.perf_counter() - t
+            for stage in per_batch:
+                t = time.perf_counter()
+                batch, r = stage.run(batch, context_for(stage, ctx))
+                parts[stage.name].append(r)
+                spent[stage.name] += time.perf_counter() - t
             finals.append(batch.prompts.select(META_COLS))
             labeled.append(batch.prompts.filter(pl.col("prompt_id").is_in(has_label)))
             final_demos.append(batch.demonstrations)
             final_rankings.append(batch.rankings)
             ppo.add(batch.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
-            del batch, prompts
             release_memory()
 
-        with tqdm(total=plan.height, desc="PII + classify", unit=" prompts", disable=not progress, mininterval=2) as bar:
+        with tqdm(total=plan.height, desc=" + ".join(s.name for s in per_batch) or "write", unit=" prompts",
+                  disable=not progress, mininterval=2) as bar:
             for batch in spilled.batches(plan, batch_rows):
                 run_batch(batch)
                 bar.update(batch.height)
         if demos.height or rankings.height:  # every label's prompt was kept or its drop accounted for before pass 2
             raise RuntimeError(f"{demos.height} demonstrations and {rankings.height} rankings point at no kept prompt")
-        pii = _merge(pii_parts, merge_notes([r.notes for r in pii_parts]))
-        cls = _merge(cls_parts, cls_parts[0].notes)
-        for name, result in (("pii", pii), ("classify", cls)):
-            seconds[name] = spent[name]
+        for stage in per_batch:
+            result = merge_results(parts[stage.name], stage.merge_notes([r.notes for r in parts[stage.name]]))
+            seconds[stage.name] = spent[stage.name]
             results.append(result)
             if on_stage is not None:
-                on_stage(name, result, spent[name])
+                on_stage(stage.name, result, spent[stage.name])
     finally:
         if own_engine:
             engine.close()
