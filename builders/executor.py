@@ -166,7 +166,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
     try:
         # pass 1: validate, spill the prompts, keep the decision columns
         t0 = time.perf_counter()
-        sources = [load_source(spec, lazy=True) for spec in settings.sources]
+        sources = [load_source(spec, on_error=settings.on_error) for spec in settings.sources]
         spilled = SpilledSketches(spill, engine, prefix_chars=settings.dedup_prefix_chars, bands=settings.dedup_bands,
                                   k=settings.dedup_shingle_words, num_perm=settings.dedup_num_perm)
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,

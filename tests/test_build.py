@@ -91,7 +91,7 @@ def test_every_input_record_is_in_an_output_or_dropped_with_a_reason(sample_buil
                 written[kind] |= set(df[col])
     counts = dict.fromkeys(id_column, 0)
     seen: dict[tuple[str, str], int] = {}
-    for rec in load_source("sample").records:
+    for rec in list(load_source("sample").stream()):
         d = rec.data
         kind = "ranking" if "completions" in d else "demonstration" if "completion" in d else "prompt"
         if kind == "prompt":
@@ -149,8 +149,9 @@ def test_oasst_flat_export_accounts_for_every_message(shared, tmp_path, scanner,
 
 def test_oasst_nested_tree_export_without_user_ids(shared, scanner, classifier):
     data = load_source(f"oasst:{shared / 'oasst_trees_synthetic' / 'en_100_tree.jsonl'}")
-    prompts = [r.data for r in data.records if r.kind == "prompt"]
-    rankings = [r.data for r in data.records if r.kind == "ranking"]
+    records = list(data.stream(tally=True))
+    prompts = [r.data for r in records if r.kind == "prompt"]
+    rankings = [r.data for r in records if r.kind == "ranking"]
     trees = sum(1 for _ in open(shared / "oasst_trees_synthetic" / "en_100_tree.jsonl", encoding="utf-8"))
     assert len({p["messages"][0]["content"] for p in prompts}) == trees <= len(prompts)
     assert all(p["user_id"].startswith("tree:") for p in prompts)
@@ -160,11 +161,12 @@ def test_oasst_nested_tree_export_without_user_ids(shared, scanner, classifier):
 
 def test_hh_rlhf_pairs_become_k2_rankings_with_users_by_opening_request(shared):
     data = load_source(f"hh-rlhf:{shared / 'hh_rlhf'}")
+    records = list(data.stream(tally=True))
     pairs = sum(1 for part in ("helpful-base", "harmless-base") for _ in gzip.open(shared / "hh_rlhf" / part / "test.jsonl.gz", "rt"))
     assert data.units_read == pairs  # 2,354 + 2,312 in the whole test splits
     assert sum(data.used.values()) + len(data.dropped) == data.units_read
-    prompts = {r.data["prompt_id"]: r.data for r in data.records if r.kind == "prompt"}
-    rankings = [r.data for r in data.records if r.kind == "ranking"]
+    prompts = {r.data["prompt_id"]: r.data for r in records if r.kind == "prompt"}
+    rankings = [r.data for r in records if r.kind == "ranking"]
     assert all(len(r["completions"]) == 2 for r in rankings)
     assert all(p["messages"][-1]["role"] == "user" for p in prompts.values())
     by_open: dict[str, set] = {}

@@ -17,7 +17,7 @@ PREAMBLE = ("You are a helpful assistant that writes short product descriptions 
 
 
 def tables_of(tmp_path, rows):
-    return validate(load_source(f"jsonl:{write_jsonl(tmp_path / 'p.jsonl', rows)}").records, key=b"k")[0]
+    return validate(list(load_source(f"jsonl:{write_jsonl(tmp_path / 'p.jsonl', rows)}").stream()), key=b"k")[0]
 
 
 def test_near_duplicate_prefixes_are_removed_keeping_the_earliest(tmp_path):

@@ -11,7 +11,7 @@ from tests.conftest import prompt, write_jsonl
 
 
 def run(path, on_error="fail"):
-    return validate(load_source(f"jsonl:{path}").records, key=b"k", on_error=on_error)
+    return validate(list(load_source(f"jsonl:{path}").stream()), key=b"k", on_error=on_error)
 
 
 def test_broken_json_line_names_file_and_line(tmp_path):
@@ -95,7 +95,7 @@ def test_chunked_validation_gives_the_same_tables_and_counts(tmp_path):
     """Rows are gathered a chunk at a time, labels checked a batch at a time and raw records released as they go:
     the tables, the input counts and the drops are the same as in one piece, and `consume` empties the caller's
     list."""
-    records = load_source("sample").records
+    records = list(load_source("sample").stream())
     whole, whole_res = validate(list(records), key=b"k", on_error="skip")
     chunked_input = list(records)
     chunked, chunked_res = validate(chunked_input, key=b"k", on_error="skip", consume=True, chunk_rows=7, label_batch=3)

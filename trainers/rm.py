@@ -37,14 +37,16 @@ class RmArguments:
 def hh_pairs(folder: str, limit: int) -> list:
     from builders.sources.hh_rlhf import read_hh_rlhf
 
-    data = read_hh_rlhf("hh-rlhf", folder)
-    prompts = {r.data["prompt_id"]: r.data["messages"] for r in data.records if r.kind == "prompt"}
-    out = []
-    for r in data.records:
-        if r.kind == "ranking" and r.data["ranks"] == [0, 1]:
+    prompts, out = {}, []
+    for r in read_hh_rlhf("hh-rlhf", folder).stream():  # each pair's prompt comes right before its ranking
+        if r.kind == "prompt":
+            prompts[r.data["prompt_id"]] = r.data["messages"]
+        elif r.kind == "ranking" and r.data["ranks"] == [0, 1]:
             c, rej = r.data["completions"]
-            out.append((prompts[r.data["prompt_id"]], [{"role": "assistant", "content": c}], [{"role": "assistant", "content": rej}]))
-    return out[:limit]
+            out.append((prompts.pop(r.data["prompt_id"]), [{"role": "assistant", "content": c}], [{"role": "assistant", "content": rej}]))
+            if len(out) == limit:
+                break
+    return out
 
 
 class RankingCollator:

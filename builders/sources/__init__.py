@@ -1,6 +1,12 @@
-"""Source adapters: each turns one `--source SPEC` into canonical raw records plus its own accounting.
+"""Source adapters: each turns one `--source SPEC` into canonical raw records, read lazily, plus its own accounting.
 
-SPEC is `sample`, `oasst:HUB_ID_OR_PATH`, `hh-rlhf:HUB_ID_OR_PATH`, `jsonl:PATH` or `parquet:PATH`.
+SPEC is `NAME:ARG` for a registered NAME (`oasst:HUB_ID_OR_PATH`, `hh-rlhf:HUB_ID_OR_PATH`, `jsonl:PATH`,
+`parquet:PATH`) or `sample`. An adapter is a function `(spec, arg, on_error) -> SourceData`; register another with
+`register("name", adapter)`. Every adapter streams: `SourceData.stream()` reads the input again on each call (the
+executor reads each source twice: prompts, then labels) and holds no more than one record, or one oasst message
+tree, at a time. What an adapter drops before validation (a deleted oasst message, an HH pair whose replies do not
+share a prefix, and with `on_error="skip"` a row it cannot read) is counted with its reason by the `SourceData`,
+on the one pass the caller asks it to tally.
 """
 
 from __future__ import annotations
@@ -16,31 +22,46 @@ from builders.readers import RawRecord
 
 @dataclass
 class SourceData:
-    """What an adapter hands the pipeline: canonical records and what it dropped before them, with reasons."""
+    """One source: how to read its records (`reader(self)`, again on each call) and, after a `stream(tally=True)`,
+    how many input units it read, what they became and what it dropped with reasons."""
 
     spec: str
     unit: str  # what `units_read` counts: "records", "messages", "pairs"
-    units_read: int
-    records: list[RawRecord]
-    dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
-    used: Counter = field(default_factory=Counter)  # input units by what they became
+    reader: Callable[["SourceData"], Iterator[RawRecord]]
     license: str | None = None
-    # set for sources read lazily (`load_source(..., lazy=True)`): each call reads the records again; `records` is
-    # empty and `units_read`/`used` are counted by the first `stream(tally=True)`
-    reader: Callable[[], Iterator[RawRecord]] | None = None
+    on_error: str = "fail"
+    units_read: int = 0
+    used: Counter = field(default_factory=Counter)  # input units by what they became
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
+    _tallying: bool = False
 
     def stream(self, tally: bool = False) -> Iterator[RawRecord]:
-        """The source's records, one at a time."""
-        if self.reader is None:
-            yield from self.records
-            return
-        from builders.schema import infer_kind
+        """The source's records, one at a time; with `tally`, its counts start again from zero and count this pass."""
+        if tally:
+            self.units_read, self.used, self.dropped = 0, Counter(), []
+        self._tallying = tally
+        try:
+            yield from self.reader(self)
+        finally:
+            self._tallying = False
 
-        for rec in self.reader():
-            if tally:
-                self.units_read += 1
-                self.used[infer_kind(rec.data) if rec.data is not None else "unreadable"] += 1
-            yield rec
+    def became(self, what: str, n: int = 1) -> None:
+        """An adapter read `n` input units that became `what` (a prompt, a ranking completion, ...)."""
+        if self._tallying:
+            self.units_read += n
+            self.used[what] += n
+
+    def drop(self, unit_id: str, reason: str) -> None:
+        """An adapter read one input unit and dropped it, with a reason that holds no path and no raw value."""
+        if self._tallying:
+            self.units_read += 1
+            self.dropped.append((unit_id, reason))
+
+    def skip_or_raise(self, err: InputError, unit_id: str) -> None:
+        """A unit the adapter cannot read: raise, or with on_error="skip" drop it with the error's category."""
+        if self.on_error != "skip":
+            raise err
+        self.drop(unit_id, err.category())
 
     def dropped_rows(self):
         """What this source dropped before validation, as rows of the build's dropped-records table."""
@@ -61,35 +82,57 @@ class SourceData:
         }
 
 
-def load_source(spec: str, lazy: bool = False) -> SourceData:
-    """Dispatch a SPEC to its adapter. With `lazy`, canonical files are not read now but on each `stream()`
-    (the streaming build reads them twice instead of holding them); the other adapters read at once."""
-    name, _, arg = spec.partition(":")
-    name = name.strip().lower()
-    if name == "sample":
+Adapter = Callable[[str, str, str], SourceData]  # (spec, arg, on_error) -> SourceData
+_ADAPTERS: dict[str, Adapter] = {}
+_ALIASES = {"hh_rlhf": "hh-rlhf", "hh": "hh-rlhf"}
+
+
+def register(name: str, adapter: Adapter) -> None:
+    """Make `--source NAME:ARG` read with `adapter(spec, arg, on_error)`."""
+    _ADAPTERS[name.lower()] = adapter
+
+
+def _registered() -> dict[str, Adapter]:
+    """Every adapter: the ones shipped with instructkit (imported on first use) and those registered by the user,
+    which win over a shipped one of the same name."""
+    from builders.sources import files, hh_rlhf, oasst
+
+    shipped = {"jsonl": lambda spec, arg, on_error: files.read_canonical(spec, arg, "jsonl", on_error=on_error),
+               "parquet": lambda spec, arg, on_error: files.read_canonical(spec, arg, "parquet", on_error=on_error),
+               "oasst": oasst.read_oasst, "hh-rlhf": hh_rlhf.read_hh_rlhf}
+    return {**shipped, **_ADAPTERS}
+
+
+def load_source(spec: str, on_error: str = "fail") -> SourceData:
+    """The SourceData of a SPEC; nothing is read until `stream()`. Bad specs and missing paths fail here."""
+    name, colon, arg = spec.partition(":")
+    name = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    if name == "sample" and not arg:
         from builders.sources.files import read_sample
 
-        return read_sample(spec, lazy=lazy)
+        return read_sample(spec, on_error=on_error)
+    adapters = _registered()
+    known = "sample, " + ", ".join(f"{n}:..." for n in adapters)
+    if not colon:  # perhaps a bare path
+        kind = "parquet" if spec.endswith(".parquet") else "jsonl"
+        hint = f"; for a file or folder of your logs write {kind}:{spec}" if (Path(spec).exists() or "." in Path(spec).name) else ""
+        raise InputError(f"unknown source '{spec}' (use {known}){hint}", flag="--source")
     if not arg:
-        if not _:  # no colon at all: perhaps a bare path
-            kind = "parquet" if spec.endswith(".parquet") else "jsonl"
-            hint = f"; for a file or folder of your logs write {kind}:{spec}" if (Path(spec).exists() or "." in Path(spec).name) else ""
-            raise InputError(f"unknown source '{spec}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH){hint}",
-                             flag="--source")
         raise InputError(f"source '{spec}' needs a path or Hub id after the colon", flag="--source")
-    if name in ("jsonl", "parquet"):
-        from builders.sources.files import read_canonical
+    if name not in adapters:
+        raise InputError(f"unknown source '{name}' (use {known})", flag="--source")
+    return adapters[name](spec, arg, on_error)
 
-        return read_canonical(spec, arg, name, lazy=lazy)
-    if name == "oasst":
-        from builders.sources.oasst import read_oasst
 
-        return read_oasst(spec, arg)
-    if name in ("hh-rlhf", "hh_rlhf", "hh"):
-        from builders.sources.hh_rlhf import read_hh_rlhf
-
-        return read_hh_rlhf(spec, arg)
-    raise InputError(f"unknown source '{name}' (use sample, oasst:..., hh-rlhf:..., jsonl:PATH or parquet:PATH)", flag="--source")
+def local_path(arg: str) -> Path | None:
+    """A local file or folder, or None for a Hub id; a missing path that looks local (a file suffix, `./`, `/`)
+    is an error here rather than a failed Hub download later."""
+    path = Path(arg)
+    if path.exists():
+        return path
+    if arg.startswith((".", "/", "~")) or path.suffix.lower() in (".jsonl", ".json", ".parquet", ".gz") or "/" not in arg:
+        raise InputError("file not found (nor a Hub dataset id, which reads ORG/NAME)", file=arg)
+    return None
 
 
 def public_spec(spec: str) -> str:

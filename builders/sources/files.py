@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 from builders.errors import InputError
@@ -24,26 +23,21 @@ def _files_in(path: Path, suffix: str) -> list[Path]:
     return [path]
 
 
-def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, lazy: bool = False) -> SourceData:
-    suffix = ".jsonl" if fmt == "jsonl" else ".parquet"
-    files = _files_in(Path(arg), suffix)
-    if lazy:
-        def reader():
-            for file in files:
-                for rec in iter_records(file):
-                    rec.source = spec
-                    yield rec
+def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on_error: str = "fail") -> SourceData:
+    """Records as they are in the files. An unreadable line is passed on with its error: validation reports it (or
+    with on_error="skip" counts it), as it does every other malformed record."""
+    files = _files_in(Path(arg), ".jsonl" if fmt == "jsonl" else ".parquet")
 
-        return SourceData(spec, "records", 0, [], used=Counter(), license=license, reader=reader)
-    records = []
-    for file in files:
-        for rec in iter_records(file):
-            rec.source = spec
-            records.append(rec)
-    used = Counter(infer_kind(r.data) if r.data is not None else "unreadable" for r in records)
-    return SourceData(spec, "records", len(records), records, used=used, license=license)
+    def reader(src: SourceData):
+        for file in files:
+            for rec in iter_records(file):
+                rec.source = spec
+                src.became(infer_kind(rec.data) if rec.data is not None else "unreadable")
+                yield rec
+
+    return SourceData(spec, "records", reader, license=license, on_error=on_error)
 
 
-def read_sample(spec: str = "sample", lazy: bool = False) -> SourceData:
+def read_sample(spec: str = "sample", on_error: str = "fail") -> SourceData:
     """The sample written for this project (builders/sample/), licensed with the project (Apache-2.0)."""
-    return read_canonical(spec, str(SAMPLE_DIR), "jsonl", license="apache-2.0", lazy=lazy)
+    return read_canonical(spec, str(SAMPLE_DIR), "jsonl", license="apache-2.0", on_error=on_error)

@@ -8,11 +8,12 @@ messages that failed review and everything below them are dropped with a counted
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 from builders.errors import InputError
 from builders.readers import RawRecord, iter_records
-from builders.sources import SourceData
+from builders.sources import SourceData, local_path
 
 ROLE = {"prompter": "user", "assistant": "assistant"}
 RANKERS = "oasst_rankers"  # oasst rankings are a consensus of several users, not one labeler's
@@ -28,51 +29,97 @@ def _flatten_tree(node: dict, tree: dict, out: list[dict]) -> None:
         _flatten_tree(child, tree, out)
 
 
-def local_messages(path: Path) -> list[tuple[dict, str, int]]:
-    """(message, file, line) for every message of a flat or nested export."""
-    out: list[tuple[dict, str, int]] = []
+def iter_local_messages(path: Path, src: SourceData | None = None) -> Iterator[tuple[dict, str, int]]:
+    """(message, file, line) for every message of a flat or nested export, one at a time. An unreadable line
+    raises, or with `src` and on_error="skip" is dropped with its reason."""
     files = sorted(p for p in path.iterdir() if p.suffix in (".jsonl", ".parquet", ".gz")) if path.is_dir() else [path]
     for file in files:
         for rec in iter_records(file):
             if rec.error:
-                raise rec.error
+                if src is None:
+                    raise rec.error
+                src.skip_or_raise(rec.error, f"{Path(rec.file).name}:{rec.line}")
+                continue
             data = rec.data
             if "prompt" in data and isinstance(data["prompt"], dict):  # nested tree export
                 flat: list[dict] = []
                 _flatten_tree(data["prompt"], data, flat)
-                out.extend((m, rec.file, rec.line) for m in flat)
+                yield from ((m, rec.file, rec.line) for m in flat)
             else:
-                out.append((data, rec.file, rec.line))
-    return out
+                yield data, rec.file, rec.line
 
 
-def _hub_messages(hub_id: str) -> list[tuple[dict, str, int]]:
+def local_messages(path: Path) -> list[tuple[dict, str, int]]:
+    """Every message of a flat or nested export (small files: the taxonomy's held-out sets)."""
+    return list(iter_local_messages(path))
+
+
+def _hub_messages(hub_id: str) -> Iterator[tuple[dict, str, int]]:
     from datasets import load_dataset
 
-    ds = load_dataset(hub_id)
-    out = []
+    ds = load_dataset(hub_id)  # memory-mapped Arrow files: rows are read as they are iterated
     for split in sorted(ds):
         for i, row in enumerate(ds[split], start=1):
-            out.append((row, f"{hub_id}[{split}]", i))
-    return out
+            yield row, f"{hub_id}[{split}]", i
 
 
-def read_oasst(spec: str, arg: str) -> SourceData:
-    path = Path(arg)
-    rows = local_messages(path) if path.exists() else _hub_messages(arg)
-    if not rows:
-        raise InputError("no messages", file=arg)
+def _trees(rows: Iterator[tuple[dict, str, int]], src: SourceData) -> Iterator[list[tuple[dict, str, int]]]:
+    """The messages grouped by `message_tree_id`, one tree at a time (oasst's exports keep a tree's messages
+    together). Messages without a tree id form one group with the messages around them. A message whose tree
+    was already closed is an error: the export must keep each tree together."""
+    closed: set = set()
+    group: list[tuple[dict, str, int]] = []
+    current = object()
+    for m, file, line in rows:
+        tree = m.get("message_tree_id") if isinstance(m, dict) else None
+        if tree is not None and tree != current and group:
+            yield group
+            closed.add(current)
+            group = []
+        if tree is not None and tree in closed:
+            err = InputError("this message's tree appeared earlier in the file, apart from it: an oasst export "
+                             "must keep each tree's messages together", file=file, line=line, field="message_tree_id")
+            raise err
+        if tree is not None:
+            current = tree
+        group.append((m, file, line))
+    if group:
+        yield group
 
+
+def read_oasst(spec: str, arg: str, on_error: str = "fail") -> SourceData:
+    path = local_path(arg)
+
+    def reader(src: SourceData) -> Iterator[RawRecord]:
+        seen: set[str] = set()
+        rows = iter_local_messages(path, src) if path is not None else _hub_messages(arg)
+        any_message = False
+        for tree in _trees(rows, src):
+            any_message = True
+            yield from _tree_records(tree, spec, src, seen)
+        if not any_message:
+            raise InputError("no messages", file=arg)
+
+    return SourceData(spec, "messages", reader, license="apache-2.0", on_error=on_error)
+
+
+def _tree_records(rows: list[tuple[dict, str, int]], spec: str, src: SourceData, seen: set[str]) -> Iterator[RawRecord]:
+    """The records of one message tree; each message is counted once, as what it became or dropped with a reason."""
     msgs: dict[str, dict] = {}
     where: dict[str, tuple[str, int]] = {}
     for m, file, line in rows:
-        for fld in ("message_id", "role", "text"):
-            if m.get(fld) in (None, ""):
-                raise InputError("missing in an oasst message", file=file, line=line, field=fld)
-        if m["role"] not in ROLE:
-            raise InputError("unknown role", file=file, line=line, field="role", detail=repr(m["role"]))
-        if m["message_id"] in msgs:
-            raise InputError("duplicate message_id", file=file, line=line, field="message_id", detail=repr(m["message_id"]))
+        try:
+            for fld in ("message_id", "role", "text"):
+                if m.get(fld) in (None, ""):
+                    raise InputError("missing in an oasst message", file=file, line=line, field=fld)
+            if m["role"] not in ROLE:
+                raise InputError("unknown role", file=file, line=line, field="role", detail=repr(m["role"]))
+            if m["message_id"] in seen:
+                raise InputError("duplicate message_id", file=file, line=line, field="message_id", detail=repr(m["message_id"]))
+        except InputError as err:
+            src.skip_or_raise(err, str(m.get("message_id") or f"{Path(file).name}:{line}"))
+            continue
+        seen.add(m["message_id"])
         msgs[m["message_id"]] = m
         where[m["message_id"]] = (file, line)
 
@@ -99,7 +146,6 @@ def read_oasst(spec: str, arg: str) -> SourceData:
             mid = m.get("parent_id")
         return out[::-1]
 
-    dropped: list[tuple[str, str]] = []
     ok: set[str] = set()
     order = sorted(msgs, key=lambda i: (where[i][0], where[i][1]))
     for mid in order:
@@ -116,11 +162,10 @@ def read_oasst(spec: str, arg: str) -> SourceData:
                         break
         if reason:
             status[mid] = "dropped"
-            dropped.append((mid, reason))
+            src.drop(mid, reason)
         else:
             ok.add(mid)
 
-    records: list[RawRecord] = []
     for mid in order:
         m = msgs[mid]
         if mid not in ok or m["role"] != "prompter":
@@ -128,7 +173,7 @@ def read_oasst(spec: str, arg: str) -> SourceData:
         file, line = where[mid]
         history = chain(mid)
         user_id = m.get("user_id") or f"tree:{m.get('message_tree_id') or history[0]['message_id']}"
-        records.append(
+        yield (
             RawRecord(
                 {
                     "prompt_id": mid,
@@ -146,7 +191,7 @@ def read_oasst(spec: str, arg: str) -> SourceData:
         replies = sorted((c for c in children.get(mid, []) if c in ok), key=lambda c: where[c])
         ranked = [c for c in replies if msgs[c].get("rank") is not None]
         if len(ranked) >= 2:
-            records.append(
+            yield (
                 RawRecord(
                     {
                         "ranking_id": f"{mid}:ranking",
@@ -169,7 +214,7 @@ def read_oasst(spec: str, arg: str) -> SourceData:
         if best is not None:
             b = msgs[best]
             bf, bl = where[best]
-            records.append(
+            yield (
                 RawRecord(
                     {
                         "demonstration_id": f"{best}",
@@ -183,11 +228,10 @@ def read_oasst(spec: str, arg: str) -> SourceData:
         for c in replies:
             if c not in status:
                 status[c] = "dropped"
-                dropped.append((c, "unranked_reply" if ranked else "not_only_reply_and_unranked"))
+                src.drop(c, "unranked_reply" if ranked else "not_only_reply_and_unranked")
     for mid in ok:
         if mid not in status:  # assistant replies under dropped prompter turns cannot happen; be explicit anyway
             status[mid] = "dropped"
-            dropped.append((mid, "no_prompt_above"))
-
-    used = Counter(s for s in status.values() if s != "dropped")
-    return SourceData(spec, "messages", len(msgs), records, dropped=dropped, used=used, license="apache-2.0")
+            src.drop(mid, "no_prompt_above")
+    for what, n in Counter(s for s in status.values() if s != "dropped").items():
+        src.became(what, n)
