@@ -35,7 +35,9 @@ from builders.stages import Context, Stage, StageResult, merge_results
 from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, scanner_for
 from builders.stages.validate import Validator, is_prompt
-from builders.writers.datasets import META_COLS, PPO_SCHEMA, PROMPT_COLS, SortedShards, unused_prompts, write_outputs
+from builders.writers.datasets import META_COLS, PROMPT_COLS, SortedShards, write_outputs
+from builders.writers.report import unused_prompts
+from builders.writers.schemas import PPO_SCHEMA
 
 log = logging.getLogger(__name__)
 

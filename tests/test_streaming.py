@@ -12,6 +12,8 @@ import polars as pl
 import pytest
 
 import builders.writers.datasets as ds
+from builders.writers.report import write_report
+from builders.writers.schemas import PPO_SCHEMA
 from builders.errors import InputError
 from builders.pipeline import build
 from builders.settings import BuildSettings
@@ -102,10 +104,10 @@ def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_pa
         pl.col("prompt_id").alias("user"), pl.lit("api").alias("source"), pl.lit(None, pl.String).alias("prompt_type"),
         pl.lit("Generation").alias("category"),
         pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.col("prompt_id").alias("content"))).alias("prompt"))
-    whole = ds.write_splits(rows, ds.PPO_SCHEMA, tmp_path / "whole")
+    whole = ds.write_splits(rows, PPO_SCHEMA, tmp_path / "whole")
     order = list(range(rows.height))
     random.Random(0).shuffle(order)
-    shards = ds.SortedShards(tmp_path / "parts", ds.PPO_SCHEMA, tmp_path / "spill")
+    shards = ds.SortedShards(tmp_path / "parts", PPO_SCHEMA, tmp_path / "spill")
     for i in range(0, len(order), 5):
         shards.add(rows[order[i:i + 5]])
     assert shards.finish() == whole
@@ -116,6 +118,6 @@ def test_the_report_is_written_a_row_at_a_time_in_json_dumps_layout(tmp_path):
     report = {"a": 1, "nested": {"b": [1, 2], "ü": "x"}}
     dropped = pl.DataFrame({"record_id": ["p1", "p\n2"], "kind": ["prompt"] * 2, "stage": ["dedup"] * 2, "reason": ["r", "s"]})
     for rows in (dropped, dropped.clear()):
-        ds.write_report(report, rows, tmp_path / "r.json")
+        write_report(report, rows, tmp_path / "r.json")
         expected = json.dumps(report | {"dropped_records": rows.to_dicts()}, indent=2, ensure_ascii=False) + "\n"
         assert (tmp_path / "r.json").read_text(encoding="utf-8") == expected

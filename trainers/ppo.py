@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from evals.generate import checkpoint_defaults_off, cut_at_stop, sampling_config, stop_token_ids
 from evals.reward import chat_token_ids, pad, score
@@ -266,7 +265,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
         raise ValueError(f"every prompt is longer than max_prompt_tokens={args.max_prompt_tokens}")
     order = list(usable)
     history = []
-    chunk, local_rollout = args.forward_batch_size, args.rollout_batch_size // n_proc
+    chunk = args.forward_batch_size
     local_mini = args.mini_batch_size // n_proc
     n_rollouts = max(1, args.total_episodes // args.rollout_batch_size)
     shuffle = random.Random(args.seed)  # the same order on every process; each takes its own share of a batch

@@ -281,7 +281,6 @@ def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
 def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Span], mode: str = "all") -> list[Span]:
     """PERSON spans of `text`, given spaCy's entities [(start, end, label)] and the direct identifiers found."""
     named: list[tuple[int, int, float]] = []
-    label_at = {(a, b): label for a, b, label in entities}
     # 1. every PERSON entity, unless it holds a digit ("Q3") or is one ordinary word NER took for a name
     for a, b, label in entities:
         if label == PERSON and not any(c.isdigit() for c in text[a:b]) and not _ordinary_word(text[a:b]):

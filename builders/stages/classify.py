@@ -7,7 +7,7 @@ from functools import partial
 import polars as pl
 
 from builders.schema import Tables
-from builders.stages import Context, Stage, StageResult
+from builders.stages import Stage, StageResult
 
 NAME = "classify"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow as pa
 from datasets import DatasetInfo, Features, SplitDict, SplitInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
@@ -106,13 +105,13 @@ def _found_line(found: dict) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in sorted(found.items())) or "none"
 
 
-def write_card(folder: Path, name: str, configs: dict[str, tuple[pa.Schema, str, dict]], report: dict) -> None:
-    """configs: config name -> (arrow schema, data folder, split -> {num_examples, num_bytes})."""
+def write_card(folder: Path, name: str, configs: dict[str, tuple[Features, str, dict]], report: dict) -> None:
+    """configs: config name -> (Features, data folder, split -> {num_examples, num_bytes})."""
     data = DatasetCardData(license=report["license"], task_categories=TASKS[name], language=["en"],
                            tags=["instructkit", "rlhf", "instructgpt"], pretty_name=f"instructkit {name}")
     meta = MetadataConfigs()
     infos = DatasetInfosDict()
-    for cfg, (schema, subdir, splits) in configs.items():
+    for cfg, (features, subdir, splits) in configs.items():
         entry = {"data_files": [{"split": sp, "path": f"{subdir}/{sp}-*"} for sp in splits]}
         if cfg == "default":
             entry["default"] = True
@@ -120,7 +119,7 @@ def write_card(folder: Path, name: str, configs: dict[str, tuple[pa.Schema, str,
         split_dict = SplitDict()
         for sp, info in splits.items():
             split_dict.add(SplitInfo(name=sp, num_examples=info["num_examples"], num_bytes=info["num_bytes"]))
-        infos[cfg] = DatasetInfo(features=Features.from_arrow_schema(schema), splits=split_dict)
+        infos[cfg] = DatasetInfo(features=features, splits=split_dict)
     meta.to_dataset_card_data(data)
     infos.to_dataset_card_data(data)
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{_body(name, report)}")
