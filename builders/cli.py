@@ -103,9 +103,12 @@ def _cmd_pii(args) -> int:
     from builders.tablefile import (check_output, copy_other_files, data_files, put, read_table, text_columns, texts_of,
                                     write_table)
 
+    from builders.engine import LocalEngine
+
     check_output(args.inp, args.out)
     files = data_files(args.inp)
     scanner = PiiScanner(names=args.names)
+    engine = LocalEngine(workers=1, progress=True)  # in this process, with a progress bar
     rows_in = rows_hit = 0
     entities: Counter = Counter()
     for path, rel in files:
@@ -116,7 +119,7 @@ def _cmd_pii(args) -> int:
         rows = df.to_dicts()
         spots = [(i, col, pos, text) for i, row in enumerate(rows) for col in cols
                  for pos, text in texts_of(row.get(col), str(path), i + 1, col)]
-        found = scanner.scan([text for *_, text in spots])
+        found = scanner.scan([text for *_, text in spots], engine=engine)
         hit = set()
         for (i, col, pos, text), fs in zip(spots, found):
             if fs:

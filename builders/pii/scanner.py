@@ -37,11 +37,12 @@ class PiiScanner:
         return (PiiScanner, (self.names, self.batch_size, False))
 
     def scan(self, texts: list[str], desc: str = "PII", engine=None) -> list[list[Span]]:
-        """Findings per text; each distinct text is analysed once, on `engine` (default: this process)."""
-        from builders.engine import LocalEngine
+        """Findings per text; each distinct text is analysed once, on `engine` (default: this process, as every
+        stage's default)."""
+        from builders.engine import IN_PROCESS
 
         unique = list(dict.fromkeys(texts))
-        engine = engine or LocalEngine(workers=1, progress=self.progress)
+        engine = engine or IN_PROCESS
         found = dict(zip(unique, engine.map(self.scan_distinct, unique, batch_size=4_000, desc=desc)))
         return [found[t] for t in texts]
 
