@@ -19,6 +19,8 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from builders import interrupts
+
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
@@ -89,6 +91,7 @@ class LocalEngine(_Engine):
         try:
             if self.workers == 1 or n < self.min_parallel:
                 for a, b in spans:
+                    interrupts.check()
                     out.append(fn(list(items[a:b])))
                     bar.update(b - a)
                 return out

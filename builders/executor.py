@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from builders import interrupts
 from builders.pseudonym import load_key
 from builders.schema import PROMPTS_SCHEMA, Tables
 from builders.settings import BuildSettings
@@ -235,6 +236,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         with tqdm(total=plan.height, desc=" + ".join(s.name for s in per_batch) or "write", unit=" prompts",
                   disable=not progress, mininterval=2) as bar:
             for batch in spilled.batches(plan, batch_rows):
+                interrupts.check()
                 run_batch(batch)
                 bar.update(batch.height)
         if demos.height or rankings.height:  # every label's prompt was kept or its drop accounted for before pass 2

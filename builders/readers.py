@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from builders import interrupts
 from builders.errors import InputError
 
 
@@ -77,7 +78,9 @@ def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawReco
         raise InputError("file is empty: no records", file=name)
     row = 0
     for batch in pf.iter_batches(batch_size=batch_size):
-        for data in batch.to_pylist():
+        rows = batch.to_pylist()
+        interrupts.check()  # an interrupt inside to_pylist's Python callbacks is swallowed there
+        for data in rows:
             row += 1
             yield RawRecord({k: v for k, v in data.items() if v is not None}, name, row)
 

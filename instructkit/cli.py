@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import traceback
 
@@ -22,6 +21,7 @@ import builders.cli
 import evals.cli
 import taxonomy.cli
 import trainers.cli
+from builders import interrupts
 from builders.errors import InputError, PushRefused
 
 PACKAGES = (builders.cli, taxonomy.cli, builders.bench.cli, trainers.cli, evals.cli)
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    terminate = _stop_on_sigterm()
+    handlers = interrupts.install()  # Ctrl-C and SIGTERM stop a command the same way, so its cleanup runs
     try:
         return args.func(args, rest) if getattr(args, "passes_rest", False) else args.func(args)
     except KeyboardInterrupt:
@@ -58,20 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if terminate is not None:
-            signal.signal(signal.SIGTERM, terminate)
-
-
-def _stop_on_sigterm():
-    """SIGTERM (`kill`, `timeout`, a scheduler) stops a command the way Ctrl-C does, so its cleanup runs; returns
-    the previous handler (None outside the main thread, where handlers cannot be set)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:
-        return None
+        interrupts.restore(handlers)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,21 @@ def test_score_toxicity_reads_a_nested_column(tmp_path):
     assert main(["score-toxicity", "--in", str(src), "--out", str(tmp_path / "o.jsonl"), "--column", "continuation.text"]) == 0
     scored = [json.loads(line)["toxicity"] for line in open(tmp_path / "o.jsonl")]
     assert scored[0] > 0.5 > scored[1]
+
+
+def test_an_interrupt_swallowed_inside_c_code_still_stops_the_reading(tmp_path, monkeypatch):
+    """pyarrow's to_pylist runs Python callbacks and ignores what they raise: a Ctrl-C landing there was lost and the
+    build ran to the end. The handler records it, and the readers raise it again between batches and records."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from builders import interrupts
+    from builders.sources import load_source
+
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt_id": ["a", "b"], "user_id": ["u", "u"], "source": ["api"] * 2, "text": ["x", "y"]}), path)
+    monkeypatch.setattr(interrupts, "_pending", True)  # as if KeyboardInterrupt had been raised and swallowed
+    with pytest.raises(KeyboardInterrupt):
+        next(load_source(f"parquet:{path}").stream())
+    monkeypatch.setattr(interrupts, "_pending", False)
+    assert len(list(load_source(f"parquet:{path}").stream())) == 2

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builders import interrupts
 from builders.errors import InputError
 from builders.readers import RawRecord
 
@@ -41,7 +42,9 @@ class SourceData:
             self.units_read, self.used, self.dropped = 0, Counter(), []
         self._tallying = tally
         try:
-            yield from self.reader(self)
+            for rec in self.reader(self):
+                interrupts.check()
+                yield rec
         finally:
             self._tallying = False
 
