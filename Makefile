@@ -12,7 +12,7 @@ $(BIN)/python:
 # torch's CPU build first: a plain torch requirement would pull a multi-GB CUDA build.
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,eval,ray,embed,bench,test]'
+	$(BIN)/pip install -q -e '.[train,eval,ray,embed,real,bench,test]'
 
 sample: setup
 	$(BIN)/instructkit build

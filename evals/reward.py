@@ -46,10 +46,30 @@ def score(model, tok, conversations: list[list[dict]], batch_size: int = 16, max
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def pair_accuracy(model, tok, pairs: list[tuple[list[dict], list[dict], list[dict]]], max_length: int | None = 1024) -> float:
-    """Share of (prompt, chosen, rejected) pairs where the chosen completion scores higher."""
+def pair_outcomes(model, tok, pairs: list[tuple[list[dict], list[dict], list[dict]]], max_length: int | None = 1024) -> list[bool]:
+    """For each (prompt, chosen, rejected) pair: does the chosen completion score higher?"""
     if not pairs:
-        return float("nan")
+        return []
     chosen = score(model, tok, [p + c for p, c, _ in pairs], max_length=max_length)
     rejected = score(model, tok, [p + r for p, _, r in pairs], max_length=max_length)
-    return float((chosen > rejected).float().mean())
+    return (chosen > rejected).tolist()
+
+
+def pair_accuracy(model, tok, pairs: list[tuple[list[dict], list[dict], list[dict]]], max_length: int | None = 1024) -> float:
+    """Share of (prompt, chosen, rejected) pairs where the chosen completion scores higher."""
+    wins = pair_outcomes(model, tok, pairs, max_length)
+    return sum(wins) / len(wins) if wins else float("nan")
+
+
+def accuracy_with_ci(wins: list[bool], groups: list | None = None, seed: int = 0) -> dict:
+    """Pairwise accuracy with a 95% interval: pairs of one ranking are not independent, so with `groups` (the
+    ranking of each pair) the interval resamples rankings (cluster bootstrap); else Wilson's interval."""
+    from evals.stats import bootstrap_ci, wilson_ci
+
+    n = len(wins)
+    if not n:
+        return {"value": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    value = sum(wins) / n
+    lo, hi = bootstrap_ci([float(w) for w in wins], seed=seed, groups=groups) if groups else wilson_ci(sum(wins), n)
+    return {"value": round(value, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)], "n": n,
+            **({"rankings": len(set(groups))} if groups else {})}

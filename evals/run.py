@@ -89,6 +89,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise ValueError("the winrate task needs --baseline (e.g. the SFT checkpoint)")
     if "winrate" in cfg.tasks and not (cfg.reward_model or cfg.judge):
         raise ValueError("the winrate task needs --reward-model or --judge")
+    from builders.checkpoints import resolve_model
+
+    cfg.model, cfg.baseline, cfg.reward_model = (resolve_model(m, progress=cfg.progress) for m in (cfg.model, cfg.baseline, cfg.reward_model))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = out / "cache"

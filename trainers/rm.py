@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from evals.reward import chat_token_ids, pad, pair_accuracy, score
+from evals.reward import accuracy_with_ci, chat_token_ids, pad, pair_outcomes, score
+from builders.checkpoints import resolve_model
 from trainers.common import (load_splits, load_tokenizer, loss_curve, merged, model_init_kwargs, peft_config, require_model,
                              write_metrics)
 
@@ -32,6 +33,8 @@ class RmArguments:
     sft_dataset: str | None = field(default="builders/sft", metadata={"help": "demonstrations for the reward offset"})
     hh_dir: str | None = field(default=None, metadata={"help": "folder with HH-RLHF */test.jsonl.gz to report accuracy on"})
     max_eval_pairs: int = field(default=2000, metadata={"help": "cap on pairs per accuracy report"})
+    eval_split: str = field(default="validation", metadata={"help": "the built split whose pairs the accuracy (with a "
+                                                                     "95% interval over rankings) is reported on"})
 
 
 def hh_pairs(folder: str, limit: int) -> list:
@@ -101,6 +104,7 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
     if script_args.mode not in ("kway", "pairs"):
         raise ValueError(f"--mode must be kway or pairs, got {script_args.mode!r}")
     require_model(model_args.model_name_or_path)
+    model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
     init = model_init_kwargs(model_args, training_args)
     pairs = load_splits(script_args.dataset)
     tok = load_tokenizer(model_args.model_name_or_path, training_args.trust_remote_code)
@@ -136,11 +140,16 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
 
     metrics = {"stage": "rm", "mode": script_args.mode, "train_rows": len(train), "train_loss": result.training_loss,
                "train_seconds": round(seconds, 2), "loss_curve": loss_curve(trainer.state.log_history)}
-    if "validation" in pairs:
-        val = pairs["validation"].select(range(min(script_args.max_eval_pairs, len(pairs["validation"]))))
-        metrics["validation_accuracy"] = pair_accuracy(model, tok, list(zip(val["prompt"], val["chosen"], val["rejected"])), max_len)
+    split = script_args.eval_split
+    if split in pairs:
+        val = pairs[split].select(range(min(script_args.max_eval_pairs, len(pairs[split]))))
+        wins = pair_outcomes(model, tok, list(zip(val["prompt"], val["chosen"], val["rejected"])), max_len)
+        metrics[f"{split}_accuracy"] = sum(wins) / len(wins) if wins else float("nan")
+        metrics[f"{split}_accuracy_ci"] = accuracy_with_ci(wins, groups=val["group"] if "group" in val.column_names else None)
     if script_args.hh_dir:
-        metrics["hh_rlhf_test_accuracy"] = pair_accuracy(model, tok, hh_pairs(script_args.hh_dir, script_args.max_eval_pairs), max_len)
+        wins = pair_outcomes(model, tok, hh_pairs(script_args.hh_dir, script_args.max_eval_pairs), max_len)
+        metrics["hh_rlhf_test_accuracy"] = sum(wins) / len(wins) if wins else float("nan")
+        metrics["hh_rlhf_test_accuracy_ci"] = accuracy_with_ci(wins)
     offset = 0.0
     if script_args.sft_dataset:
         demos = load_splits(script_args.sft_dataset)["train"]

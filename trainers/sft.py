@@ -8,8 +8,10 @@ dropout (0.2) is applied where the architecture has a residual-dropout setting; 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from builders.checkpoints import resolve_model
 from trainers.common import (load_splits, load_tokenizer, loss_curve, merged, model_init_kwargs, peft_config, require_model,
                              write_metrics)
 
@@ -24,6 +26,8 @@ class SftArguments:
     dataset: str = field(default="builders/sft", metadata={"help": "built SFT folder or Hub id"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use at most this many training rows"})
     residual_dropout: float = field(default=0.2, metadata={"help": "the paper's residual dropout, where the architecture has one"})
+    eval_before: bool = field(default=False, metadata={"help": "also evaluate the validation loss before training "
+                                                               "(metrics.json: eval_loss_before, perplexities)"})
 
 
 def residual_dropout_kwargs(model_id: str, p: float, trust_remote_code: bool = False) -> dict:
@@ -38,6 +42,7 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
     from trl import SFTTrainer
 
     require_model(model_args.model_name_or_path)
+    model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
     init = model_init_kwargs(model_args, training_args)
     ds = load_splits(script_args.dataset)
     keep = ["prompt", "completion"]
@@ -52,6 +57,7 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
     trainer = SFTTrainer(model=model_args.model_name_or_path, args=training_args, train_dataset=train,
                          eval_dataset=ds["validation"] if "validation" in ds else None, processing_class=tok,
                          peft_config=peft_config(model_args))
+    before = trainer.evaluate()["eval_loss"] if script_args.eval_before and "validation" in ds else None
     result = trainer.train()
     eval_loss = trainer.evaluate()["eval_loss"] if "validation" in ds else None
     model = merged(trainer.model)
@@ -67,6 +73,10 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
                "residual_dropout": dropout or f"none: {type(model).__name__} has no residual-dropout setting"}
     if eval_loss is not None:
         metrics["eval_loss"] = eval_loss
+        metrics["eval_perplexity"] = math.exp(eval_loss)
+    if before is not None:
+        metrics["eval_loss_before"] = before
+        metrics["eval_perplexity_before"] = math.exp(before)
     write_metrics(training_args.output_dir, metrics)
     return metrics
 

