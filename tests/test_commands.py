@@ -121,6 +121,7 @@ def test_model_config_reaches_the_reward_model(sample_build, tiny_base, tmp_path
 
     out = tmp_path / "rm"
     rc = main(["train", "rm", "--model_name_or_path", str(tiny_base), "--dataset", str(sample_build[0] / "rm"),
+               "--sft_dataset", str(sample_build[0] / "sft"),
                "--output_dir", str(out), "--max_steps", "1", "--report_to", "none", "--save_strategy", "no",
                "--per_device_train_batch_size", "2", "--use_peft", "true", "--lora_target_modules", "all-linear",
                "--dtype", "bfloat16"])
