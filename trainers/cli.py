@@ -44,6 +44,11 @@ def register(sub) -> None:
     a.set_defaults(func=_cmd_all)
 
 
+def shipped_configs() -> str:
+    """The stage configs shipped with instructkit, by name (the accelerate launch configs are not stage settings)."""
+    return ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("accelerate")))
+
+
 def resolve_config(value: str) -> Path:
     """A config path as given, else one shipped with instructkit by file name or stage name (`sft`, `ppo_ptx.yaml`),
     so `--config sft` works from any folder."""
@@ -55,17 +60,15 @@ def resolve_config(value: str) -> Path:
     for candidate in (CONFIGS / path.name, CONFIGS / f"{path.name}.yaml"):
         if candidate.is_file():
             return candidate
-    shipped = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("accelerate")))
-    raise InputError(f"config file not found (shipped configs: {shipped})", file=value, flag="--config")
+    raise InputError(f"config file not found (shipped configs: {shipped_configs()})", file=value, flag="--config")
 
 
 def stage_parser(stage: str):
     """The stage's TrlParser, with its real program name and CPU-safe defaults on a machine without a GPU."""
     module = __import__(f"trainers.{stage}", fromlist=["make_parser"])
     parser = module.make_parser(prog=f"instructkit train {stage}")
-    shipped = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.startswith("accelerate")))
     parser.add_argument("--config", metavar="FILE_OR_NAME", default=argparse.SUPPRESS,
-                        help=f"YAML of settings (keys as these flags; flags given here win), or a shipped one by name: {shipped}")
+                        help=f"YAML of settings (keys as these flags; flags given here win), or a shipped one by name: {shipped_configs()}")
     cpu_defaults(parser)
     return parser
 
@@ -89,7 +92,7 @@ def run_stage(stage: str, argv: list[str]) -> dict:
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
-            raise InputError("needs a file (or the name of a shipped config: sft, rm, ppo, ppo_ptx, grpo)", flag="--config")
+            raise InputError(f"needs a file (or the name of a shipped config: {shipped_configs()})", flag="--config")
         argv[i + 1] = str(resolve_config(argv[i + 1]))
     try:
         parsed = parser.parse_args_and_config(args=argv)
