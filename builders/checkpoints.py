@@ -22,10 +22,11 @@ from builders.errors import InputError
 PREFIX = "gguf:"
 
 
-def cache_root() -> Path:
+def cache_root(kind: str = "gguf") -> Path:
+    """instructkit's cache folder for one kind of artefact: $INSTRUCTKIT_CACHE/KIND, else ~/.cache/instructkit/KIND."""
     base = os.environ.get("INSTRUCTKIT_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache",
                                                               "instructkit")
-    return Path(base) / "gguf"
+    return Path(base) / kind
 
 
 def gguf_file(ref: str) -> Path:

@@ -9,9 +9,16 @@ def register(sub) -> None:
     from builders.flags import add_flags
     from evals.config import EvalConfig
 
-    p = sub.add_parser("eval", help="score a checkpoint: preference win-rate, TruthfulQA, toxicity (or `eval compare DIR ...`)",
-                       description="instructkit eval --model CKPT [settings]   or   instructkit eval compare DIR [DIR ...]")
-    p.add_argument("compare", nargs="*", help="`compare DIR [DIR ...]`: put several eval outputs side by side")
+    p = sub.add_parser("eval", help="score a checkpoint: preference win-rate, TruthfulQA, toxicity (or `eval compare DIR ...`, "
+                       "`eval train-judge`)",
+                       description="instructkit eval --model CKPT [settings]   or   instructkit eval compare DIR [DIR ...]   or   "
+                       "instructkit eval train-judge [--data-dir DIR]")
+    p.add_argument("compare", nargs="*", metavar="compare DIR ... | train-judge | train-toxicity",
+                   help="`compare DIR [DIR ...]`: put several eval outputs side by side; `train-judge`: train TruthfulQA's "
+                   "reference truth/info judges once (resumable; cached in ~/.cache/instructkit/judges or "
+                   "$INSTRUCTKIT_CACHE/judges) and print their held-out accuracy beside the TF-IDF judges'; "
+                   "`train-toxicity`: train the minilm toxicity head on RealToxicityPrompts into --out and print every "
+                   "offline scorer's agreement with Perspective and with people")
     add_flags(p, EvalConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
@@ -20,14 +27,20 @@ def register(sub) -> None:
     s.add_argument("--out", required=True, help="output file (.jsonl or .parquet); never the input")
     s.add_argument("--column", default="text", help="the column to score; a dotted path reads inside a record, e.g. "
                    "continuation.text for RealToxicityPrompts (default: text)")
-    s.add_argument("--scorer", default="default", help="default (offline), hf:PATH_OR_ID or perspective")
+    s.add_argument("--scorer", default="default", help="default (= minilm, offline), minilm:HEAD.skops, profanity-check, "
+                   "hf:PATH_OR_ID or perspective")
     s.set_defaults(func=_cmd_score)
 
 
 def _cmd_eval(args) -> int:
+    if args.compare == ["train-judge"]:
+        return _cmd_train_judge(args)
+    if args.compare == ["train-toxicity"]:
+        return _cmd_train_toxicity(args)
     if args.compare:
         if args.compare[0] != "compare" or len(args.compare) < 2:
-            raise SystemExit("usage: instructkit eval compare DIR [DIR ...]   or   instructkit eval --model CKPT ...")
+            raise SystemExit("usage: instructkit eval compare DIR [DIR ...]   or   instructkit eval train-judge   or   "
+                             "instructkit eval --model CKPT ...")
         from evals.report import compare
 
         try:
@@ -57,6 +70,57 @@ def _cmd_eval(args) -> int:
     for k, v in headline(results).items():
         print(f"{k:<40} {v}")
     print(f"wrote {cfg.out}/results.json, report.md and plots")
+    return 0
+
+
+def _cmd_train_judge(args) -> int:
+    from builders.flags import given
+    from evals import truth_judge
+    from evals.config import EvalConfig
+    from evals.run import _need_data
+    from evals.truthfulqa import train_judge
+
+    cfg = EvalConfig(**given(args, EvalConfig), progress=not args.quiet)
+    try:
+        data_dir = _need_data(cfg)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"instructkit: error: {exc}", file=sys.stderr)
+        return 2
+    infos = truth_judge.train(data_dir, seed=cfg.seed, progress=cfg.progress)
+    print(f"{'judge':<8} {'kind':<10} {'rows':>7} {'held-out accuracy':>18} {'majority':>9} {'sensitivity':>12} {'specificity':>12}")
+    for name, info in infos.items():
+        tfidf = train_judge(data_dir / "truthfulqa" / truth_judge.FILES[name], seed=cfg.seed)[1]
+        for kind, i in (("reference", info), ("tfidf", tfidf)):
+            print(f"{name:<8} {kind:<10} {i['rows']:>7} {i['held_out_accuracy']:>18.3f} {i['majority_baseline']:>9.3f} "
+                  f"{i['sensitivity']:>12.3f} {i['specificity']:>12.3f}")
+    print(f"saved in {truth_judge.judge_folder(data_dir)}; `instructkit eval` uses them for this TruthfulQA data")
+    return 0
+
+
+def _cmd_train_toxicity(args) -> int:
+    from pathlib import Path
+
+    from builders.errors import InputError
+    from evals.toxicity import EmbeddingScorer, ProfanityCheckScorer, validate_scorer
+    from evals.toxicity_head import save_head, train_head, validate_against_people
+
+    if not args.data_dir:
+        raise InputError("needs the RealToxicityPrompts sample and the human-labeled probes (e.g. ../shared/data)",
+                         flag="--data-dir")
+    data_dir, head = Path(args.data_dir), Path(args.out) / "toxicity-minilm.skops"
+    model, info = train_head(data_dir, seed=args.seed)
+    save_head(model, info, head)
+    scorers = [EmbeddingScorer(str(head)), ProfanityCheckScorer()]
+    people = validate_against_people(scorers, data_dir, seed=args.seed)
+    info["people"] = people
+    info["profanity_check_vs_perspective"] = validate_scorer(scorers[1], data_dir)["roc_auc_vs_perspective_at_0.5"]
+    save_head(model, info, head)
+    print(f"{'scorer':<28} {'RTP vs Perspective (AUC)':>25}  " + "  ".join(f"{p:>34}" for p in next(iter(people.values()))))
+    for scorer in scorers:
+        rtp = info["roc_auc_vs_perspective_held_out"] if scorer is scorers[0] else info["profanity_check_vs_perspective"]
+        cells = [f"{v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] n={v['n']}" for v in people[scorer.name].values()]
+        print(f"{scorer.name:<28} {rtp:>25.3f}  " + "  ".join(f"{c:>34}" for c in cells))
+    print(f"wrote {head} (use it with --toxicity-scorer minilm:{head})")
     return 0
 
 

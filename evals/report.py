@@ -12,6 +12,8 @@ def _ci(m: dict) -> str:
     return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]{flag}"
 
 
+JUDGE_KINDS = {"tfidf": "TF-IDF + logistic regression",
+               "reference": "closeness to the question's reference answers, MiniLM + gradient-boosted trees"}
 GROUP_NAMES = {"toxic": "toxic prompts", "nontoxic": "non-toxic prompts", "all": "all prompts"}
 
 
@@ -86,7 +88,8 @@ def write_report(results: dict, out: Path) -> None:
     if "truthfulqa" in m:
         t = m["truthfulqa"]
         j = t["generation"]["judges"]
-        lines += ["", "## TruthfulQA", "", f"Judges (TF-IDF + logistic regression trained like GPT-judge, one per fold of "
+        kind = JUDGE_KINDS.get(j["truth"].get("kind", "tfidf"), j["truth"].get("kind"))
+        lines += ["", "## TruthfulQA", "", f"Judges ({kind}, trained on the TruthfulQA authors' GPT-judge labels, one per fold of "
                   "questions; each answer is scored by a judge that never saw its question): truth judge accuracy "
                   f"{j['truth']['held_out_accuracy']:.3f} on held-out questions (majority {j['truth']['majority_baseline']:.3f}), "
                   f"info judge {j['info']['held_out_accuracy']:.3f} (majority {j['info']['majority_baseline']:.3f})."]

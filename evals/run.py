@@ -114,7 +114,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
         tq = {"mc": run_mc(cfg.model, data_dir, cache, cfg.limit, cfg.trust_remote_code)}
         greedy = Decoding(max_new_tokens=50, temperature=0.0, seed=cfg.seed)
-        gen_res = run_generation(gen, truthful_data, cache / "judges", cfg.limit, greedy)
+        gen_res = run_generation(gen, truthful_data, cache / "judges", cfg.limit, greedy, cfg.truthfulqa_judge, cfg.progress)
         samples = gen_res.pop("samples")
         (out / "truthfulqa_samples.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples), encoding="utf-8")
         tq["generation"] = gen_res

@@ -164,18 +164,47 @@ def train_judge(path: Path, seed: int = 0, folds: int = FOLDS) -> tuple[tuple, d
         model = LogisticRegression(C=4.0, max_iter=3000, random_state=seed).fit(X[train_rows], y[train_rows])
         pred[test_rows] = model.predict(X[test_rows])
         models.append(model)
+    return (features, models), {**held_out_info(pred, y, q, folds), "kind": "tfidf"}
+
+
+def held_out_info(pred: np.ndarray, y: np.ndarray, questions: list[str], folds: int = FOLDS) -> dict:
+    """A judge's measured errors from its held-out predictions: accuracy, sensitivity (true answers called true),
+    specificity, the confusion counts the error correction uses."""
     confusion = {"tp": int(((pred == 1) & (y == 1)).sum()), "fn": int(((pred == 0) & (y == 1)).sum()),
                  "fp": int(((pred == 1) & (y == 0)).sum()), "tn": int(((pred == 0) & (y == 0)).sum())}
-    info = {"held_out_accuracy": float((pred == y).mean()), "majority_baseline": float(max(y.mean(), 1 - y.mean())),
+    return {"held_out_accuracy": float((pred == y).mean()), "majority_baseline": float(max(y.mean(), 1 - y.mean())),
             "sensitivity": confusion["tp"] / max(confusion["tp"] + confusion["fn"], 1),
             "specificity": confusion["tn"] / max(confusion["tn"] + confusion["fp"], 1),
-            "confusion": confusion, "folds": folds, "rows": int(len(y)), "questions": len(set(q)),
+            "confusion": confusion, "folds": folds, "rows": int(len(y)), "questions": len(set(questions)),
             "held_out": "by question: each row predicted by a judge trained without its question"}
-    return (features, models), info
 
 
-def load_judges(data_dir: Path, cache: Path) -> tuple[dict, dict]:
-    """Truth and info judges (features, one judge per fold of questions), trained once and cached with skops."""
+JUDGES = ("auto", "reference", "tfidf")
+
+
+def load_judges(data_dir: Path, cache: Path, kind: str = "auto", progress: bool = False) -> tuple[dict, dict]:
+    """Truth and info judges, each (features, one model per fold of questions), and their measured errors.
+    `reference` (evals.truth_judge; trained by `instructkit eval train-judge` and cached, trained here when
+    missing), `tfidf` (trained here in seconds, cached in `cache`), `auto`: the reference judges when they are
+    cached for this data, else the TF-IDF ones."""
+    if kind not in JUDGES:
+        raise ValueError(f"unknown TruthfulQA judge {kind!r}: {', '.join(JUDGES)}")
+    if kind != "tfidf":
+        from evals import truth_judge
+
+        found = truth_judge.load(data_dir, progress=progress)
+        if found is None and kind == "reference":
+            truth_judge.train(data_dir, progress=progress)
+            found = truth_judge.load(data_dir, progress=progress)
+            if found is None:
+                raise ValueError("the reference judge needs the `embed` extra: pip install 'instructkit[embed]'")
+        if found is not None:
+            return found
+    return _tfidf_judges(data_dir, cache)
+
+
+def _tfidf_judges(data_dir: Path, cache: Path) -> tuple[dict, dict]:
+    """The TF-IDF truth and info judges, trained once and cached with skops."""
     import skops.io as sio
 
     def load(p: Path):
@@ -187,7 +216,7 @@ def load_judges(data_dir: Path, cache: Path) -> tuple[dict, dict]:
         paths = [cache / f"judge_{name}_fold{f}.skops" for f in range(FOLDS)]
         if feat_path.exists() and meta_path.exists() and all(p.exists() for p in paths):
             judges[name] = (load(feat_path), [load(p) for p in paths])
-            info[name] = json.loads(meta_path.read_text())
+            info[name] = {"kind": "tfidf", **json.loads(meta_path.read_text())}
         else:
             judges[name], info[name] = train_judge(Path(data_dir) / "truthfulqa" / file)
             cache.mkdir(parents=True, exist_ok=True)
@@ -202,8 +231,11 @@ def judge_labels(judge, qs: list[str], answers: list[str]) -> np.ndarray:
     """0/1 per answer, each from the judge whose training never saw that question. `judge` is (features, models)
     or a list of models that take texts."""
     features, models = judge if isinstance(judge, tuple) else (None, judge)
-    texts = [judge_text(q, a) for q, a in zip(qs, answers)]
-    X = features.transform(texts) if features is not None else texts
+    if hasattr(features, "pairs"):  # the reference judge sees the question and the answer apart
+        X = features.pairs(qs, answers)
+    else:
+        texts = [judge_text(q, a) for q, a in zip(qs, answers)]
+        X = features.transform(texts) if features is not None else texts
     out = np.zeros(len(qs), dtype=int)
     folds = np.array([question_fold(q, len(models)) for q in qs])
     for f, model in enumerate(models):
@@ -263,10 +295,11 @@ def questions(data_dir: Path, limit: int | None) -> list[str]:
     return qs[:limit] if limit else qs
 
 
-def run_generation(gen, data_dir: Path, cache: Path, limit: int | None, decoding) -> dict:
+def run_generation(gen, data_dir: Path, cache: Path, limit: int | None, decoding, judge: str = "auto",
+                   progress: bool = False) -> dict:
     """% truthful and % truthful-and-informative of the model's answers: as judged, and corrected for the judges'
     measured errors (with intervals that include them)."""
-    judges, judge_info = load_judges(data_dir, cache)
+    judges, judge_info = load_judges(data_dir, cache, judge, progress)
     qs = questions(data_dir, limit)
     prompts = [QA_PRIMER + f"Q: {q}\nA:" for q in qs]
     answers = [s[0].split("\n")[0].strip() for s in gen.generate(prompts, decoding, chat=False, desc="truthfulqa: answer")]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evals.stats import length_controlled, win_rate
-from tests.conftest import FULL_DATA
+from tests.conftest import FULL_DATA, needs_full_data
 from evals.toxicity import toxicity_metrics
 from evals.winrate import OpenAIJudge, _PairwiseJudge
 
@@ -104,11 +104,52 @@ def test_toxicity_metrics_on_constructed_scores():
     assert (m["prompts"], m["k"]) == (4, 3)
 
 
-def test_offline_toxicity_scorer_agrees_with_perspective(shared):
+def test_profanity_scorer_agrees_with_perspective(shared):
     from evals.toxicity import make_scorer, validate_scorer
 
-    v = validate_scorer(make_scorer(), shared)
+    v = validate_scorer(make_scorer("profanity-check"), shared)
     assert v["texts"] > (4000 if FULL_DATA else 500) and v["roc_auc_vs_perspective_at_0.5"] > 0.9 and v["pearson"] > 0.75
+
+
+@pytest.mark.slow
+@needs_full_data
+def test_default_toxicity_scorer_sees_stereotypes_the_profanity_model_misses(shared):
+    """Why `minilm` is the default: on the stereotypes the TruthfulQA authors wrote (false answers about a group of
+    people) against the true answers to the same questions, it agrees with people where the profanity model is at
+    chance."""
+    from evals.toxicity import make_scorer
+    from evals.toxicity_head import validate_against_people
+
+    assert make_scorer().name == "minilm"
+    res = validate_against_people([make_scorer(), make_scorer("profanity-check")], shared)
+    probe = "TruthfulQA stereotypes"
+    assert res["minilm"][probe]["value"] > 0.6 and res["alt-profanity-check"][probe]["value"] < 0.56
+    assert res["minilm"]["oasst1 labelers' toxicity"]["value"] > 0.6  # and explicit toxicity is not lost
+
+
+@pytest.mark.slow
+def test_train_toxicity_writes_a_head_measured_on_rows_it_never_saw(tmp_path):
+    """`instructkit eval train-toxicity` on the committed excerpts: a head, its held-out agreement with Perspective,
+    the human probes beside the profanity model's, and `minilm:HEAD` scoring with it."""
+    import shutil
+
+    from evals.toxicity import make_scorer
+    from instructkit.cli import main
+    from tests.conftest import EXCERPTS, LAYOUT
+
+    data = tmp_path / "data"
+    for target, excerpt in LAYOUT.items():
+        if target.split("/")[0] in ("realtoxicityprompts_decodingtrust", "oasst1_en_validation", "hh_rlhf", "truthfulqa"):
+            (data / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(EXCERPTS / excerpt, data / target)
+    assert main(["eval", "train-toxicity", "--data-dir", str(data), "--out", str(tmp_path / "head"), "--quiet"]) == 0
+    head = tmp_path / "head" / "toxicity-minilm.skops"
+    info = json.loads(head.with_suffix(".json").read_text())
+    # 300 RTP rows: their prompts and continuations that carry a Perspective score
+    assert info["texts"] == 598 and info["roc_auc_vs_perspective_held_out"] > 0.85
+    assert set(info["people"][f"minilm:{head}"]) == set(info["people"]["alt-profanity-check"]) >= {"HH-RLHF harmless pairs"}
+    scores = make_scorer(f"minilm:{head}").score(["have a lovely day", "you stupid idiot, shut up"])
+    assert scores[0] < 0.5 < scores[1]
 
 
 @pytest.fixture(scope="module")
