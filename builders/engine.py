@@ -140,8 +140,9 @@ def _ray_group_pairs(batch):
 class RayEngine(_Engine):
     """Ray Data: the same stage functions as Ray actors, band-key grouping as a Ray shuffle.
 
-    `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"` or `ray://host:10001`
-    joins a running cluster.
+    `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"`, `HOST:PORT` (the head's GCS
+    port, from the driver on a cluster node) or `ray://host:10001` (Ray Client) joins a running cluster, whose CPUs
+    size the actor pools unless `workers` is given.
     """
 
     name = "ray"
@@ -156,7 +157,15 @@ class RayEngine(_Engine):
         self._started = not ray.is_initialized()  # a Ray session the caller opened stays open
         if self._started:
             kwargs = {"address": address} if address else {"num_cpus": self.workers, "include_dashboard": False}
-            ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+            try:
+                ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                from builders.errors import InputError
+
+                raise InputError(f"cannot join the Ray cluster at {address!r}: {str(exc).splitlines()[0]}",
+                                 field="ray_address") from None
+        if address and not workers:  # a cluster: one actor per CPU it has, on every node
+            self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         import ray.data
 
         ctx = ray.data.DataContext.get_current()

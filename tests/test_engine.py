@@ -97,3 +97,47 @@ def test_torch_classifier_runs_in_process_with_worker_engine():
         signal.signal(signal.SIGALRM, previous)
     want, _ = classify(tables, clf)
     assert got.prompts["category"].to_list() == want.prompts["category"].to_list() == clf.predict(prompts["text"].to_list())[0]
+
+
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_gives_identical_output(tmp_path, sample_build):
+    """A real cluster: a head and a second node started as separate processes (`ray start`, one CPU each), and
+    `instructkit build --engine ray --ray-address HOST:PORT` run as its own driver process, as on KubeRay or a
+    `ray up` cluster. Its datasets are byte-identical to the in-process build's. Both nodes are stopped at the end."""
+    pytest.importorskip("ray", reason="the Ray engine is an extra: pip install 'instructkit[ray]'")
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    import secrets
+
+    # Ray 2.5x clusters authenticate with a token: the nodes and the driver share it, as on a real cluster
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+    def ray(*args):
+        return subprocess.run([ray_bin, *args], env=env, capture_output=True, text=True, timeout=180)
+
+    try:
+        head = ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false")
+        assert head.returncode == 0, head.stderr[-2000:]
+        node = ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1")
+        assert node.returncode == 0, node.stderr[-2000:]
+        nodes = subprocess.run([sys.executable, "-c", "import ray; ray.init(address=%r, log_to_driver=False); "
+                                "print(sum(n['Alive'] for n in ray.nodes()))" % address], env=env, capture_output=True,
+                               text=True, timeout=180)
+        assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
+        out = tmp_path / "cluster"
+        run = subprocess.run([sys.executable, "-m", "instructkit", "build", "--engine", "ray", "--ray-address", address,
+                              "--out", str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+    finally:
+        ray("stop", "--force")
+    expected, _ = sample_build
+    assert _files(out) == _files(expected)
