@@ -90,3 +90,16 @@ def convert_gguf(file: Path, out: Path, *, progress: bool = True) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def load_text_classifier(model_id: str, *, trust_remote_code: bool = False, field: str | None = None):
+    """(tokenizer, model in eval mode) of a Hugging Face sequence classifier, or one clear error naming it."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load hf:{model_id} (a local folder or a Hub id of a text classifier)",
+                         detail=str(exc).splitlines()[0], field=field) from None
+    return tok, model

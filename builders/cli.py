@@ -136,13 +136,18 @@ def _cmd_pii(args) -> int:
     return 0
 
 
+CLASSIFIER_HELP = ("`fast` (default), `embed` (shipped, MiniLM, needs the embed extra), a skops file from `instructkit "
+                   "taxonomy train`, `llm:BASE_URL[#MODEL]` (an OpenAI-compatible endpoint with Table 1's rubric; key "
+                   "from $OPENAI_API_KEY) or `hf:MODEL_ID_OR_PATH[#LABELS.yaml]` (a Hugging Face text classifier, its "
+                   "labels mapped to Table 1)")
+
+
 def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="add `category` and `category_score` (Table 1 use cases) to a file of prompts")
     p.add_argument("--in", dest="inp", required=True,
                    help="JSONL or Parquet with `text`, `prompt` or `messages`, or a folder of them (e.g. builders/ppo)")
     p.add_argument("--out", required=True, help="output file (.jsonl or .parquet), or a new folder for a folder input")
-    p.add_argument("--model", help="`fast` (default), `embed` (shipped, more accurate, needs the embed extra) or a "
-                   "skops file from `instructkit taxonomy train`")
+    p.add_argument("--classifier", "--model", dest="model", help=CLASSIFIER_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_classify)
 
@@ -155,7 +160,7 @@ def _cmd_classify(args) -> int:
 
     check_output(args.inp, args.out)
     files = data_files(args.inp)
-    with naming({"classifier": "--model"}):
+    with naming({"classifier": "--classifier"}):
         clf = load_model(args.model)
     n = 0
     for path, rel in files:

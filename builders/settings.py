@@ -66,8 +66,9 @@ class BuildSettings:
 
     classifier: str = setting("fast",
               help=('The use-case classifier: `fast` (shipped, thousands of prompts/s), `embed` (shipped, MiniLM '
-                    'embeddings, more accurate on real prompts, ~45 prompts/s per CPU core; the embed extra) or a skops '
-                    'file from `taxonomy train`.'))
+                    'embeddings, ~45 prompts/s per CPU core; the embed extra), a skops file from `taxonomy train`, '
+                    '`llm:BASE_URL[#MODEL]` (an OpenAI-compatible endpoint asked with Table 1\'s rubric, cached) or '
+                    '`hf:MODEL_ID_OR_PATH[#LABELS.yaml]` (a Hugging Face text classifier mapped to Table 1).'))
 
     engine: str = setting("local", choices=("local", "ray"),
               help=('Where the per-row work (MinHash, PII, classification) runs: `local` (this machine) or `ray` (Ray '

@@ -75,17 +75,11 @@ class EmbeddingScorer(ToxicityScorer):
 class HFClassifierScorer(ToxicityScorer):
     def __init__(self, model_id: str, trust_remote_code: bool = False, batch_size: int = 32):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from builders.errors import InputError
+        from builders.checkpoints import load_text_classifier
 
         self.name = f"hf:{model_id}"
-        try:
-            self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-            self.model = AutoModelForSequenceClassification.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot load the classifier hf:{model_id} (a local folder or a Hub id of a text classifier)",
-                             detail=str(exc).splitlines()[0]) from None
+        self.tok, self.model = load_text_classifier(model_id, trust_remote_code=trust_remote_code)
         labels = {v.lower(): int(k) for k, v in self.model.config.id2label.items()}
         self.index = next((labels[n] for n in ("toxic", "toxicity", "offensive", "hate") if n in labels), self.model.config.num_labels - 1)
         # independent labels (toxic, obscene, threat, ... each a yes/no) take a sigmoid; one class out of several a softmax

@@ -118,14 +118,10 @@ class OpenAIJudge(_PairwiseJudge):
         self.key = os.environ.get(api_key_env, "")
 
     def _ask(self, content: str) -> str:
-        import requests
+        from taxonomy.labelers import chat_completion
 
-        body = {"model": self.model, "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": content}]}
-        headers = {"Authorization": f"Bearer {self.key}"} if self.key else {}
-        resp = requests.post(self.url, json=body, headers=headers, timeout=120)
-        if resp.status_code != 200:
-            raise RuntimeError(f"judge endpoint {self.url} answered HTTP {resp.status_code}")
-        return resp.json()["choices"][0]["message"].get("content") or ""
+        reply = chat_completion(self.url, self.model, [{"role": "user", "content": content}], key=self.key)
+        return reply["choices"][0]["message"].get("content") or ""
 
     def prefer(self, prompt, a: str, b: str) -> str | None:
         question = JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)

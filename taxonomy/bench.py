@@ -1,35 +1,53 @@
-"""Classifier throughput: `instructkit classify` on a file of N prompts (default 100k) made from the sample.
+"""Classifier benchmarks, each printing a Markdown table.
 
-OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python -m taxonomy.bench --n 100000 [--model embed | --model FILE.skops]
-Prints a Markdown table: rows, seconds for the whole command (read, classify, write) and for prediction alone.
+Speed: `instructkit classify` on a file of N prompts (default 100k) made from the sample:
+    OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python -m taxonomy.bench --n 100000 [--model embed | --model FILE.skops]
+Accuracy: every kind side by side on every hand-labeled held-out set, with a list of keyword rules as the anchor:
+    .venv/bin/python -m taxonomy.bench --accuracy --data-dir ../shared/data [--models fast,embed,keywords,FILE,llm:URL#M]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
 
+# The anchor a user would otherwise write: keyword rules checked in order, Open QA for a question, else Generation.
+KEYWORD_RULES = [
+    ("Chat", re.compile(r"^\s*(?:human|user|assistant|ai|q|a)\s*:|\b(?:role-?play|pretend you|act as)\b", re.I | re.M)),
+    ("Summarization", re.compile(r"\b(?:summari[sz]e|summary|tl;?dr|condense)\b", re.I)),
+    ("Extract", re.compile(r"\b(?:extract|pull out|list all the|find all the)\b", re.I)),
+    ("Rewrite", re.compile(r"\b(?:rewrite|rephrase|paraphrase|translate|fix the grammar|proofread)\b", re.I)),
+    ("Classification", re.compile(r"\b(?:classify|categori[sz]e|sentiment|which category|is this .* or)\b", re.I)),
+    ("Closed QA", re.compile(r"\b(?:passage|context|according to the|based on the (?:text|article|passage))\b|\(a\)", re.I)),
+    ("Brainstorming", re.compile(r"\b(?:ideas|brainstorm|suggestions|list of|some ways|what are some)\b", re.I)),
+    ("Generation", re.compile(r"^\s*(?:write|compose|draft|create|generate)\b", re.I)),
+]
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--n", type=int, default=100_000)
-    p.add_argument("--model", default="fast", help="fast (default), embed or a skops file (e.g. a tuned model)")
-    a = p.parse_args()
-    from instructkit.cli import main as cli
+
+def keyword_rules(text: str) -> str:
+    for label, pattern in KEYWORD_RULES:
+        if pattern.search(text):
+            return label
+    return "Open QA" if text.rstrip().endswith("?") else "Generation"
+
+
+def speed(n: int, model: str) -> None:
     from builders.sources.files import SAMPLE_DIR
+    from instructkit.cli import main as cli
     from taxonomy.model import load_model
 
     texts = [json.loads(line)["text"] for line in open(SAMPLE_DIR / "prompts.jsonl", encoding="utf-8")]
-    rows = [texts[i % len(texts)] for i in range(a.n)]
-    clf = load_model(a.model)  # a shipped model is loaded once, outside the timings (a file is read again by the command)
+    rows = [texts[i % len(texts)] for i in range(n)]
+    clf = load_model(model)  # a shipped model is loaded once, outside the timings (a file is read again by the command)
     with tempfile.TemporaryDirectory() as d:
         src, out = Path(d) / "in.jsonl", Path(d) / "out.parquet"
         src.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows), encoding="utf-8")
         t0 = time.perf_counter()
-        cli(["classify", "--in", str(src), "--out", str(out), "--model", a.model, "--quiet"])
+        cli(["classify", "--in", str(src), "--out", str(out), "--model", model, "--quiet"])
         whole = time.perf_counter() - t0
     t0 = time.perf_counter()
     clf.predict(rows)
@@ -37,7 +55,40 @@ def main() -> None:
     mean_chars = sum(map(len, rows)) / len(rows)
     print("| model | prompts | mean characters | `instructkit classify` s | prompts/s | predict only s | prompts/s |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| {Path(a.model).stem} | {a.n:,} | {mean_chars:.0f} | {whole:.1f} | {a.n / whole:,.0f} | {predict:.1f} | {a.n / predict:,.0f} |")
+    print(f"| {Path(model).stem} | {n:,} | {mean_chars:.0f} | {whole:.1f} | {n / whole:,.0f} | {predict:.1f} | {n / predict:,.0f} |")
+
+
+def accuracy(data_dir: str, models: list[str]) -> None:
+    from taxonomy.heldout import HELDOUT_SETS, load_heldout
+    from taxonomy.model import load_model, scores
+
+    sets = {name: load_heldout(data_dir, name) for name in HELDOUT_SETS}
+    print("| model | " + " | ".join(f"{name} ({len(t)}) macro-F1 / accuracy" for name, (t, _) in sets.items()) + " |")
+    print("|---" * (len(sets) + 1) + "|")
+    for model in models:
+        predict = (lambda texts: [keyword_rules(t) for t in texts]) if model == "keywords" else load_model(model).predict
+        cells = []
+        for texts, labels in sets.values():
+            pred = predict(texts)
+            pred = pred[0] if isinstance(pred, tuple) else pred
+            acc = sum(a == b for a, b in zip(labels, pred)) / len(labels)
+            cells.append(f"{scores(labels, pred)['macro_f1']:.3f} / {acc:.3f}")
+        print(f"| {model} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000, help="speed: prompts to classify")
+    p.add_argument("--model", default="fast", help="speed: fast (default), embed or a skops file (e.g. a tuned model)")
+    p.add_argument("--accuracy", action="store_true", help="score every model on every held-out set instead")
+    p.add_argument("--models", default="fast,embed,keywords", help="accuracy: comma-separated models (fast, embed, "
+                   "keywords, a skops file, llm:BASE_URL[#MODEL], hf:MODEL[#LABELS.yaml])")
+    p.add_argument("--data-dir", default="../shared/data", help="accuracy: the public data the held-out references point into")
+    a = p.parse_args()
+    if a.accuracy:
+        accuracy(a.data_dir, [m for m in a.models.split(",") if m])
+    else:
+        speed(a.n, a.model)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ def register(sub) -> None:
     t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels)")
     t.add_argument("--default", action="store_true", help="train on the shipped labels instead: the written set plus "
                    "the hand-labeled real prompts read from --data-dir (this is how the shipped models are made)")
+    t.add_argument("--labels-from", metavar="llm:URL[#MODEL]|hf:MODEL", help="distil: label the prompts of --unlabeled with "
+                   "this accurate labeler (cached) and train the model on its labels; the model's error-corrected shares "
+                   "then take the labeler as the truth")
+    t.add_argument("--unlabeled", help="with --labels-from: your prompts, JSONL/Parquet with `text`, `prompt` or `messages`")
     t.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts (--default)")
     t.add_argument("--features", choices=["fast", "embed", "tuned"], default="fast",
                    help="fast: TF-IDF + structure; embed: also MiniLM sentence embeddings; tuned: MiniLM fine-tuned end "
@@ -26,13 +30,16 @@ def register(sub) -> None:
     t.set_defaults(func=_cmd_train)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
     e.add_argument("--labels", help="CSV/JSONL of text,label")
-    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed"],
-                   help="score a hand-labeled held-out set of real prompts (texts read from --data-dir): oasst (167 "
-                   "oasst1 prompts, the default) or mixed (100 HH-RLHF first turns + 100 oasst1 follow-ups)")
+    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed", "shapes", "followups"],
+                   help="score a hand-labeled held-out set (texts read from --data-dir): oasst (167 oasst1 prompts, the "
+                   "default), mixed (100 HH-RLHF first turns + 100 oasst1 follow-ups), followups (73 follow-up turns of "
+                   "the synthetic oasst trees) or shapes (50 written prompts of the shapes Table 1 names + 30 HH-RLHF "
+                   "dialogues pasted as transcripts)")
     e.add_argument("--real", action="store_true", help="with --cv K: cross-validate on the hand-labeled real training "
                    "prompts, every fold's model also trained on the written set")
     e.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts")
-    e.add_argument("--model", help="fast (default), embed, or a skops file; with --cv, cross-validate instead")
+    e.add_argument("--classifier", "--model", dest="model", help="fast (default), embed, a skops file, llm:BASE_URL[#MODEL] "
+                   "or hf:MODEL[#LABELS.yaml]; with --cv, cross-validate instead")
     e.add_argument("--features", choices=["fast", "embed", "tuned"], default="fast",
                    help="the model kind to cross-validate (--cv; tuned fine-tunes twice per fold)")
     e.add_argument("--cv", type=int, default=0, help="k-fold cross-validation on the labels themselves")
@@ -43,15 +50,45 @@ def register(sub) -> None:
 def _cmd_train(args) -> int:
     from taxonomy.model import UseCaseClassifier, default_training_set, read_labels, scores
 
-    if bool(args.labels) == bool(args.default):
-        raise InputError("give exactly one of --labels FILE or --default", field="labels")
-    texts, labels = default_training_set(args.data_dir) if args.default else read_labels(args.labels)
+    if sum(map(bool, (args.labels, args.default, args.labels_from))) != 1:
+        raise InputError("give exactly one of --labels FILE, --default or --labels-from LABELER --unlabeled FILE", field="labels")
+    if args.labels_from:
+        texts, labels = distil_labels(args.labels_from, args.unlabeled)
+    else:
+        texts, labels = default_training_set(args.data_dir) if args.default else read_labels(args.labels)
     clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem, features=args.features,
                                   base=args.base)
     clf.save(args.out)
     cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
     print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
     return 0
+
+
+def distil_labels(labeler_spec: str, unlabeled: str | None) -> tuple[list[str], list[str]]:
+    """The prompts of `unlabeled` and the labels an accurate labeler gives them (distinct prompts once each)."""
+    import sys
+
+    from builders.tablefile import prompt_texts, read_table
+    from taxonomy.labelers import make_labeler
+
+    if not unlabeled:
+        raise InputError("--labels-from needs the prompts to label", field="unlabeled")
+    if not labeler_spec.startswith(("llm:", "hf:")):
+        raise InputError("must be llm:BASE_URL[#MODEL] or hf:MODEL_ID_OR_PATH[#LABELS.yaml]", field="labels_from")
+    texts = list(dict.fromkeys(t for t in prompt_texts(read_table(unlabeled, text_columns=("text", "prompt", "messages")),
+                                                       unlabeled) if t and t.strip()))
+    if len(texts) < 2:
+        raise InputError("needs at least two non-empty prompts", file=unlabeled)
+    labeler = make_labeler(labeler_spec)
+    labels, _ = labeler.predict(texts, progress=True)
+    stats = getattr(labeler, "stats", None)
+    if stats:
+        print(f"labeled {len(texts)} prompts with {labeler.name}: {stats['asked']} requests, {stats['cached']} from the cache, "
+              f"{stats['unreadable']} unreadable (labeled Other), {stats['prompt_tokens']:,} prompt + "
+              f"{stats['completion_tokens']:,} completion tokens", file=sys.stderr)
+    if len(set(labels)) < 2:
+        raise InputError(f"the labeler gave every prompt the same use case ({labels[0]}): nothing to learn", file=unlabeled)
+    return texts, labels
 
 
 def _cmd_eval(args) -> int:

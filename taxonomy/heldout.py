@@ -6,6 +6,12 @@ in `../shared/data` (never copied into this repository).
 - `taxonomy/data/heldout_mixed.jsonl` (`--heldout mixed`): a second held-out test, labeled after the shipped
   models were fitted and scored blind: 100 HH-RLHF helpful-base first turns and 100 oasst1 validation follow-up
   turns, none in the other files.
+- `taxonomy/data/heldout_followups.jsonl` (`--heldout followups`): 73 follow-up prompter turns of the synthetic oasst
+  trees (their roots are training prompts; no follow-up is), labeled by their own text, after the models were fitted.
+- `taxonomy/data/heldout_shapes.jsonl` (`--heldout shapes`): 50 prompts written for this project in the shapes Table
+  1's definitions name (transcripts and role-play, "given X, decide Y", word problems, passages with a question or
+  options, text to extract from), written apart from the training ones, plus 30 HH-RLHF dialogues pasted as
+  transcripts (Chat) from rows no training file uses.
 - `taxonomy/data/heldout_mixed_second_pass.jsonl`: the same 200 prompts labeled a second time, blind to the
   first labels (how consistent the labels are: 92.5% agreement; never trained on).
 - `taxonomy/data/real_labeled.jsonl`: 746 real prompts labeled for training (disjoint from the held-out tests):
@@ -35,8 +41,10 @@ from builders.sources.hh_rlhf import parse_transcript
 from builders.sources.oasst import local_messages
 
 DATA = Path(__file__).resolve().parent / "data"
-HELDOUT_SETS = {"oasst": DATA / "heldout_real.jsonl", "mixed": DATA / "heldout_mixed.jsonl"}
+HELDOUT_SETS = {"oasst": DATA / "heldout_real.jsonl", "mixed": DATA / "heldout_mixed.jsonl", "shapes": DATA / "heldout_shapes.jsonl",
+                "followups": DATA / "heldout_followups.jsonl"}
 REAL_LABELED = DATA / "real_labeled.jsonl"
+REAL_SHAPES = DATA / "real_shapes.jsonl"  # 80 HH-RLHF dialogues pasted as transcripts (Chat)
 
 
 def _oasst(file: Path) -> Iterator[tuple[str, str]]:
@@ -52,20 +60,36 @@ def _hh(file: Path) -> Iterator[tuple[str, str]]:
             yield str(i), parse_transcript(row["chosen"])[0]["content"]
 
 
+def _hh_transcript(file: Path) -> Iterator[tuple[str, str]]:
+    """Row number and the whole dialogue of an HH-RLHF pair up to its last `Assistant:` (the reply left for the model
+    to write), as the transcript text a user pastes: a Chat prompt. Only dialogues of two human turns or more."""
+    with gzip.open(file, "rt", encoding="utf-8") as fh:
+        for i, row in enumerate(map(json.loads, fh)):
+            head, sep, _ = row["chosen"].rpartition("\n\nAssistant:")
+            if sep and head.count("\n\nHuman:") >= 2:
+                yield str(i), (head + sep).strip()
+
+
 SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[tuple[str, str]]]]] = {
     "oasst1_en_validation": ("oasst1_en_validation/oasst1_en_validation.jsonl", _oasst),
     "oasst_trees_synthetic": ("oasst_trees_synthetic/en_100_tree.jsonl", _oasst),
     "hh_helpful_test": ("hh_rlhf/helpful-base/test.jsonl.gz", _hh),
     "hh_harmless_test": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh),
+    "hh_harmless_transcript": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh_transcript),
+    "hh_helpful_transcript": ("hh_rlhf/helpful-base/test.jsonl.gz", _hh_transcript),
 }
 
 
 def load_refs(path: Path, data_dir: str | Path) -> tuple[list[str], list[str]]:
     """Texts and labels of a reference file, resolved against the public data in `data_dir`."""
     refs = []
+    written = {}  # rows that carry their own text (prompts this project wrote), by line
     for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
             ref = json.loads(line)
+            if "text" in ref:
+                written[i] = ref
+                continue
             if ref.get("source") not in SOURCES:
                 raise InputError(f"unknown source {ref.get('source')!r} (one of: {', '.join(SOURCES)})", file=str(path), line=i, field="source")
             refs.append((i, ref))
@@ -76,14 +100,15 @@ def load_refs(path: Path, data_dir: str | Path) -> tuple[list[str], list[str]]:
         if not file.exists():
             raise InputError("needed for the hand-labeled real prompts; pass --data-dir pointing at the public data", file=str(file))
         texts_by_source[name] = dict(reader(file))
-    texts, labels = [], []
+    resolved = {i: ref["text"] for i, ref in written.items()}
     for i, ref in refs:
         try:
-            texts.append(texts_by_source[ref["source"]][str(ref["id"])])
+            resolved[i] = texts_by_source[ref["source"]][str(ref["id"])]
         except KeyError:
             raise InputError(f"reference {ref.get('id')!r} not found in {ref['source']!r}", file=str(path), line=i, field="id") from None
-        labels.append(ref["label"])
-    return texts, labels
+    labels_by_line = {i: r["label"] for i, r in [*refs, *written.items()]}
+    order = sorted(resolved)
+    return [resolved[i] for i in order], [labels_by_line[i] for i in order]
 
 
 def load_heldout(data_dir: str | Path, name: str = "oasst") -> tuple[list[str], list[str]]:

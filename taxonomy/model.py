@@ -23,6 +23,7 @@ from taxonomy.features import CharTfidf, SentenceEmbedder, structure_features
 
 HERE = Path(__file__).resolve().parent
 LABELED = HERE / "data" / "labeled.jsonl"
+SHAPES = HERE / "data" / "shapes.jsonl"
 DEFAULT_MODEL = HERE / "model" / "usecase.skops"
 SHIPPED = {"fast": DEFAULT_MODEL, "embed": HERE / "model" / "usecase-embed.skops"}
 FEATURES = (*SHIPPED, "tuned")  # model kinds: the shipped two, and MiniLM fine-tuned (trained by the user)
@@ -244,12 +245,16 @@ def cv_predict_with_base(base: tuple[list[str], list[str]], texts: list[str], la
 
 
 def default_training_set(data_dir: str | Path) -> tuple[list[str], list[str]]:
-    """The written labeled set plus the hand-labeled real prompts (texts read from `data_dir`)."""
-    from taxonomy.heldout import load_real_labeled
+    """The written labeled sets (the first one, and the shapes Table 1's definitions name: dialogue transcripts,
+    "given X, decide Y" tasks, word problems, passages with questions or options, text to pull items from) plus the
+    hand-labeled real prompts and real dialogues pasted as transcripts (texts read from `data_dir`)."""
+    from taxonomy.heldout import REAL_SHAPES, load_real_labeled
 
-    texts, labels = read_labels(LABELED)
-    real_texts, real_labels = load_real_labeled(data_dir)
-    return texts + real_texts, labels + real_labels
+    texts, labels = [], []
+    for part in (read_labels(LABELED), read_labels(SHAPES), load_real_labeled(data_dir), load_real_labeled(data_dir, REAL_SHAPES)):
+        texts += part[0]
+        labels += part[1]
+    return texts, labels
 
 
 def evaluate(clf_or_none, texts: list[str], labels: list[str], *, cv: int = 0, seed: int = 0, features: str = "fast") -> dict:
@@ -290,8 +295,13 @@ def load_default(features: str = "fast") -> UseCaseClassifier:
     return _loaded[features]
 
 
-def load_model(name_or_path: str | None) -> UseCaseClassifier:
-    """`fast`/`embed` (the shipped models), a skops file, or None for the default."""
+def load_model(name_or_path: str | None):
+    """`fast`/`embed` (the shipped models), a skops file, `llm:BASE_URL[#MODEL]` or `hf:MODEL[#LABELS.yaml]`
+    (taxonomy.labelers), or None for the default."""
+    if name_or_path and name_or_path.startswith(("llm:", "hf:")):
+        from taxonomy.labelers import make_labeler
+
+        return make_labeler(name_or_path)
     if name_or_path is None or name_or_path in SHIPPED:
         return load_default(name_or_path or "fast")
     if not Path(name_or_path).exists():
@@ -299,6 +309,6 @@ def load_model(name_or_path: str | None) -> UseCaseClassifier:
             raise InputError("the tuned model is not shipped (its weights are ~90 MB): train it once with `instructkit "
                              "taxonomy train --default --features tuned --data-dir ../shared/data --out "
                              "usecase-tuned.skops` (or on your own labels with --labels) and pass that file", field="classifier")
-        raise InputError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}) nor an existing skops file",
-                         field="classifier")
+        raise InputError(f"{name_or_path!r} is neither a shipped model ({', '.join(SHIPPED)}), an existing skops file, "
+                         "llm:BASE_URL[#MODEL] nor hf:MODEL_ID_OR_PATH", field="classifier")
     return UseCaseClassifier.load(name_or_path)

@@ -105,7 +105,7 @@ def test_an_unknown_classifier_name_is_a_clear_error(tmp_path, capsys):
     prompts = write_jsonl(tmp_path / "q.jsonl", [{"text": "hi"}])
     assert main(["classify", "--in", str(prompts), "--out", str(tmp_path / "o.jsonl"), "--model", "embd"]) == 2
     err = capsys.readouterr().err
-    assert "'embd' is neither a shipped model (fast, embed) nor an existing skops file" in err
+    assert "'embd' is neither a shipped model (fast, embed), an existing skops file" in err
     assert not (tmp_path / "o.jsonl").exists()
 
 

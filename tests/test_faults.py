@@ -168,7 +168,7 @@ def test_every_command_fails_with_one_line_naming_the_file_or_flag(tmp_path, cap
         (["pii", "--in", str(null), "--out", str(tmp_path / "o.jsonl")], f"{null}:1: field 'text': is null"),
         (["pii", "--in", str(ok), "--out", str(ok)], "--out"),
         (["pii", "--in", str(ok), "--out", str(tmp_path / "o.csv")], "--out"),
-        (["classify", "--in", str(ok), "--out", str(tmp_path / "c.jsonl"), "--model", "nosuch"], "--model"),
+        (["classify", "--in", str(ok), "--out", str(tmp_path / "c.jsonl"), "--model", "nosuch"], "--classifier"),  # --model is its alias
         (["score-toxicity", "--in", str(null), "--out", str(tmp_path / "t.jsonl")], f"{null}:1: field 'text'"),
         (["score-toxicity", "--in", str(ok), "--out", str(tmp_path / "t.jsonl"), "--scorer", "bogus"], "--scorer"),
         (["score-toxicity", "--in", str(ok), "--out", str(tmp_path / "t.jsonl"), "--scorer", "hf:/missing"], "--scorer"),

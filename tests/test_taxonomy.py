@@ -88,13 +88,13 @@ def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     texts, _ = load_heldout(shared)
     same = sum(a == b for a, b in zip(again.predict(texts)[0], shipped.predict(texts)[0]))
     assert same >= len(texts) - 1  # a float tie on another BLAS may flip one
-    assert len(again.cv_true) == len(shipped.cv_true) == 592 + 746
+    assert len(again.cv_true) == len(shipped.cv_true) == 591 + 214 + 746 + 80  # written, written shapes, real, real transcripts
 
 
 @needs_full_data
 @pytest.mark.parametrize("model, floor", [("fast", 0.70), ("embed", 0.83)])
 def test_shipped_models_on_the_held_out_real_prompts(shared, model, floor):
-    """The measured held-out macro-F1 (docs/taxonomy.md: 0.76 fast, 0.88 embed) does not regress. The floors leave
+    """The measured held-out macro-F1 (docs/taxonomy.md: 0.76 fast, 0.84 embed) does not regress. The floors leave
     room for one flipped prediction in a 3-5 prompt class (about 0.03), e.g. MiniLM on another CPU."""
     from taxonomy.heldout import load_heldout
     from taxonomy.model import load_default, scores
@@ -122,13 +122,56 @@ def test_real_prompt_references_are_checked(shared, tmp_path):
 
 @needs_full_data
 def test_real_training_prompts_never_overlap_the_held_out_tests(shared):
-    from taxonomy.heldout import load_heldout, load_real_labeled
+    from taxonomy.heldout import REAL_SHAPES, load_heldout, load_real_labeled
+    from taxonomy.model import default_training_set
 
     real, _ = load_real_labeled(shared)
-    oasst, _ = load_heldout(shared, "oasst")
-    mixed, _ = load_heldout(shared, "mixed")
-    assert (len(real), len(oasst), len(mixed)) == (746, 167, 200)
-    assert not set(real) & set(oasst) and not set(real) & set(mixed) and not set(oasst) & set(mixed)
+    assert len(load_real_labeled(shared, REAL_SHAPES)[0]) == 80
+    train = set(default_training_set(shared)[0])
+    sets = {name: set(load_heldout(shared, name)[0]) for name in ("oasst", "mixed", "followups", "shapes")}
+    assert (len(real), *map(len, sets.values())) == (746, 167, 200, 73, 80)
+    assert not any(train & s for s in sets.values())
+    assert all(not sets[a] & sets[b] for a in sets for b in sets if a < b)
+
+
+@pytest.mark.parametrize("text", [
+    "Human: hi\nAssistant: hello\nHuman: how are you?",
+    "user - hey\nbot - hi there\nuser - what's up",
+    "[USER]: can you help\n[ASSISTANT]: sure\n[USER]: thanks",
+    "### Human: cats or dogs?\n### Assistant: both!\n### Human: pick one",
+    "Q: are you real\nA: I'm a program\nQ: do you sleep",
+    "human: tell me a joke assistant: why did the chicken... human: another",  # turns on one line
+    "> hey\n< hi\n> you there?",
+])
+def test_transcripts_in_any_format_are_seen_and_labeled_chat(classifier, text):
+    from taxonomy.features import structure_features
+
+    assert structure_features([text])[0, 13] == 1.0
+    assert classifier.predict([text])[0] == ["Chat"]
+
+
+def test_a_single_question_or_a_colon_is_no_transcript():
+    from taxonomy.features import speaker_turns
+
+    for text in ("Note: the meeting moved. Question: when is it now?", "Why is the sky blue?", "Ingredients: flour, eggs"):
+        turns, speakers = speaker_turns(text)
+        assert not (turns >= 3 and speakers >= 2), text
+
+
+def test_written_shapes_held_out_from_training(classifier):
+    """Prompts in the shapes Table 1 names, written apart from the training ones and never trained on: the
+    transcripts, "given X, decide Y" tasks, word problems, passages with questions (the 50 written rows of
+    heldout_shapes.jsonl; its 30 HH-RLHF transcripts need the public data)."""
+    import json
+
+    from taxonomy.heldout import HELDOUT_SETS
+    from taxonomy.model import scores
+
+    rows = [json.loads(line) for line in HELDOUT_SETS["shapes"].read_text().splitlines()]
+    written = [r for r in rows if "text" in r]
+    res = scores([r["label"] for r in written], classifier.predict([r["text"] for r in written])[0])
+    assert len(written) == 50 and res["macro_f1"] >= 0.8
+    assert res["per_class_f1"]["Classification"] >= 0.75 and res["per_class_f1"]["Chat"] >= 0.8
 
 
 @needs_full_data
