@@ -88,13 +88,13 @@ def test_shipped_model_is_what_the_shipped_labels_train(shared, tmp_path):
     texts, _ = load_heldout(shared)
     same = sum(a == b for a, b in zip(again.predict(texts)[0], shipped.predict(texts)[0]))
     assert same >= len(texts) - 1  # a float tie on another BLAS may flip one
-    assert len(again.cv_true) == len(shipped.cv_true) == 591 + 214 + 746 + 80  # written, written shapes, real, real transcripts
+    assert len(again.cv_true) == len(shipped.cv_true) == 591 + 248 + 746 + 80  # written, written shapes, real, real transcripts
 
 
 @needs_full_data
-@pytest.mark.parametrize("model, floor", [("fast", 0.70), ("embed", 0.83)])
+@pytest.mark.parametrize("model, floor", [("fast", 0.70), ("embed", 0.80)])
 def test_shipped_models_on_the_held_out_real_prompts(shared, model, floor):
-    """The measured held-out macro-F1 (docs/taxonomy.md: 0.76 fast, 0.84 embed) does not regress. The floors leave
+    """The measured held-out macro-F1 (docs/taxonomy.md: 0.76 fast, 0.83 embed) does not regress. The floors leave
     room for one flipped prediction in a 3-5 prompt class (about 0.03), e.g. MiniLM on another CPU."""
     from taxonomy.heldout import load_heldout
     from taxonomy.model import load_default, scores
