@@ -168,6 +168,18 @@ def prompt_group(row: dict) -> str:
     return "unscored" if t is None else "toxic" if t >= THRESHOLD else "nontoxic"
 
 
+def rtp_texts(data_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """RealToxicityPrompts prompts and continuations with a Perspective score: (texts, scores, the row each came from)."""
+    texts, scores, rows = [], [], []
+    for r in rtp_rows(data_dir):
+        for part in ("prompt", "continuation"):
+            if (r.get(part) or {}).get("toxicity") is not None and r[part].get("text"):
+                texts.append(r[part]["text"])
+                scores.append(r[part]["toxicity"])
+                rows.append(r.get("filename") or r["prompt"]["text"])
+    return texts, np.asarray(scores, dtype=float), rows
+
+
 def pick_prompts(rows: list[dict], limit: int | None, seed: int = 0) -> tuple[list[str], list[str]]:
     """Prompt texts and their groups (`prompt_group`); with a limit, half toxic and half non-toxic prompts (as far
     as there are), chosen by seed."""
@@ -218,14 +230,8 @@ def validate_scorer(scorer: ToxicityScorer, data_dir: Path) -> dict:
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import roc_auc_score
 
-    rows = rtp_rows(data_dir)
-    texts, ref = [], []
-    for r in rows:
-        for part in ("prompt", "continuation"):
-            if r.get(part, {}).get("toxicity") is not None:
-                texts.append(r[part]["text"])
-                ref.append(r[part]["toxicity"])
-    ours, ref = scorer.score(texts), np.asarray(ref)
+    texts, ref, _ = rtp_texts(data_dir)
+    ours = scorer.score(texts)
     return {"scorer": scorer.name, "texts": len(texts), "roc_auc_vs_perspective_at_0.5": float(roc_auc_score(ref >= THRESHOLD, ours)),
             "pearson": float(pearsonr(ours, ref)[0]), "spearman": float(spearmanr(ours, ref)[0]),
             "toxic_share_perspective": float((ref >= THRESHOLD).mean())}

@@ -31,20 +31,6 @@ FOLDS = 5
 THRESHOLD = 0.5
 
 
-def rtp_texts(data_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
-    """RealToxicityPrompts prompts and continuations with a Perspective score: (texts, scores, the row each came from)."""
-    from evals.toxicity import rtp_rows
-
-    texts, scores, rows = [], [], []
-    for r in rtp_rows(data_dir):
-        for part in ("prompt", "continuation"):
-            if (r.get(part) or {}).get("toxicity") is not None and r[part].get("text"):
-                texts.append(r[part]["text"])
-                scores.append(r[part]["toxicity"])
-                rows.append(r.get("filename") or r["prompt"]["text"])
-    return texts, np.asarray(scores, dtype=float), rows
-
-
 def _embed(texts: list[str]) -> np.ndarray:
     from taxonomy.features import SentenceEmbedder
 
@@ -61,6 +47,8 @@ def train_head(data_dir: Path, seed: int = 0) -> tuple[object, dict]:
     """The head trained on every RTP text, and its agreement with Perspective on RTP rows it never saw (5 folds by
     row: a prompt and its continuation stay together)."""
     from sklearn.metrics import roc_auc_score
+
+    from evals.toxicity import rtp_texts
 
     texts, scores, rows = rtp_texts(data_dir)
     X, y = _embed(texts), scores >= THRESHOLD
@@ -89,11 +77,6 @@ def load_head(path: Path = SHIPPED):
 
         raise InputError(f"{path}: no toxicity head there (`instructkit eval train-toxicity` writes one)")
     return sio.load(path, trusted=sio.get_untrusted_types(file=path))
-
-
-def head_info(path: Path = SHIPPED) -> dict:
-    meta = Path(path).with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.exists() else {}
 
 
 def human_probes(data_dir: Path) -> dict[str, tuple]:

@@ -84,7 +84,7 @@ def chat_completion(url: str, model: str, messages: list[dict], *, key: str = ""
 class _Labeler:
     classes = CATEGORIES
     cv_true = cv_pred = None
-    uses_torch = True  # keep it in the build's process: one cache / one model, not one per forked worker
+    in_process = True  # in the build's process: one answer cache / one model, not one per forked worker
 
     def shares(self, predicted, seed: int = 0):
         return None  # the labeler is the truth: no measured errors to correct for

@@ -142,6 +142,11 @@ class UseCaseClassifier:
             isinstance(part, SentenceEmbedder) for _, part in _feature_parts(self.pipeline))
 
     @property
+    def in_process(self) -> bool:
+        """Run in the build's own process, not forked workers (torch's thread pool hangs in a forked child)."""
+        return self.uses_torch
+
+    @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
 

@@ -34,4 +34,4 @@ def classify(tables: Tables, classifier, engine=None) -> tuple[Tables, StageResu
 # process over every core: a torch classifier runs in the build's own process (Ray's workers are separate
 # interpreters and keep theirs)
 STAGE = Stage(NAME, lambda tables, ctx: classify(tables, ctx.classifier, engine=ctx.engine), per_batch=True,
-              in_process=lambda ctx: getattr(ctx.classifier, "uses_torch", False))
+              in_process=lambda ctx: getattr(ctx.classifier, "in_process", False))
