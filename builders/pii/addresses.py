@@ -153,10 +153,10 @@ EARLY_NUMBER = re.compile(r"^\W*(?:\S+[ \t]+){0,3}?\S*\d")
 
 def find_addresses(text: str) -> list[tuple[int, int]]:
     """[start, end) spans of postal addresses."""
-    if not any(c.isdigit() for c in text):  # every address but a street named with no number has a digit
+    if not any(map(str.isdigit, text)):  # every address but a street named with no number has a digit
         return [m.span(1) for m in NAMED_STREET.finditer(text)]
     spans = [m.span() for pattern in (STREET, PO_BOX, UNIT_FIRST) for m in pattern.finditer(text)
-             if any(c.isupper() for c in m.group()) or LOWER_STREET.search(m.group())]
+             if any(map(str.isupper, m.group())) or LOWER_STREET.search(m.group())]
     spans += [m.span(1) for m in NAMED_STREET.finditer(text)]
     # a "postcode town" line under a street line ("rue de Gillet\n56911 Lambertville")
     spans += [m.span(1) for m in POSTCODE_LINE.finditer(text) if any(b + 1 >= m.start() and b <= m.start() + 1 for _, b in spans)]

@@ -99,7 +99,7 @@ class IdentifierFinder:
     def _phones(self, text: str, found: list[Span]) -> list[Span]:
         """Phone numbers: region by region (each reads its national formats; the first also every international
         number), until every run of seven or more digits is covered by a number or another identifier."""
-        runs = [m.span() for m in DIGIT_RUN.finditer(text) if sum(c.isdigit() for c in m.group()) >= 7]
+        runs = [m.span() for m in DIGIT_RUN.finditer(text) if sum(map(str.isdigit, m.group())) >= 7]
         phones: list[Span] = []
         for recognizer in self.phones:
             if not runs:
@@ -112,7 +112,7 @@ class IdentifierFinder:
 
     def find(self, text: str) -> list[Span]:
         found: list[Span] = []
-        digits = sum(c.isdigit() for c in text)
+        digits = sum(map(str.isdigit, text))
         if "@" in text:
             found += self._presidio(self.email, text, "EMAIL_ADDRESS")
         if IP_HINT.search(text):
@@ -141,7 +141,7 @@ EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extension|#)\s*\d+\s*$")
 
 def _number_digits(s: str) -> int:
     """Digits of a phone number before its extension ("400 x 400" is no phone number)."""
-    return sum(c.isdigit() for c in EXTENSION.sub("", s))
+    return sum(map(str.isdigit, EXTENSION.sub("", s)))
 
 
 # a run of digits with the separators phone numbers use

@@ -223,12 +223,12 @@ def ner_windows(text: str, width: int = 40) -> list[tuple[int, int]]:
     Empty when nothing could be a name, which is most prompts. spaCy's entity recognizer looks a few words to each
     side, so its entities inside a window are the ones it finds in the whole text (measured: the same name leaks
     on both probes of `bench pii` as with whole texts, within one name)."""
-    if not any(c.isupper() for c in text):  # written all in lower case: NER still finds names there
-        return [(0, len(text))] if any(c.isalpha() for c in text) else []
+    if not any(map(str.isupper, text)):  # written all in lower case: NER still finds names there
+        return [(0, len(text))] if any(map(str.isalpha, text)) else []
     merged: list[list[int]] = []
     for m in CAPITALISED.finditer(text):
         word = m.group()
-        base = re.split(r"['’]", word)[0].strip(".-").lower()
+        base = word.split("'", 1)[0].split("’", 1)[0].strip(".-").lower()
         if base == "i" or ((base in _english_words() or base in NOT_NAMES) and not _given_name(word)) \
                 or (word.isupper() and len(word) <= 5):
             continue
@@ -263,7 +263,7 @@ def _clean(text: str, start: int, end: int) -> tuple[int, int] | None:
     words = piece.split()
     if not words or words[0].lower().strip(".,") in NOT_NAMES or all(w.lower().strip(".") in NOT_NAMES for w in words):
         return None
-    if any(c.isdigit() for c in piece):
+    if any(map(str.isdigit, piece)):
         return None
     return (start, end) if end > start else None
 
@@ -283,7 +283,7 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
     named: list[tuple[int, int, float]] = []
     # 1. every PERSON entity, unless it holds a digit ("Q3") or is one ordinary word NER took for a name
     for a, b, label in entities:
-        if label == PERSON and not any(c.isdigit() for c in text[a:b]) and not _ordinary_word(text[a:b]):
+        if label == PERSON and not any(map(str.isdigit, text[a:b])) and not _ordinary_word(text[a:b]):
             named.append((a, b, 0.85))
     # 2. a capitalised word after a strong cue or a title, a lower-case one after "my name is"
     for m in CUE_NAME.finditer(text):

