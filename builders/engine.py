@@ -8,12 +8,17 @@ in-process run returns, so the choice of engine changes speed, never output.
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing as mp
 import os
 import pickle
+import shutil
 import signal
+import tempfile
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -26,20 +31,40 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-_worker_fn: Callable | None = None
+_worker_fns: dict[str, Callable] = {}  # a worker's loaded stage functions, by the digest of their pickle
+_WORKER_FNS_KEPT = 4
 
 
-def _init_worker(payload: bytes) -> None:
-    global _worker_fn
+def _init_worker() -> None:
     # Ctrl-C reaches the whole process group. A worker that died of it mid-task would leave the parent waiting for
     # a result forever (and Pool.terminate waiting on its task thread): workers ignore it, the parent stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler turns SIGTERM into an interrupt; here it just ends
-    _worker_fn = pickle.loads(payload)  # heavy state (models) loads here, once per worker
 
 
-def _run_chunk(items: list) -> list:
-    return _worker_fn(items)
+def _run_chunk(task: tuple[str, str, list]) -> list:
+    """One batch on a worker: the stage function is unpickled (its models loaded) the first time this worker meets
+    it, from the file the parent wrote, and kept for every later batch and stage run of the build."""
+    key, path, items = task
+    fn = _worker_fns.get(key)
+    if fn is None:
+        with open(path, "rb") as fh:
+            fn = pickle.load(fh)
+        while len(_worker_fns) >= _WORKER_FNS_KEPT:  # a long-lived engine meets many functions; keep the newest
+            _worker_fns.pop(next(iter(_worker_fns)))
+        _worker_fns[key] = fn
+    return fn(items)
+
+
+def _stop_pool(pool, folder: str) -> None:
+    """Stop the workers at once. A worker killed while it waited for work (Ctrl-C or SIGTERM reach the whole process
+    group) leaves the queue's lock taken, and multiprocessing.Pool's own teardown waits on that lock forever; the
+    process pool executor notices a dead worker, and its workers are killed here before it shuts down."""
+    for proc in list((pool._processes or {}).values()):
+        if proc.is_alive():
+            proc.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def candidate_pairs(keys: pl.DataFrame) -> pl.DataFrame:
@@ -73,7 +98,11 @@ class _Engine(ABC):
 
 
 class LocalEngine(_Engine):
-    """In this process, or in `workers` forked processes for inputs of at least `min_parallel` items."""
+    """In this process, or in `workers` forked processes for inputs of at least `min_parallel` items.
+
+    The worker processes start on the first parallel call and stay until `close()`: each loads a stage function's
+    models (spaCy, the classifier) once, the first time it runs a batch of that stage, and keeps them for every
+    later batch and call, so a build that runs PII batch after batch loads spaCy once per worker."""
 
     name = "local"
 
@@ -81,6 +110,35 @@ class LocalEngine(_Engine):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.min_parallel = min_parallel
         self.progress = progress
+        self._pool = None
+        self._folder: str | None = None  # where the pickled stage functions wait for the workers
+        self._finalizer = None
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (empty before the first parallel call and after `close()`)."""
+        return sorted(self._pool._processes) if self._pool is not None else []
+
+    def _start(self):
+        if self._pool is None:
+            # fork: workers start in milliseconds and need no importable __main__; they run only stage functions
+            # (no polars), so the parent's idle polars threads are of no concern to them
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            self._folder = tempfile.mkdtemp(prefix="instructkit-engine-")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
+            self._finalizer = weakref.finalize(self, _stop_pool, self._pool, self._folder)
+        return self._pool
+
+    def _payload(self, fn: Callable) -> tuple[str, str]:
+        """(digest, file) of the pickled function, written once per distinct function."""
+        payload = pickle.dumps(fn)
+        key = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        path = os.path.join(self._folder, key + ".pkl")
+        if not os.path.exists(path):
+            with open(path + ".tmp", "wb") as fh:
+                fh.write(payload)
+            os.replace(path + ".tmp", path)
+        return key, path
 
     def map_batches(self, fn: Callable[[list], object], items: Sequence, *, batch_size: int = 2_000, desc: str = "") -> list:
         """fn applied to consecutive batches of `items`; one result per batch, in order."""
@@ -95,16 +153,26 @@ class LocalEngine(_Engine):
                     out.append(fn(list(items[a:b])))
                     bar.update(b - a)
                 return out
-            # fork: workers start in milliseconds and need no importable __main__; they run only the stage function
-            # (no polars), so the parent's idle polars threads are of no concern to them
-            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ctx.Pool(self.workers, initializer=_init_worker, initargs=(pickle.dumps(fn),)) as pool:
-                for (a, b), res in zip(spans, pool.imap(_run_chunk, (list(items[a:b]) for a, b in spans))):
-                    out.append(res)
+            pool = self._start()
+            key, path = self._payload(fn)
+            try:
+                futures = [pool.submit(_run_chunk, (key, path, list(items[a:b]))) for a, b in spans]
+                for (a, b), future in zip(spans, futures):
+                    out.append(future.result())
+                    interrupts.check()
                     bar.update(b - a)
+            except BaseException:  # an interrupt or a failed batch: stop the workers, a later call starts new ones
+                self.close()
+                raise
             return out
         finally:
             bar.close()
+
+    def close(self) -> None:
+        """Stop the worker processes (a later parallel call starts new ones)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._pool = self._folder = self._finalizer = None
 
     def pairs(self, key_frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
         """Candidate pairs of all band-key frames, one frame (one LSH band) at a time to bound memory."""

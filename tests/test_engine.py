@@ -61,6 +61,51 @@ def _upper(items: list[str]) -> list[str]:
     return [s.upper() for s in items]
 
 
+class _LoadsOnce:
+    """A stage function whose loading (unpickling, where a real one loads its models) leaves a line in a file."""
+
+    def __init__(self, log: str):
+        self.log = log
+
+    def __reduce__(self):
+        return (_loaded, (self.log,))
+
+    def __call__(self, items: list) -> list:
+        import os
+
+        return [(os.getpid(), x) for x in items]
+
+
+def _loaded(log: str) -> _LoadsOnce:
+    import os
+
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()}\n")
+    return _LoadsOnce(log)
+
+
+def test_local_engine_loads_a_stage_function_once_per_worker_and_stops_its_workers(tmp_path):
+    """PII and classify run batch after batch: each worker loads their models once for the whole build, not once
+    per batch or per call; close() stops the workers."""
+    import os
+
+    log = tmp_path / "loads.txt"
+    engine = LocalEngine(workers=2, min_parallel=1, progress=False)
+    fn = _LoadsOnce(str(log))
+    first = engine.map(fn, list(range(40)), batch_size=3)
+    second = engine.map(fn, list(range(40)), batch_size=3)
+    workers = set(engine.worker_pids)
+    assert [x for _, x in first] == [x for _, x in second] == list(range(40))
+    assert {pid for pid, _ in first + second} <= workers and len(workers) == 2
+    loads = log.read_text(encoding="utf-8").split()
+    assert len(loads) == len(set(loads)) <= 2 and {int(p) for p in loads} <= workers
+    engine.close()
+    assert engine.worker_pids == []
+    for pid in workers:  # stopped and reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_torch_classifier_runs_in_process_with_worker_engine():
     """The embed classifier's torch model hangs a forked worker once its thread pool has started; with a worker
     engine the executor runs the classify stage in-process, and it labels the same as the plain in-process run."""
