@@ -176,15 +176,31 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                       prompt_sink=spilled.add, origin_of=spilled.origins)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
             spilled_files = 0
+
+            def spilled_a_chunk():
+                nonlocal spilled_files
+                if len(spilled.prompt_files) > spilled_files:  # a chunk went to disk: its memory is free
+                    spilled_files = len(spilled.prompt_files)
+                    release_memory()
+
             for source in sources:  # prompts first, so every label can be checked against every prompt id
+                if source.columnar:  # Parquet: a batch of columns at a time, plain prompts checked column-wise
+                    for raw in source.stream_frames(tally=True):
+                        v.add_prompt_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind == "prompt"])
+                        spilled_a_chunk()
+                        bar.update(raw.height)
+                    continue
                 for rec in source.stream(tally=True):
                     if is_prompt(rec):
                         v.add(rec)
-                        if len(spilled.prompt_files) > spilled_files:  # a chunk went to disk: its memory is free
-                            spilled_files = len(spilled.prompt_files)
-                            release_memory()
+                        spilled_a_chunk()
                     bar.update()
             for source in sources:
+                if source.columnar:
+                    for raw in source.stream_frames():
+                        for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"):
+                            v.add(rec)
+                    continue
                 for rec in source.stream():
                     if not is_prompt(rec):
                         v.add(rec)

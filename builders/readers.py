@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders import interrupts
@@ -66,6 +69,61 @@ def iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
 
 
 def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawRecord]:
+    for raw in iter_parquet_frames(path, batch_size):
+        rows = raw.batch.to_pylist()
+        interrupts.check()  # an interrupt inside to_pylist's Python callbacks is swallowed there
+        for i, data in enumerate(rows):
+            yield RawRecord({k: v for k, v in data.items() if v is not None}, raw.file, raw.first_line + i)
+
+
+@dataclass
+class RawFrame:
+    """A batch of records read column by column (Parquet): row i of `batch` is row `first_line + i` of `file`.
+    Records as `iter_parquet` gives them come from `records(rows)`; the kind of every row from `kinds()`."""
+
+    batch: pa.RecordBatch
+    file: str
+    first_line: int
+    source: str = ""
+
+    @property
+    def height(self) -> int:
+        return self.batch.num_rows
+
+    def frame(self) -> pl.DataFrame:
+        return pl.from_arrow(self.batch)
+
+    def kinds(self) -> list[str]:
+        """Each row's kind as `builders.schema.infer_kind` reads the record `iter_parquet` makes of it (null fields
+        are absent there)."""
+        names = self.batch.schema.names
+        n = self.batch.num_rows
+
+        def present(name: str) -> np.ndarray:
+            if name not in names:
+                return np.zeros(n, dtype=bool)
+            return np.asarray(self.batch.column(name).is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+        kinds = np.full(n, "prompt", dtype=object)
+        kinds[present("completion")] = "demonstration"
+        kinds[present("completions") | present("ranks")] = "ranking"
+        if "kind" in names:
+            given = present("kind")
+            values = self.batch.column("kind").to_pylist()
+            kinds[given] = [str(v) for v, g in zip(values, given) if g]
+        return kinds.tolist()
+
+    def records(self, rows) -> Iterator[RawRecord]:
+        """The given rows (positions in the batch, ascending) as `iter_parquet` yields them."""
+        rows = [int(i) for i in rows]
+        if not rows:
+            return
+        for i, data in zip(rows, self.batch.take(pa.array(rows, type=pa.int64())).to_pylist()):
+            yield RawRecord({k: v for k, v in data.items() if v is not None}, self.file, self.first_line + i, source=self.source)
+
+
+def iter_parquet_frames(path: str | Path, batch_size: int = 65_536) -> Iterator[RawFrame]:
+    """The file's rows a batch at a time, as Arrow; the same checks and row numbers as `iter_parquet`."""
     path = Path(path)
     name = str(path)
     if not path.exists():
@@ -76,13 +134,11 @@ def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawReco
         raise InputError(f"not a readable Parquet file: {exc}", file=name) from exc
     if pf.metadata.num_rows == 0:
         raise InputError("file is empty: no records", file=name)
-    row = 0
+    row = 1
     for batch in pf.iter_batches(batch_size=batch_size):
-        rows = batch.to_pylist()
-        interrupts.check()  # an interrupt inside to_pylist's Python callbacks is swallowed there
-        for data in rows:
-            row += 1
-            yield RawRecord({k: v for k, v in data.items() if v is not None}, name, row)
+        interrupts.check()
+        yield RawFrame(batch, name, row)
+        row += batch.num_rows
 
 
 def iter_records(path: str | Path) -> Iterator[RawRecord]:

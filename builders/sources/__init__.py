@@ -34,17 +34,32 @@ class SourceData:
     units_read: int = 0
     used: Counter = field(default_factory=Counter)  # input units by what they became
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
+    frame_reader: Callable[["SourceData"], Iterator] | None = None  # the same records as Arrow batches (RawFrame)
     _tallying: bool = False
+
+    @property
+    def columnar(self) -> bool:
+        """Whether `stream_frames` reads this source a batch of columns at a time (Parquet files)."""
+        return self.frame_reader is not None
+
+    def stream_frames(self, tally: bool = False):
+        """The source's records as `builders.readers.RawFrame` batches, the same records `stream` yields."""
+        if self.frame_reader is None:
+            raise TypeError(f"source {self.spec} is read record by record")
+        return self._read(self.frame_reader, tally)
 
     def stream(self, tally: bool = False) -> Iterator[RawRecord]:
         """The source's records, one at a time; with `tally`, its counts start again from zero and count this pass."""
+        return self._read(self.reader, tally)
+
+    def _read(self, reader, tally: bool):
         if tally:
             self.units_read, self.used, self.dropped = 0, Counter(), []
         self._tallying = tally
         try:
-            for rec in self.reader(self):
+            for item in reader(self):
                 interrupts.check()
-                yield rec
+                yield item
         finally:
             self._tallying = False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.errors import InputError
-from builders.readers import iter_records
+from builders.readers import iter_parquet_frames, iter_records
 from builders.schema import infer_kind
 from builders.sources import SourceData
 
@@ -35,7 +35,18 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 src.became(infer_kind(rec.data) if rec.data is not None else "unreadable")
                 yield rec
 
-    return SourceData(spec, "records", reader, license=license, on_error=on_error)
+    def frames(src: SourceData):
+        from collections import Counter
+
+        for file in files:
+            for raw in iter_parquet_frames(file):
+                raw.source = spec
+                for kind, n in Counter(raw.kinds()).items():
+                    src.became(kind, n)
+                yield raw
+
+    return SourceData(spec, "records", reader, license=license, on_error=on_error,
+                      frame_reader=frames if all(f.suffix.lower() == ".parquet" for f in files) else None)
 
 
 def read_sample(spec: str = "sample", on_error: str = "fail") -> SourceData:

@@ -10,11 +10,12 @@ import hashlib
 import unicodedata
 from datetime import datetime, timezone
 
+import numpy as np
 import polars as pl
 
 from builders.errors import InputError
 from builders.pseudonym import pseudonymise
-from builders.readers import RawRecord
+from builders.readers import RawFrame, RawRecord
 from builders.schema import (
     DEMONSTRATIONS_SCHEMA,
     DROPPED_SCHEMA,
@@ -114,6 +115,81 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
     }
 
 
+_ID_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+_OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.Null), "messages": None}
+
+
+def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) -> pl.DataFrame:
+    """The rows of `df` (prompt records of one Parquet batch, `_pos` their position in it) that `_prompt` would accept,
+    as it would type them, checked column by column; every other row is left to `_prompt` (its error names the file,
+    line and field). The checks are those of `_prompt` on the plain shape of a prompt: `text` (no `messages`), ids that
+    are strings or integers, `created_at` a timestamp or an ISO string, `lang` a string. Text, ids and times go through
+    the same Python functions `_prompt` uses, so a row this accepts is typed exactly as `_prompt` would type it."""
+    none = df.clear().select("_pos")
+    cols = df.schema
+    for name in ("prompt_id", "user_id"):
+        if name not in cols or cols[name] not in _ID_TYPES:
+            return none
+    if cols.get("source") != pl.String or cols.get("text") != pl.String:
+        return none
+    for name, types in _OPTIONAL_TYPES.items():
+        if name in cols and types is not None and cols[name] not in types:
+            return none
+    created_type = cols.get("created_at", pl.Null)
+    if not (created_type in (pl.String, pl.Null) or (isinstance(created_type, pl.Datetime) and created_type.time_unit in ("us", "ms"))):
+        return none
+    plain = (pl.col("source").is_in(SOURCES) & pl.col("text").is_not_null()
+             & pl.col("prompt_id").is_not_null() & pl.col("user_id").is_not_null())
+    if "prompt_type" in cols:
+        plain &= pl.col("prompt_type").is_null() | pl.col("prompt_type").is_in(PROMPT_TYPES)
+    if "messages" in cols:
+        plain &= pl.col("messages").is_null()
+    df = df.filter(plain)
+
+    def ids(name: str) -> list:
+        values = df[name].cast(pl.String).to_list()
+        return [v.strip() if v is not None else None for v in values]
+
+    pids, users, texts = ids("prompt_id"), ids("user_id"), []
+    keep = []
+    for raw, pid, user in zip(df["text"].to_list(), pids, users):
+        text = _text(raw) if len(raw) <= max_chars and raw.strip() else None
+        ok = text is not None and len(text) <= max_chars and bool(pid) and bool(user)
+        keep.append(ok)
+        texts.append(text if ok else None)
+    created = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
+    if created_type == pl.String:
+        times = []
+        for i, value in enumerate(df["created_at"].to_list()):
+            if value is not None:
+                try:
+                    value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    keep[i], value = False, None  # `_prompt` says why
+                else:
+                    value = (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+            times.append(value)
+        created = pl.Series("created_at", times, dtype=pl.Datetime("us", "UTC"))
+    elif isinstance(created_type, pl.Datetime):
+        when = pl.col("created_at")
+        when = when.dt.convert_time_zone("UTC") if created_type.time_zone else when.dt.replace_time_zone("UTC")
+        created = when.dt.cast_time_unit("us")
+    out = df.select(
+        pl.Series("prompt_id", pids, dtype=pl.String),
+        pl.Series("user", users, dtype=pl.String),
+        pl.col("source"),
+        pl.col("prompt_type") if "prompt_type" in cols else pl.lit(None, dtype=pl.String).alias("prompt_type"),
+        pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.Series("content", texts, dtype=pl.String))).alias("messages"),
+        pl.Series("text", texts, dtype=pl.String),
+        pl.lit("").alias("context_key"),
+        created.alias("created_at"),
+        pl.col("lang") if "lang" in cols else pl.lit(None, dtype=pl.String).alias("lang"),
+        (pl.lit(file + ":") + (pl.col("_pos") + first_line).cast(pl.String)).alias("origin"),
+        pl.col("_pos"),
+    )
+    return out.filter(pl.Series(keep, dtype=pl.Boolean)).cast({k: v for k, v in PROMPTS_SCHEMA.items()})
+
+
 def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
     pid = _req_str(rec, "prompt_id")
     return {
@@ -147,27 +223,45 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
 
 class _Rows:
     """Validated rows gathered into DataFrames of `chunk` rows: a million row dicts alongside the raw records they
-    came from held gigabytes; a chunk at a time, only the typed columns stay. `sink`, when given, receives each
-    full chunk and returns what to keep of it (the streaming build spills the chunk to disk and keeps a few
-    columns)."""
+    came from held gigabytes; a chunk at a time, only the typed columns stay. Rows come one at a time (`append`,
+    dicts) or as frames already typed (`extend`, the columnar path). `finish(frame)` is applied to each frame as it
+    is typed (the user-id pseudonyms); `sink`, when given, receives each full chunk and returns what to keep of it
+    (the streaming build spills the chunk to disk and keeps a few columns)."""
 
     def __init__(self, schema: dict, chunk: int, finish=None, sink=None):
         self.schema, self.chunk, self.finish, self.sink = schema, chunk, finish, sink
         self.rows: list[dict] = []
+        self.pending: list[pl.DataFrame] = []  # typed, not yet a whole chunk
+        self.pending_rows = 0
         self.frames: list[pl.DataFrame] = []
 
     def append(self, row: dict) -> None:
         self.rows.append(row)
-        if len(self.rows) >= self.chunk:
+        if len(self.rows) + self.pending_rows >= self.chunk:
             self._flush()
 
-    def _flush(self) -> None:
+    def extend(self, frame: pl.DataFrame) -> None:
+        """Typed rows (the schema's columns in its order), after every row given before."""
+        self._type_rows()
+        if frame.height:
+            self.pending.append(self.finish(frame) if self.finish is not None else frame)
+            self.pending_rows += frame.height
+        if self.pending_rows >= self.chunk:
+            self._flush()
+
+    def _type_rows(self) -> None:
         if self.rows:
-            if self.finish is not None:
-                self.finish(self.rows)
             frame = pl.DataFrame(self.rows, schema=self.schema)
-            self.frames.append(self.sink(frame) if self.sink is not None else frame)
+            self.pending.append(self.finish(frame) if self.finish is not None else frame)
+            self.pending_rows += frame.height
             self.rows = []
+
+    def _flush(self) -> None:
+        self._type_rows()
+        if self.pending:
+            frame = pl.concat(self.pending) if len(self.pending) > 1 else self.pending[0]
+            self.pending, self.pending_rows = [], 0
+            self.frames.append(self.sink(frame) if self.sink is not None else frame)
 
     def frame(self) -> pl.DataFrame:
         self._flush()
@@ -209,9 +303,10 @@ class Validator:
 
     def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
                  prompt_sink=None, origin_of=None, label_batch: int = 20_000):
-        def pseudonymise_users(rows: list[dict]) -> None:
-            for row, user in zip(rows, pseudonymise([r["user"] for r in rows], key)):
-                row["user"] = user
+        def pseudonymise_users(frame: pl.DataFrame) -> pl.DataFrame:
+            users = frame["user"].unique(maintain_order=True)
+            pseudonyms = pl.Series("user", pseudonymise(users.to_list(), key), dtype=pl.String)
+            return frame.with_columns(frame["user"].replace_strict(users, pseudonyms, return_dtype=pl.String))
 
         self.on_error, self.max_chars, self.label_batch, self.origin_of = on_error, max_chars, label_batch, origin_of
         self.prompts = _Rows({**PROMPTS_SCHEMA, "_row": pl.UInt32}, chunk_rows, pseudonymise_users, prompt_sink)
@@ -248,6 +343,31 @@ class Validator:
         row["_row"] = self.next_row
         self.next_row += 1
         self.prompts.append(row)
+
+    def add_prompt_frame(self, raw: RawFrame, rows) -> None:
+        """The prompt records of a batch read column by column (`rows`: their positions in it, ascending), as `add`
+        would take them one by one: the plain ones are checked and typed column-wise, the rest one by one."""
+        if self.prompt_table is not None:
+            raise RuntimeError(f"{raw.file}: prompts must all be added before any other record")
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return
+        self.n_in["prompts"] += len(rows)
+        fast = _fast_prompts(raw.frame()[rows].with_columns(pl.Series("_pos", rows, dtype=pl.Int64)), raw.file, raw.first_line,
+                             self.max_chars)
+        slow = []
+        for rec in raw.records(np.setdiff1d(rows, fast["_pos"].to_numpy(), assume_unique=True)):
+            try:
+                row = _prompt(rec, self.max_chars)
+            except InputError as err:
+                self._reject(rec.origin, "prompt", err)
+                continue
+            row["_pos"] = rec.line - raw.first_line
+            slow.append(row)
+        typed = pl.concat([fast, pl.DataFrame(slow, schema={**PROMPTS_SCHEMA, "_pos": pl.Int64})]).sort("_pos") if slow else fast
+        typed = typed.with_columns(pl.int_range(self.next_row, self.next_row + typed.height, dtype=pl.UInt32).alias("_row"))
+        self.next_row += typed.height
+        self.prompts.extend(typed.select(*PROMPTS_SCHEMA, "_row"))
 
     def _close_prompts(self) -> None:
         """Every prompt is in: reject repeated ids (the first valid one stays), sort the ids for label checks."""

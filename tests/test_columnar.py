@@ -1,0 +1,161 @@
+"""Parquet sources are read a batch of columns at a time and plain prompts are checked column-wise: every record
+must come out exactly as the record-by-record path makes it, and every bad one must be refused with the same
+message naming the file, the row and the field."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builders.errors import InputError
+from builders.readers import iter_parquet, iter_parquet_frames
+from builders.stages.validate import Validator, is_prompt
+
+KEY = b"test-key"
+UTC = timezone.utc
+
+
+def _rows() -> list[dict]:
+    """Prompts of every shape the fast path takes and every fault it must leave to the record path, with labels."""
+    t0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    ok = lambda i, **kw: {"prompt_id": f"p{i}", "user_id": f"user{i % 7}", "source": "api", "text": f"Write a haiku about {i} cats.",  # noqa: E731
+                          "created_at": (t0 + timedelta(minutes=i)).isoformat(), **kw}
+    rows = [ok(i) for i in range(40)]
+    rows += [
+        ok(40, text="  Cafe\u0301 menu, please.  "),  # NFC composes é; stripped
+        ok(41, prompt_id="  p41  ", user_id=" spaced "),  # ids stripped
+        ok(42, source="web"),  # not a source
+        ok(43, text="   "),  # blank
+        ok(44, prompt_id="   "),  # blank id
+        ok(45, prompt_type="chatty"),  # not a prompt type
+        ok(46, prompt_type="few_shot", lang="en"),
+        ok(47, created_at="yesterday"),  # not ISO 8601
+        ok(48, created_at="2024-05-01T08:00:00"),  # naive: UTC
+        ok(49, created_at="2024-05-01T08:00:00+02:00"),  # converted to UTC
+        ok(50, text="x" * 101),  # over max_chars
+        ok(51, text=None, messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"}]),
+        ok(52, messages=[{"role": "user", "content": "both"}]),  # text and messages
+        ok(3),  # a repeated prompt_id
+        ok(53, text="\x1c\x1dseparators are whitespace to Python\x1f"),
+        ok(54, user_id=None),  # missing user
+        {"prompt_id": "p1", "labeler_id": "l1", "completion": "Soft paws."},  # a demonstration in the same file
+        {"prompt_id": "p2", "labeler_id": "l1", "completions": ["a", "b"], "ranks": [0, 1]},
+        {"prompt_id": "nope", "labeler_id": "l1", "completion": "orphan"},
+        ok(55, kind="prompt"),
+        ok(56, kind="Prompt"),  # an unknown kind
+    ]
+    return rows
+
+
+def _write(path, rows, **schema_overrides):
+    fields = {"prompt_id": pa.string(), "user_id": pa.string(), "source": pa.string(), "text": pa.string(),
+              "created_at": pa.string(), "prompt_type": pa.string(), "lang": pa.string(), "kind": pa.string(),
+              "messages": pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+              "labeler_id": pa.string(), "completion": pa.string(), "completions": pa.list_(pa.string()),
+              "ranks": pa.list_(pa.int64())} | schema_overrides
+    schema = pa.schema(list(fields.items()))
+    table = pa.Table.from_pylist([{k: r.get(k) for k in fields} for r in rows], schema=schema)
+    pq.write_table(table, path, row_group_size=16)  # several batches
+    return path
+
+
+def _by_records(path, on_error="skip"):
+    v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7)
+    records = list(iter_parquet(path))
+    for rec in records:
+        if is_prompt(rec):
+            v.add(rec)
+    for rec in records:
+        if not is_prompt(rec):
+            v.add(rec)
+    return v.finish()
+
+
+def _by_frames(path, on_error="skip", batch_size=16):
+    v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7)
+    frames = list(iter_parquet_frames(path, batch_size=batch_size))
+    for raw in frames:
+        v.add_prompt_frame(raw, [i for i, k in enumerate(raw.kinds()) if k == "prompt"])
+    for raw in frames:
+        for rec in raw.records(i for i, k in enumerate(raw.kinds()) if k != "prompt"):
+            v.add(rec)
+    return v.finish()
+
+
+@pytest.fixture
+def record_path_calls(monkeypatch):
+    """How many records the frame path left to the record-by-record `_prompt`."""
+    from builders.stages import validate
+
+    calls = []
+    real = validate._prompt
+    monkeypatch.setattr(validate, "_prompt", lambda rec, max_chars: calls.append(rec.line) or real(rec, max_chars))
+    return calls
+
+
+def _same(a, b):
+    (ta, ra), (tb, rb) = a, b
+    for x, y in ((ta.prompts, tb.prompts), (ta.demonstrations, tb.demonstrations), (ta.rankings, tb.rankings), (ra.dropped, rb.dropped)):
+        assert x.schema == y.schema
+        assert x.to_dicts() == y.to_dicts()
+    assert ra.counts_in == rb.counts_in and ra.counts_out == rb.counts_out
+
+
+@pytest.mark.parametrize("batch_size", [5, 16, 1000])
+def test_columnar_validation_equals_the_record_path(tmp_path, batch_size, record_path_calls):
+    path = _write(tmp_path / "log.parquet", _rows())
+    want = _by_records(path)
+    record_path_calls.clear()
+    got = _by_frames(path, batch_size=batch_size)
+    _same(want, got)
+    # only the rows off the plain shape went one by one: the 8 refused ones and the chat prompt
+    assert len(record_path_calls) == 9
+    prompts = got[0].prompts
+    assert prompts.filter(pl.col("prompt_id") == "p40")["text"].item() == "Caf\u00e9 menu, please."
+    assert prompts.filter(pl.col("prompt_id") == "p41")["origin"].item() == f"{path}:42"
+    assert prompts.filter(pl.col("prompt_id") == "p49")["created_at"].item() == datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
+    assert prompts["user"].str.starts_with("u_").all() and not prompts["user"].str.contains("user").any()
+    reasons = dict(zip(got[1].dropped["record_id"].to_list(), got[1].dropped["reason"].to_list()))
+    # rows are numbered from 1: p42 (a bad source) is row 43, p43 (blank) row 44, p50 (too long) row 51
+    assert all(reasons[f"{path}:{row}"].startswith("invalid") for row in (43, 44, 51))
+    assert prompts.height == 48  # 57 prompt records: 8 refused, one repeated id
+    assert prompts.filter(pl.col("prompt_id") == "p51")["context_key"].item() != ""  # a chat prompt, by the record path
+
+
+def test_typed_columns_take_the_fast_path_the_same_way(tmp_path, record_path_calls):
+    """Integer ids, a timestamp column with and without a time zone: typed as the record path types them."""
+    rows = [{"prompt_id": i, "user_id": 100 + i % 3, "source": "labeler", "text": f"Question {i}?",
+             "created_at": datetime(2024, 1, 1) + timedelta(hours=i)} for i in range(30)]
+    for tz in (None, "Europe/Paris"):
+        path = _write(tmp_path / f"typed-{tz or 'naive'}.parquet".replace("/", "-"), rows, prompt_id=pa.int64(), user_id=pa.int64(),
+                      created_at=pa.timestamp("ms", tz=tz))
+        want = _by_records(path)
+        record_path_calls.clear()
+        _same(want, _by_frames(path))
+        assert record_path_calls == []
+
+
+def test_the_first_bad_row_fails_with_the_record_paths_message(tmp_path):
+    path = _write(tmp_path / "log.parquet", _rows())
+    with pytest.raises(InputError) as want:
+        _by_records(path, on_error="fail")
+    with pytest.raises(InputError) as got:
+        _by_frames(path, on_error="fail")
+    assert str(got.value) == str(want.value)
+    assert f"{path}:43" in str(got.value) and "source" in str(got.value)
+
+
+def test_a_parquet_source_streams_frames_and_tallies_like_records(tmp_path):
+    from builders.sources import load_source
+
+    path = _write(tmp_path / "log.parquet", _rows())
+    by_records, by_frames = load_source(f"parquet:{path}"), load_source(f"parquet:{path}")
+    assert by_frames.columnar
+    n = sum(1 for _ in by_records.stream(tally=True))
+    m = sum(raw.height for raw in by_frames.stream_frames(tally=True))
+    assert n == m == len(_rows()) and by_records.accounting() == by_frames.accounting()
+    assert not load_source("sample").columnar  # JSONL: record by record
