@@ -77,6 +77,9 @@ def test_bench_run_measures_the_build_and_both_anchors_on_one_log(shared, tmp_pa
     assert d["injected_at_or_above_threshold"] > 100 and d["ours"]["recall"] >= 0.95 and d["anchor"]["rows"] == 3000
     assert p["speed_texts"] == 60 and p["ours"]["texts_per_s_one_process"] > p["anchor"]["texts_per_s_one_process"] > 0
     assert "injected" not in p["ours"]  # leaks are measured on data this project did not write (bench pii), not here
+    v = res["validate_one_core"]
+    assert v["prompts"] == 3000 and v["records"] > 3000 and v["prompts_per_s"] > 0 and v["records_per_s"] > 0
     text = markdown([res], "instructkit bench run --sizes 3000")
+    assert "records at **" in text and "one worker held at most" in text
     assert "| 3,000 | " in text and "| ours (dedup stage alone) | 3,000 |" in text and "instructkit bench run --sizes 3000" in text
     assert not (tmp_path / "out-3000").exists()  # the built folders are removed after measuring
