@@ -119,14 +119,18 @@ class LocalEngine(_Engine):
         """The worker processes' ids (empty before the first parallel call and after `close()`)."""
         return sorted(self._pool._processes) if self._pool is not None else []
 
-    def _start(self):
-        if self._pool is None:
+    def start(self):
+        """Start the worker processes now (they also start on the first parallel call). A build starts them before
+        it reads anything: forked then, they share only the modules with the driver, not pages of its growing
+        tables that would become theirs as the driver changes them."""
+        if self._pool is None and self.workers > 1:
             # fork: workers start in milliseconds and need no importable __main__; they run only stage functions
             # (no polars), so the parent's idle polars threads are of no concern to them
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             self._folder = tempfile.mkdtemp(prefix="instructkit-engine-")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
             self._finalizer = weakref.finalize(self, _stop_pool, self._pool, self._folder)
+            self._pool.submit(int).result()  # the executor forks its workers on the first task: now
         return self._pool
 
     def _payload(self, fn: Callable) -> tuple[str, str]:
@@ -153,7 +157,7 @@ class LocalEngine(_Engine):
                     out.append(fn(list(items[a:b])))
                     bar.update(b - a)
                 return out
-            pool = self._start()
+            pool = self.start()
             key, path = self._payload(fn)
             try:
                 futures = [pool.submit(_run_chunk, (key, path, list(items[a:b]))) for a, b in spans]

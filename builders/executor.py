@@ -158,6 +158,8 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
     own_engine = engine is None
     if own_engine:
         engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
+        if hasattr(engine, "start"):
+            engine.start()
 
     def stage_done(name, result, t0):
         release_memory()
@@ -197,7 +199,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                     bar.update()
             for source in sources:
                 if source.columnar:
-                    for raw in source.stream_frames():
+                    for raw in source.stream_frames(labels_only=True):
                         for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"):
                             v.add(rec)
                     continue

@@ -122,8 +122,12 @@ class RawFrame:
             yield RawRecord({k: v for k, v in data.items() if v is not None}, self.file, self.first_line + i, source=self.source)
 
 
-def iter_parquet_frames(path: str | Path, batch_size: int = 65_536) -> Iterator[RawFrame]:
-    """The file's rows a batch at a time, as Arrow; the same checks and row numbers as `iter_parquet`."""
+LABEL_COLUMNS = ("kind", "completion", "completions", "ranks")  # a file with none of these holds prompts only
+
+
+def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only: bool = False) -> Iterator[RawFrame]:
+    """The file's rows a batch at a time, as Arrow; the same checks and row numbers as `iter_parquet`. With
+    `labels_only`, a file whose columns say that every row is a prompt yields nothing (its texts are not read)."""
     path = Path(path)
     name = str(path)
     if not path.exists():
@@ -134,6 +138,8 @@ def iter_parquet_frames(path: str | Path, batch_size: int = 65_536) -> Iterator[
         raise InputError(f"not a readable Parquet file: {exc}", file=name) from exc
     if pf.metadata.num_rows == 0:
         raise InputError("file is empty: no records", file=name)
+    if labels_only and not set(LABEL_COLUMNS) & set(pf.schema_arrow.names):
+        return
     row = 1
     for batch in pf.iter_batches(batch_size=batch_size):
         interrupts.check()

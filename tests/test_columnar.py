@@ -159,3 +159,14 @@ def test_a_parquet_source_streams_frames_and_tallies_like_records(tmp_path):
     m = sum(raw.height for raw in by_frames.stream_frames(tally=True))
     assert n == m == len(_rows()) and by_records.accounting() == by_frames.accounting()
     assert not load_source("sample").columnar  # JSONL: record by record
+
+
+def test_the_labels_pass_skips_files_that_hold_only_prompts(tmp_path):
+    """The second pass reads labels; a Parquet file with no label column is not read again (its texts are the bulk
+    of the log), a file that may mix kinds is."""
+    prompts = tmp_path / "prompts.parquet"
+    pq.write_table(pa.table({"prompt_id": ["p1"], "user_id": ["u"], "source": ["api"], "text": ["Hi there"]}), prompts)
+    mixed = _write(tmp_path / "mixed.parquet", _rows())
+    assert list(iter_parquet_frames(prompts, labels_only=True)) == []
+    assert sum(raw.height for raw in iter_parquet_frames(mixed, labels_only=True)) == len(_rows())
+    assert [raw.height for raw in iter_parquet_frames(prompts)] == [1]

@@ -240,7 +240,7 @@ def _validate_alone(settings: BuildSettings) -> dict:
             v.add_prompt_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind == "prompt"])
     prompts_s = time.perf_counter() - t0
     for source in sources:
-        for raw in source.stream_frames():
+        for raw in source.stream_frames(labels_only=True):
             for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"):
                 v.add(rec)
     _, result = v.finish()

@@ -34,7 +34,7 @@ class SourceData:
     units_read: int = 0
     used: Counter = field(default_factory=Counter)  # input units by what they became
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (input id, reason)
-    frame_reader: Callable[["SourceData"], Iterator] | None = None  # the same records as Arrow batches (RawFrame)
+    frame_reader: Callable[["SourceData", bool], Iterator] | None = None  # the same records as Arrow batches (RawFrame)
     _tallying: bool = False
 
     @property
@@ -42,11 +42,12 @@ class SourceData:
         """Whether `stream_frames` reads this source a batch of columns at a time (Parquet files)."""
         return self.frame_reader is not None
 
-    def stream_frames(self, tally: bool = False):
-        """The source's records as `builders.readers.RawFrame` batches, the same records `stream` yields."""
+    def stream_frames(self, tally: bool = False, labels_only: bool = False):
+        """The source's records as `builders.readers.RawFrame` batches, the same records `stream` yields; with
+        `labels_only`, files that can hold only prompts are skipped (the labels' pass)."""
         if self.frame_reader is None:
             raise TypeError(f"source {self.spec} is read record by record")
-        return self._read(self.frame_reader, tally)
+        return self._read(lambda src: self.frame_reader(src, labels_only), tally)
 
     def stream(self, tally: bool = False) -> Iterator[RawRecord]:
         """The source's records, one at a time; with `tally`, its counts start again from zero and count this pass."""

@@ -35,11 +35,11 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 src.became(infer_kind(rec.data) if rec.data is not None else "unreadable")
                 yield rec
 
-    def frames(src: SourceData):
+    def frames(src: SourceData, labels_only: bool = False):
         from collections import Counter
 
         for file in files:
-            for raw in iter_parquet_frames(file):
+            for raw in iter_parquet_frames(file, labels_only=labels_only):
                 raw.source = spec
                 for kind, n in Counter(raw.kinds()).items():
                     src.became(kind, n)
