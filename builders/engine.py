@@ -100,9 +100,10 @@ class _Engine(ABC):
 class LocalEngine(_Engine):
     """In this process, or in `workers` forked processes for inputs of at least `min_parallel` items.
 
-    The worker processes start on the first parallel call and stay until `close()`: each loads a stage function's
-    models (spaCy, the classifier) once, the first time it runs a batch of that stage, and keeps them for every
-    later batch and call, so a build that runs PII batch after batch loads spaCy once per worker."""
+    The worker processes start on `start()` (a build calls it first) or on the first parallel call, and stay until
+    `close()`: each loads a stage function's models (spaCy, the classifier) once, the first time it runs a batch of
+    that stage, and keeps them for every later batch and call, so a build that runs PII batch after batch loads
+    spaCy once per worker."""
 
     name = "local"
 
