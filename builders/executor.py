@@ -35,7 +35,7 @@ from builders.sources import load_source
 from builders.stages import Context, Stage, StageResult, merge_results
 from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, scanner_for
-from builders.stages.validate import Validator, is_prompt
+from builders.stages.validate import Validator
 from builders.writers.datasets import META_COLS, PROMPT_COLS, SortedShards, write_outputs
 from builders.writers.report import unused_prompts
 from builders.writers.schemas import PPO_SCHEMA
@@ -178,34 +178,14 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                       prompt_sink=spilled.add, origin_of=spilled.origins)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
             spilled_files = 0
-
-            def spilled_a_chunk():
-                nonlocal spilled_files
-                if len(spilled.prompt_files) > spilled_files:  # a chunk went to disk: its memory is free
-                    spilled_files = len(spilled.prompt_files)
-                    release_memory()
-
             for source in sources:  # prompts first, so every label can be checked against every prompt id
-                if source.columnar:  # Parquet: a batch of columns at a time, plain prompts checked column-wise
-                    for raw in source.stream_frames(tally=True):
-                        v.add_prompt_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind == "prompt"])
-                        spilled_a_chunk()
-                        bar.update(raw.height)
-                    continue
-                for rec in source.stream(tally=True):
-                    if is_prompt(rec):
-                        v.add(rec)
-                        spilled_a_chunk()
-                    bar.update()
+                for n in v.read_prompts(source):
+                    if len(spilled.prompt_files) > spilled_files:  # a chunk went to disk: its memory is free
+                        spilled_files = len(spilled.prompt_files)
+                        release_memory()
+                    bar.update(n)
             for source in sources:
-                if source.columnar:
-                    for raw in source.stream_frames(labels_only=True):
-                        for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"):
-                            v.add(rec)
-                    continue
-                for rec in source.stream():
-                    if not is_prompt(rec):
-                        v.add(rec)
+                v.read_labels(source)
         tables, result = v.finish()
         del v
         validated = {"prompt": tables.prompts["prompt_id"], "demonstration": tables.demonstrations["demonstration_id"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +85,7 @@ class RawFrame:
     file: str
     first_line: int
     source: str = ""
+    _kinds: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def height(self) -> int:
@@ -95,7 +96,12 @@ class RawFrame:
 
     def kinds(self) -> list[str]:
         """Each row's kind as `builders.schema.infer_kind` reads the record `iter_parquet` makes of it (null fields
-        are absent there)."""
+        are absent there); worked out once per batch (the source's tally and the validator both ask)."""
+        if self._kinds is None:
+            self._kinds = self._infer_kinds()
+        return self._kinds
+
+    def _infer_kinds(self) -> list[str]:
         names = self.batch.schema.names
         n = self.batch.num_rows
 

@@ -236,13 +236,11 @@ def _validate_alone(settings: BuildSettings) -> dict:
         os.sched_setaffinity(0, {min(cpus)})  # one core, every thread of this process on it
     t0 = time.perf_counter()
     for source in sources:
-        for raw in source.stream_frames(tally=True):
-            v.add_prompt_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind == "prompt"])
+        for _ in v.read_prompts(source):
+            pass
     prompts_s = time.perf_counter() - t0
     for source in sources:
-        for raw in source.stream_frames(labels_only=True):
-            for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"):
-                v.add(rec)
+        v.read_labels(source)
     _, result = v.finish()
     total_s = time.perf_counter() - t0
     if cpus:

@@ -116,7 +116,7 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
 
 
 _ID_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
-_OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.Null), "messages": None}
+_OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.Null)}
 
 
 def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) -> pl.DataFrame:
@@ -133,7 +133,7 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
     if cols.get("source") != pl.String or cols.get("text") != pl.String:
         return none
     for name, types in _OPTIONAL_TYPES.items():
-        if name in cols and types is not None and cols[name] not in types:
+        if name in cols and cols[name] not in types:
             return none
     created_type = cols.get("created_at", pl.Null)
     if not (created_type in (pl.String, pl.Null) or (isinstance(created_type, pl.Datetime) and created_type.time_unit in ("us", "ms"))):
@@ -187,7 +187,7 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
         (pl.lit(file + ":") + (pl.col("_pos") + first_line).cast(pl.String)).alias("origin"),
         pl.col("_pos"),
     )
-    return out.filter(pl.Series(keep, dtype=pl.Boolean)).cast({k: v for k, v in PROMPTS_SCHEMA.items()})
+    return out.filter(pl.Series(keep, dtype=pl.Boolean)).cast(PROMPTS_SCHEMA)
 
 
 def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
@@ -368,6 +368,29 @@ class Validator:
         typed = typed.with_columns(pl.int_range(self.next_row, self.next_row + typed.height, dtype=pl.UInt32).alias("_row"))
         self.next_row += typed.height
         self.prompts.extend(typed.select(*PROMPTS_SCHEMA, "_row"))
+
+    def read_prompts(self, source):
+        """Validate every prompt of a source (`builders.sources.SourceData`), counting what it reads; yields the
+        number of records each step read (a Parquet batch, or one record), for a progress bar."""
+        if source.columnar:
+            for raw in source.stream_frames(tally=True):
+                self.add_prompt_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind == "prompt"])
+                yield raw.height
+            return
+        for rec in source.stream(tally=True):
+            if is_prompt(rec):
+                self.add(rec)
+            yield 1
+
+    def read_labels(self, source) -> None:
+        """Validate every demonstration and ranking of a source, after every source's prompts are in."""
+        if source.columnar:
+            records = (rec for raw in source.stream_frames(labels_only=True)
+                       for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"))
+        else:
+            records = (rec for rec in source.stream() if not is_prompt(rec))
+        for rec in records:
+            self.add(rec)
 
     def _close_prompts(self) -> None:
         """Every prompt is in: reject repeated ids (the first valid one stays), sort the ids for label checks."""
