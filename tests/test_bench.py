@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import FULL_DATA
 
-from builders.bench.generate import GenSettings, generate, prefix_jaccard, write
+from builders.bench.generate import GenSettings, generate, prefix_jaccard
 from instructkit.cli import main
 from builders.pipeline import build
 from builders.settings import BuildSettings
@@ -23,7 +23,7 @@ def log(bench_log):
 
 def test_generation_is_deterministic_and_truth_is_consistent(log, shared, tmp_path):
     again = tmp_path / "again"
-    write(generate(GenSettings(n=4000, seed=3), shared), again)
+    generate(GenSettings(n=4000, seed=3), shared, again)
     for name in ("prompts.parquet", "demonstrations.parquet", "rankings.parquet", "truth/truth.parquet"):
         assert (log / name).read_bytes() == (again / name).read_bytes(), name
     prompts = pl.read_parquet(log / "prompts.parquet")

@@ -61,14 +61,13 @@ def _data_dir(arg: str | None) -> Path | None:
 
 
 def _cmd_generate(args) -> int:
-    from builders.bench.generate import GenSettings, generate, write
+    from builders.bench.generate import GenSettings, generate
 
-    tables = generate(GenSettings(n=args.n, seed=args.seed, dup_rate=args.dup_rate, pii_rate=args.pii_rate), _data_dir(args.data_dir))
-    paths = write(tables, Path(args.out))
-    truth = tables["truth"]
-    print(f"wrote {args.n:,} prompts, {tables['demonstrations'].num_rows:,} demonstrations and {tables['rankings'].num_rows:,} "
-          f"rankings to {args.out} ({args.n - truth['dup_of'].null_count:,} injected duplicates, "
-          f"{args.n - truth['pii_value'].null_count:,} prompts with injected personal data); truth in {paths['truth']}")
+    c = generate(GenSettings(n=args.n, seed=args.seed, dup_rate=args.dup_rate, pii_rate=args.pii_rate), _data_dir(args.data_dir),
+                 Path(args.out))
+    print(f"wrote {c['prompts']:,} prompts, {c['demonstrations']:,} demonstrations and {c['rankings']:,} rankings to {args.out} "
+          f"({c['injected_duplicates']:,} injected duplicates, {c['injected_pii']:,} prompts with injected personal data); "
+          f"truth in {c['paths']['truth']}")
     return 0
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -117,7 +119,7 @@ class _Maker:
         self.words = [p.split() for p in prompts]
         self.order = rng.permutation(len(prompts))
         self.used = 0
-        self.seen: set[str] = set()
+        self.seen: set[int] = set()  # 64-bit digests of the prefixes used: a set of the prefixes was GBs at 10M
 
     def splice(self) -> str:
         """3-6 windows of 5-14 words from different real prompts."""
@@ -137,7 +139,7 @@ class _Maker:
                 self.used += 1
             else:
                 text = self.splice()
-            key = _norm_prefix(text)
+            key = int.from_bytes(hashlib.blake2b(_norm_prefix(text).encode("utf-8"), digest_size=8).digest(), "big")
             if key not in self.seen:  # distinct prefixes: the only duplicates are the injected ones
                 self.seen.add(key)
                 return text
@@ -192,10 +194,95 @@ class _Maker:
         return (f"{piece} {text}" if at_start else f"{text} {piece}"), value
 
 
-def generate(settings: GenSettings, data_dir: Path | None) -> dict[str, pa.Table]:
-    """Tables `prompts`, `demonstrations`, `rankings` (canonical schema) and `truth`."""
+PROMPTS_SCHEMA = pa.schema([("prompt_id", pa.string()), ("user_id", pa.string()), ("source", pa.string()),
+                            ("prompt_type", pa.string()), ("text", pa.string()), ("created_at", pa.timestamp("us", tz="UTC")),
+                            ("lang", pa.string())])
+DEMOS_SCHEMA = pa.schema([("prompt_id", pa.string()), ("labeler_id", pa.string()), ("completion", pa.string())])
+RANKINGS_SCHEMA = pa.schema([("prompt_id", pa.string()), ("labeler_id", pa.string()), ("completions", pa.list_(pa.string())),
+                             ("ranks", pa.list_(pa.int64()))])
+TRUTH_SCHEMA = pa.schema([("prompt_id", pa.string()), ("dup_of", pa.string()), ("dup_kind", pa.string()),
+                          ("prefix_jaccard", pa.float64()), ("pii_kind", pa.string()), ("pii_value", pa.string())])
+
+
+class _TableWriter:
+    """One output table written a part at a time: Parquet row groups, or JSONL lines."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows_per_part: int):
+        self.path, self.schema, self.rows_per_part = path, schema, rows_per_part
+        self.jsonl = path.suffix == ".jsonl"
+        self.cols: dict[str, list] = {name: [] for name in schema.names}
+        self.rows = 0
+        self.fh = open(path, "w", encoding="utf-8") if self.jsonl else pq.ParquetWriter(path, schema, compression="zstd")
+
+    def add(self, *values) -> None:
+        for col, v in zip(self.cols.values(), values):
+            col.append(v)
+        if len(next(iter(self.cols.values()))) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        table = pa.table(self.cols, schema=self.schema)
+        self.rows += table.num_rows
+        for col in self.cols.values():
+            col.clear()
+        if not self.jsonl:
+            self.fh.write_table(table)
+            return
+        for row in table.to_pylist():
+            if isinstance(row.get("created_at"), datetime):
+                row["created_at"] = row["created_at"].isoformat()
+            self.fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def close(self) -> int:
+        if len(next(iter(self.cols.values()))) or (not self.rows and not self.jsonl):
+            self.flush()  # the last part; a Parquet file with no rows still gets its schema
+        self.fh.close()
+        return self.rows
+
+
+class _Texts:
+    """Every generated prompt's text, for the duplicates that re-submit an earlier one: the current part in memory,
+    the rest in a file beside the log (read back by offset), so a log of 10M prompts never holds its texts."""
+
+    def __init__(self, path: Path, n: int, part: int):
+        self.path, self.part = path, part
+        self.fh = open(path, "w+b")
+        self.offsets = np.zeros(n + 1, dtype=np.int64)
+        self.recent: list[bytes] = []
+        self.on_disk = 0  # texts [0, on_disk) are in the file
+
+    def append(self, text: str) -> None:
+        data = text.encode("utf-8")
+        i = self.on_disk + len(self.recent)
+        self.offsets[i + 1] = self.offsets[i] + len(data)
+        self.recent.append(data)
+        if len(self.recent) >= self.part:
+            self.fh.write(b"".join(self.recent))
+            self.fh.flush()
+            self.on_disk += len(self.recent)
+            self.recent.clear()
+
+    def __getitem__(self, i: int) -> str:
+        if i >= self.on_disk:
+            return self.recent[i - self.on_disk].decode("utf-8")
+        return os.pread(self.fh.fileno(), int(self.offsets[i + 1] - self.offsets[i]), int(self.offsets[i])).decode("utf-8")
+
+    def close(self) -> None:
+        self.fh.close()
+        self.path.unlink()
+
+
+def generate(settings: GenSettings, data_dir: Path | None, out: Path, *, rows_per_part: int = 100_000) -> dict:
+    """Write the log to the folder `out`: prompts, demonstrations and rankings (canonical schema, read by
+    `--source parquet:OUT` or `jsonl:OUT`; `*.jsonl` folders get JSONL) and truth/truth.parquet. Streams: rows go
+    to disk a part of `rows_per_part` at a time and earlier texts are read back from disk, so memory holds a few
+    numbers a prompt (10M prompts: about 0.3 KB each), never the log. Returns the counts and the paths."""
     if settings.n < 1:
         raise InputError("must be at least 1", field="n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(exist_ok=True)  # a subfolder, so `--source parquet:OUT` reads only the log
+    fmt = "jsonl" if out.name.endswith(".jsonl") else "parquet"
+    paths = {name: out / f"{name}.{fmt}" for name in ("prompts", "demonstrations", "rankings")} | {"truth": out / "truth" / "truth.parquet"}
     rng = np.random.default_rng(settings.seed)
     prompts_pool, replies = real_texts(data_dir)
     maker = _Maker(prompts_pool, rng)
@@ -208,91 +295,66 @@ def generate(settings: GenSettings, data_dir: Path | None) -> dict[str, pa.Table
     is_dup[0] = False
     t0 = datetime(2022, 1, 1, tzinfo=timezone.utc)
 
-    rows = {k: [] for k in ("prompt_id", "user_id", "source", "prompt_type", "text", "created_at", "lang")}
-    truth = {k: [] for k in ("prompt_id", "dup_of", "dup_kind", "prefix_jaccard", "pii_kind", "pii_value")}
-    originals: list[int] = []  # rows that are not duplicates
+    prompts = _TableWriter(paths["prompts"], PROMPTS_SCHEMA, rows_per_part)
+    truth = _TableWriter(paths["truth"], TRUTH_SCHEMA, rows_per_part)
+    texts = _Texts(out / ".texts.tmp", n, rows_per_part)
+    originals = np.zeros(n, dtype=np.int64)  # rows that are not duplicates
+    n_originals = 0
+    pii_of: dict[int, tuple[str, str]] = {}  # originals with a personal value
+    n_dups = n_pii = 0
     types = ("plain", "few_shot", "user_based")
-    for i in range(n):
-        user = int(users[i])
-        dup_of, kind, jac, pii_kind, pii_value = None, None, None, None, None
-        text = None
-        if is_dup[i]:
-            orig = originals[int(rng.integers(len(originals)))]
-            kind = DUP_KINDS[int(rng.integers(len(DUP_KINDS)))]
-            text = maker.duplicate(rows["text"][orig], kind)
-            if text is not None:
-                dup_of = rows["prompt_id"][orig]
-                jac = round(prefix_jaccard(rows["text"][orig], text), 4)
-                if truth["pii_value"][orig] is not None and truth["pii_value"][orig] in text:  # not cut off or recased
-                    pii_kind, pii_value = truth["pii_kind"][orig], truth["pii_value"][orig]
-                if rng.random() < 0.7:  # most re-submissions come from the same user
-                    user = int(users[orig])
-            else:
-                kind = None
-        if text is None:
-            text = maker.new_prompt()
-            if rng.random() < settings.pii_rate:
-                pii_kind = PII_KINDS[int(rng.integers(len(PII_KINDS)))]
-                text, pii_value = maker.inject(text, pii_kind)
-            originals.append(i)
-        labeler = bool(labeler_users[user])
-        rows["prompt_id"].append(f"p{i:08d}")
-        rows["user_id"].append(f"user_{user}")
-        rows["source"].append("labeler" if labeler else "api")
-        rows["prompt_type"].append(types[user % 3] if labeler else None)
-        rows["text"].append(text)
-        rows["created_at"].append(t0 + timedelta(seconds=17 * i))
-        rows["lang"].append("en")
-        for k, v in zip(truth, (rows["prompt_id"][-1], dup_of, kind, jac, pii_kind, pii_value)):
-            truth[k].append(v)
+    try:
+        for i in range(n):
+            user = int(users[i])
+            dup_of, kind, jac, pii_kind, pii_value = None, None, None, None, None
+            text = None
+            if is_dup[i]:
+                orig = int(originals[int(rng.integers(n_originals))])
+                kind = DUP_KINDS[int(rng.integers(len(DUP_KINDS)))]
+                original = texts[orig]
+                text = maker.duplicate(original, kind)
+                if text is not None:
+                    dup_of = f"p{orig:08d}"
+                    jac = round(prefix_jaccard(original, text), 4)
+                    if orig in pii_of and pii_of[orig][1] in text:  # not cut off or recased
+                        pii_kind, pii_value = pii_of[orig]
+                    if rng.random() < 0.7:  # most re-submissions come from the same user
+                        user = int(users[orig])
+                else:
+                    kind = None
+            if text is None:
+                text = maker.new_prompt()
+                if rng.random() < settings.pii_rate:
+                    pii_kind = PII_KINDS[int(rng.integers(len(PII_KINDS)))]
+                    text, pii_value = maker.inject(text, pii_kind)
+                    pii_of[i] = (pii_kind, pii_value)
+                originals[n_originals] = i
+                n_originals += 1
+            labeler = bool(labeler_users[user])
+            texts.append(text)
+            prompts.add(f"p{i:08d}", f"user_{user}", "labeler" if labeler else "api", types[user % 3] if labeler else None, text,
+                        t0 + timedelta(seconds=17 * i), "en")
+            truth.add(f"p{i:08d}", dup_of, kind, jac, pii_kind, pii_value)
+            n_dups += dup_of is not None
+            n_pii += pii_value is not None
+    finally:
+        texts.close()
+    counts = {"prompts": prompts.close(), "injected_duplicates": n_dups, "injected_pii": n_pii}
+    truth.close()
+    del users, is_dup, originals, pii_of
 
-    demos = {k: [] for k in ("prompt_id", "labeler_id", "completion")}
-    ranks = {k: [] for k in ("prompt_id", "labeler_id", "completions", "ranks")}
+    demos = _TableWriter(paths["demonstrations"], DEMOS_SCHEMA, rows_per_part)
+    ranks = _TableWriter(paths["rankings"], RANKINGS_SCHEMA, rows_per_part)
     draw = rng.random((n, 2))
     for i in range(n):
         if draw[i, 0] < settings.demo_rate:
-            demos["prompt_id"].append(rows["prompt_id"][i])
-            demos["labeler_id"].append(f"lab_{int(rng.integers(40))}")
-            demos["completion"].append(replies[int(rng.integers(len(replies)))][:1500])
+            demos.add(f"p{i:08d}", f"lab_{int(rng.integers(40))}", replies[int(rng.integers(len(replies)))][:1500])
         if draw[i, 1] < settings.ranking_rate:
             k = int(rng.integers(4, 10))
             order = rng.permutation(k)
             r = [int(x) for x in order]
             if rng.random() < 0.2:  # a tie between the two worst
                 r = [min(x, k - 2) for x in r]
-            ranks["prompt_id"].append(rows["prompt_id"][i])
-            ranks["labeler_id"].append(f"lab_{int(rng.integers(40))}")
-            ranks["completions"].append([replies[int(j)][:800] for j in rng.choice(len(replies), size=k, replace=False)])
-            ranks["ranks"].append(r)
-    return {
-        "prompts": pa.table(rows),
-        "demonstrations": pa.table(demos, schema=pa.schema([("prompt_id", pa.string()), ("labeler_id", pa.string()), ("completion", pa.string())])),
-        "rankings": pa.table(ranks, schema=pa.schema([("prompt_id", pa.string()), ("labeler_id", pa.string()),
-                                                       ("completions", pa.list_(pa.string())), ("ranks", pa.list_(pa.int64()))])),
-        "truth": pa.table(truth, schema=pa.schema([("prompt_id", pa.string()), ("dup_of", pa.string()), ("dup_kind", pa.string()),
-                                                   ("prefix_jaccard", pa.float64()), ("pii_kind", pa.string()), ("pii_value", pa.string())])),
-    }
-
-
-def write(tables: dict[str, pa.Table], out: Path) -> dict[str, Path]:
-    """A folder OUT/ with prompts, demonstrations and rankings (canonical schema, read by `--source parquet:OUT`
-    or `jsonl:OUT`) and truth/truth.parquet. The format follows OUT's name: `*.jsonl` folders get JSONL."""
-    out.mkdir(parents=True, exist_ok=True)
-    fmt = "jsonl" if out.name.endswith(".jsonl") else "parquet"
-    paths = {}
-    for name in ("prompts", "demonstrations", "rankings"):
-        path = out / f"{name}.{fmt}"
-        table = tables[name]
-        if fmt == "parquet":
-            pq.write_table(table, path, compression="zstd")
-        else:
-            with open(path, "w", encoding="utf-8") as fh:
-                for row in table.to_pylist():
-                    if isinstance(row.get("created_at"), datetime):
-                        row["created_at"] = row["created_at"].isoformat()
-                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        paths[name] = path
-    (out / "truth").mkdir(exist_ok=True)  # a subfolder, so `--source parquet:OUT` reads only the log
-    paths["truth"] = out / "truth" / "truth.parquet"
-    pq.write_table(tables["truth"], paths["truth"], compression="zstd")
-    return paths
+            labeler = f"lab_{int(rng.integers(40))}"
+            ranks.add(f"p{i:08d}", labeler, [replies[int(j)][:800] for j in rng.choice(len(replies), size=k, replace=False)], r)
+    return counts | {"demonstrations": demos.close(), "rankings": ranks.close(), "paths": paths}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from builders.bench.generate import GenSettings, generate, write
+from builders.bench.generate import GenSettings, generate
 from builders.settings import BuildSettings
 
 
@@ -130,7 +130,7 @@ def run_size(n: int, *, seed: int, work: Path, data_dir: Path | None, workers: i
     log_dir = work / f"log-{n}-seed{seed}"
     t0 = time.perf_counter()
     if not (log_dir / "truth" / "truth.parquet").exists():
-        write(generate(GenSettings(n=n, seed=seed), data_dir), log_dir)
+        generate(GenSettings(n=n, seed=seed), data_dir, log_dir)
     gen_s = time.perf_counter() - t0
 
     os.environ.setdefault("INSTRUCTKIT_PSEUDONYM_KEY", "benchmark-key")
