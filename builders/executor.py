@@ -1,16 +1,17 @@
 """The one executor of the build (datatrove's split: `builders.pipeline` declares the stages, this runs them).
-Two passes over the input; what stays in memory is a few columns a prompt, whatever the size of the log; a small
-input is the same run with one chunk and one batch.
+Two passes over the input; what stays in memory is a few narrow columns a record, whatever the size of the log; a
+small input is the same run with one chunk and one batch.
 
 Pass 1 reads the sources and validates every prompt, a chunk at a time: each chunk's rows are written to disk
 with their dedup sketches (prefix digest and LSH band keys, computed on the engine), and only the columns the
-decisions need stay in memory (row, id, user, source, time, chat context). Then it
-reads the sources again for the demonstrations and rankings, which stay in memory (labels are few). The
-stages that decide on those columns (`per_batch=False`: dedup, the per-user cap, the split) run on all of them at
-once; dedup reads the band keys back one band at a time and recomputes signatures only for candidate pairs.
-Pass 2 reads the spilled rows back a batch at a time, keeps the prompts the stages kept, runs the stages that read
-text (`per_batch=True`: PII removal, classification) on each batch, merges their results and hands the prompts to
-the writers, which sort them into the same files whatever the chunk and batch sizes (tested byte for byte).
+decisions need stay in memory (row, id, user, source, time, chat context). Then it reads the sources again for
+the demonstrations and rankings, which go to disk the same way; their ids and prompt ids stay. The stages that
+decide on those columns (`per_batch=False`: dedup, the per-user cap, the split) run on all of them at once;
+dedup reads the band keys back one band at a time and recomputes signatures only for candidate pairs.
+Pass 2 reads the spilled rows back a batch at a time with their labels, keeps the prompts the stages kept, runs the
+stages that read text (`per_batch=True`: PII removal, classification) on each batch, and hands the batch to the
+writers (`Outputs`), which spill its dataset rows and later sort them into the same files whatever the chunk and
+batch sizes (tested byte for byte); only the ids, splits and sources the report counts stay in memory.
 """
 
 from __future__ import annotations
@@ -29,16 +30,15 @@ from tqdm.auto import tqdm
 
 from builders import interrupts
 from builders.pseudonym import load_key
-from builders.schema import PROMPTS_SCHEMA, Tables
+from builders.schema import DEMONSTRATIONS_SCHEMA, PROMPTS_SCHEMA, RANKINGS_SCHEMA, Tables
 from builders.settings import BuildSettings
 from builders.sources import load_source
 from builders.stages import Context, Stage, StageResult, merge_results
 from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, scanner_for
 from builders.stages.validate import Validator
-from builders.writers.datasets import META_COLS, PROMPT_COLS, SortedShards, write_outputs
+from builders.writers.datasets import Outputs, write_outputs
 from builders.writers.report import unused_prompts
-from builders.writers.schemas import PPO_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,35 @@ class SpilledSketches:
             yield pl.concat(pending) if pending else pl.DataFrame(schema={**PROMPTS_SCHEMA, "split": pl.String})
 
 
+class SpilledLabels:
+    """Pass 1's demonstrations and rankings on disk, a chunk at a time (their texts are most of a log's labels:
+    3 GB of completions at 10M prompts), with only their ids and prompt ids kept in memory: what the stages that
+    decide need. `rows(kind, ids)` reads back the full rows of some of them, in validation order."""
+
+    ID = {"demonstration": "demonstration_id", "ranking": "ranking_id"}
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: dict[str, list[Path]] = {kind: [] for kind in self.ID}
+
+    def sink(self, kind: str):
+        def add(frame: pl.DataFrame) -> pl.DataFrame:
+            if frame.height:
+                self.files[kind].append(self.folder / f"{kind}s-{len(self.files[kind]):06d}.parquet")
+                frame.write_parquet(self.files[kind][-1], compression="lz4")
+            return frame.select(self.ID[kind], "prompt_id")
+        return add
+
+    def rows(self, kind: str, ids: pl.Series, schema: dict) -> pl.DataFrame:
+        """The spilled rows of `kind` whose id is in `ids`, in validation order; a file is read whole only when it
+        holds one of them (its ids are read first)."""
+        wanted, found = ids.implode(), [pl.DataFrame(schema=schema)]
+        for f in self.files[kind] if ids.len() else ():
+            if pl.read_parquet(f, columns=[self.ID[kind]])[self.ID[kind]].is_in(wanted).any():
+                found.append(pl.read_parquet(f).filter(pl.col(self.ID[kind]).is_in(wanted)))
+        return pl.concat(found)
+
+
 def context_for(stage: Stage, ctx: Context) -> Context:
     """The context `stage` runs in: the executor's engine, or this process where the stage must not run in forked
     workers (a torch model)."""
@@ -174,8 +203,9 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         sources = [load_source(spec, on_error=settings.on_error) for spec in settings.sources]
         spilled = SpilledSketches(spill, engine, prefix_chars=settings.dedup_prefix_chars, bands=settings.dedup_bands,
                                   k=settings.dedup_shingle_words, num_perm=settings.dedup_num_perm)
+        labels = SpilledLabels(spill)
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
-                      prompt_sink=spilled.add, origin_of=spilled.origins)
+                      prompt_sink=spilled.add, origin_of=spilled.origins, label_sink=labels.sink)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
             spilled_files = 0
             for source in sources:  # prompts first, so every label can be checked against every prompt id
@@ -202,33 +232,29 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             stage_done(stage.name, result, t0)
         plan = tables.prompts.select("_row", "split")
         demos, rankings = tables.demonstrations, tables.rankings
-        has_label = pl.concat([demos["prompt_id"], rankings["prompt_id"]]).unique().implode()
         del tables
 
-        # pass 2: the stages that read text, on the kept rows a batch at a time
+        # pass 2: the stages that read text, on the kept rows a batch at a time; each batch's dataset rows go to disk
         per_batch = [s for s in stages if s.per_batch]
         parts: dict[str, list[StageResult]] = {s.name: [] for s in per_batch}
         spent = dict.fromkeys(parts, 0.0)
-        ppo = SortedShards(out / "ppo" / "data", PPO_SCHEMA, out / ".spill-ppo")
-        finals, labeled, final_demos, final_rankings = [], [], [], []
+        outputs = Outputs(out, settings.ppo_sources)
 
         def run_batch(prompts: pl.DataFrame) -> None:
             nonlocal demos, rankings
             prompts = prompts.sort("prompt_id")
             ids = prompts["prompt_id"].implode()
-            batch = Tables(prompts, demos.filter(pl.col("prompt_id").is_in(ids)), rankings.filter(pl.col("prompt_id").is_in(ids)))
-            # a prompt is in one batch only: its labels leave the pending tables (only the batch's copies go on)
+            # the batch's labels, read back from the spill; a prompt is in one batch only, so they leave the pending ids
+            batch = Tables(prompts, labels.rows("demonstration", demos.filter(pl.col("prompt_id").is_in(ids))["demonstration_id"],
+                                                DEMONSTRATIONS_SCHEMA),
+                           labels.rows("ranking", rankings.filter(pl.col("prompt_id").is_in(ids))["ranking_id"], RANKINGS_SCHEMA))
             demos, rankings = demos.filter(~pl.col("prompt_id").is_in(ids)), rankings.filter(~pl.col("prompt_id").is_in(ids))
             for stage in per_batch:
                 t = time.perf_counter()
                 batch, r = stage.run(batch, context_for(stage, ctx))
                 parts[stage.name].append(r)
                 spent[stage.name] += time.perf_counter() - t
-            finals.append(batch.prompts.select(META_COLS))
-            labeled.append(batch.prompts.filter(pl.col("prompt_id").is_in(has_label)))
-            final_demos.append(batch.demonstrations)
-            final_rankings.append(batch.rankings)
-            ppo.add(batch.prompts.filter(pl.col("source").is_in(settings.ppo_sources)).select(PROMPT_COLS))
+            outputs.add(batch)
             release_memory()
 
         with tqdm(total=plan.height, desc=" + ".join(s.name for s in per_batch) or "write", unit=" prompts",
@@ -251,12 +277,11 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         shutil.rmtree(spill, ignore_errors=True)
 
     t0 = time.perf_counter()
-    final_prompts = pl.concat(finals)
-    demos, rankings = pl.concat(final_demos), pl.concat(final_rankings)
-    unused = unused_prompts(final_prompts, demos, rankings, settings.ppo_sources)
-    report = write_outputs(out, settings, final_prompts=final_prompts, labeled=Tables(pl.concat(labeled), demos, rankings),
-                           ppo=ppo, stages=results, sources=sources, unused=unused, validated=validated,
+    unused = unused_prompts(pl.concat(outputs.prompts), pl.concat(outputs.sft_ids), pl.concat(outputs.ranking_ids),
+                            settings.ppo_sources)
+    report = write_outputs(out, settings, outputs=outputs, stages=results, sources=sources, unused=unused, validated=validated,
                            classifier=classifier, seconds=seconds)
+
     seconds["write"] = time.perf_counter() - t0
     report["seconds"]["write"] = round(seconds["write"], 2)
     return report

@@ -97,17 +97,20 @@ def test_a_repeated_prompt_id_in_another_chunk_names_both_lines(on_error, tmp_pa
     assert sum(report["datasets"]["ppo"]["default"].values()) == 9
 
 
-def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("key", ["prompt_id", ["prompt_id", "_n"]])
+def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_path, monkeypatch, key):
     monkeypatch.setattr(ds, "ROWS_PER_SHARD", 4)
-    rows = pl.DataFrame({"prompt_id": [f"p{i:03d}" for i in range(23)],
+    # one key column (PPO: prompt ids), or two (a ranking's comparisons share its prompt id; `_n`, not written,
+    # orders them, in reverse of the rows' order here, so a file that kept arrival order would differ)
+    ids = [f"p{i:03d}" for i in range(23)] if key == "prompt_id" else [f"p{i // 3:03d}" for i in range(23)]
+    rows = pl.DataFrame({"prompt_id": ids, "_n": [2 - i % 3 for i in range(23)], "user": [f"u{i}" for i in range(23)],
                          "split": ["train"] * 15 + ["validation"] * 5 + ["test"] * 3}).with_columns(
-        pl.col("prompt_id").alias("user"), pl.lit("api").alias("source"), pl.lit(None, pl.String).alias("prompt_type"),
-        pl.lit("Generation").alias("category"),
+        pl.lit("api").alias("source"), pl.lit(None, pl.String).alias("prompt_type"), pl.lit("Generation").alias("category"),
         pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.col("prompt_id").alias("content"))).alias("prompt"))
-    whole = ds.write_splits(rows, PPO_SCHEMA, tmp_path / "whole")
+    whole = ds.write_splits(rows.sort(key), PPO_SCHEMA, tmp_path / "whole")
     order = list(range(rows.height))
     random.Random(0).shuffle(order)
-    shards = ds.SortedShards(tmp_path / "parts", PPO_SCHEMA, tmp_path / "spill")
+    shards = ds.SortedShards(tmp_path / "parts", PPO_SCHEMA, tmp_path / "spill", key)
     for i in range(0, len(order), 5):
         shards.add(rows[order[i:i + 5]])
     assert shards.finish() == whole

@@ -104,8 +104,11 @@ def follow_prompts(tables, kept_ids: pl.Series, stage: str, reason: str):
 
 def stable_hash(values: pl.Series, seed: int) -> pl.Series:
     """A seeded 64-bit hash that, unlike polars' own, is the same in every version and on every machine."""
-    salt = str(seed).encode("utf-8")
-    return pl.Series(
-        [int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8, salt=salt[:16]).digest(), "big") for v in values],
-        dtype=pl.UInt64,
-    )
+    salt = str(seed).encode("utf-8")[:16]
+
+    def part(vs: pl.Series) -> pl.Series:
+        return pl.Series([int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8, salt=salt).digest(), "big") for v in vs],
+                         dtype=pl.UInt64)
+
+    # a million values at a time: the Python ints of ten million at once were a gigabyte
+    return pl.concat([part(values.slice(i, 1_000_000)) for i in range(0, values.len(), 1_000_000)]) if values.len() else part(values)

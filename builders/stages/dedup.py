@@ -170,8 +170,8 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     sig = sketches.signatures(rep_rows[cand])
     a_at, c_at = np.searchsorted(cand, a), np.searchsorted(cand, c)
     ok = np.zeros(len(a), dtype=bool)
-    for lo in range(0, len(a), 1_000_000):  # bounded memory: compare signatures a million pairs at a time
-        hi = lo + 1_000_000
+    for lo in range(0, len(a), 200_000):  # bounded memory: 200,000 pairs' signatures (2 × 100 MB) at a time
+        hi = lo + 200_000
         ok[lo:hi] = (sig[a_at[lo:hi]] == sig[c_at[lo:hi]]).mean(axis=1) >= threshold
     del sig
     ea, eb = a[ok], c[ok]

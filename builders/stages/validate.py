@@ -266,7 +266,8 @@ class _Rows:
     def frame(self) -> pl.DataFrame:
         self._flush()
         if self.frames:
-            return pl.concat(self.frames, rechunk=True)
+            # the kept columns of a streaming build stay in their chunks: a rechunk held every column twice at once
+            return pl.concat(self.frames, rechunk=self.sink is None)
         empty = pl.DataFrame(schema=self.schema)
         return self.sink(empty) if self.sink is not None else empty
 
@@ -297,12 +298,13 @@ class Validator:
     `prompt_sink` a chunk at a time when one is given (see `_Rows`; the streaming build spills them and keeps a
     few columns): repeated prompt ids are found once all prompts are in, and labels are checked against the
     sorted prompt ids a batch at a time. Each validated prompt gets `_row`, its position among them; with a
-    sink, `origin_of(rows)` must return {_row: origin} for the rows a duplicate message names.
+    sink, `origin_of(rows)` must return {_row: origin} for the rows a duplicate message names. `label_sink(kind)`,
+    when given, returns the sink of the demonstrations' or rankings' chunks (the streaming build spills them too).
 
     `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest)."""
 
     def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
-                 prompt_sink=None, origin_of=None, label_batch: int = 20_000):
+                 prompt_sink=None, origin_of=None, label_sink=None, label_batch: int = 20_000):
         def pseudonymise_users(frame: pl.DataFrame) -> pl.DataFrame:
             users = frame["user"].unique(maintain_order=True)
             pseudonyms = pl.Series("user", pseudonymise(users.to_list(), key), dtype=pl.String)
@@ -310,7 +312,11 @@ class Validator:
 
         self.on_error, self.max_chars, self.label_batch, self.origin_of = on_error, max_chars, label_batch, origin_of
         self.prompts = _Rows({**PROMPTS_SCHEMA, "_row": pl.UInt32}, chunk_rows, pseudonymise_users, prompt_sink)
-        self.demos, self.rankings = _Rows(DEMONSTRATIONS_SCHEMA, chunk_rows), _Rows(RANKINGS_SCHEMA, chunk_rows)
+        # spilled labels in chunks of 10,000 at most: a chunk is what the build reads back at once (a ranking's
+        # completions are kilobytes)
+        self.demos, self.rankings = (_Rows(schema, min(chunk_rows, 10_000), sink=label_sink(kind)) if label_sink is not None
+                                     else _Rows(schema, chunk_rows)
+                                     for kind, schema in (("demonstration", DEMONSTRATIONS_SCHEMA), ("ranking", RANKINGS_SCHEMA)))
         self.dropped: list[tuple] = []
         self.n_in = {"prompts": 0, "demonstrations": 0, "rankings": 0, "unreadables": 0}
         self.next_row = 0

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builders.stages.split import SPLITS
-from builders.writers.schemas import DATASETS, PAIRS_SCHEMA, RANKINGS_SCHEMA, SFT_SCHEMA
+from builders.writers.schemas import DATASETS, PAIRS_SCHEMA, PPO_SCHEMA, RANKINGS_SCHEMA, SFT_SCHEMA
 
 ROWS_PER_SHARD = 250_000
 META_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split"]
@@ -103,12 +103,15 @@ def write_splits(df: pl.DataFrame, schema: pa.Schema, folder: Path) -> dict[str,
 
 
 class SortedShards:
-    """The same files as `write_splits` of the whole table sorted by `key` (unique), from parts that arrive in any
-    order and never all at once: parts are spilled to `spill`; `finish` finds each output file's key range, sorts
-    the parts' rows into those ranges, then writes one file at a time."""
+    """The same files as `write_splits` of the whole table sorted by `key` (one or more columns, unique together),
+    from parts that arrive in any order and never all at once: parts are spilled to `spill`; `finish` ranks every
+    row's key within its split (the key columns only are read at once), sorts the parts' rows into the output files
+    those ranks fall in, then writes one file at a time. Columns outside the schema (a sort key of its own) are
+    not written."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, spill: Path, key: str = "prompt_id"):
-        self.folder, self.schema, self.spill, self.key = folder, schema, spill, key
+    def __init__(self, folder: Path, schema: pa.Schema, spill: Path, key: str | list[str] = "prompt_id"):
+        self.folder, self.schema, self.spill = folder, schema, spill
+        self.key = [key] if isinstance(key, str) else list(key)
         spill.mkdir(parents=True, exist_ok=True)
         self.parts: list[Path] = []
 
@@ -120,27 +123,27 @@ class SortedShards:
 
     def finish(self) -> dict[str, dict]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        keys = (pl.concat([pl.read_parquet(p, columns=["split", self.key]) for p in self.parts])
-                if self.parts else pl.DataFrame(schema={"split": pl.String, self.key: pl.String}))
-        firsts, totals = {}, {}
-        for split in SPLITS:
-            ids = keys.filter(pl.col("split") == split)[self.key].sort()
-            if ids.len():
-                totals[split] = ids.len()
-                firsts[split] = ids.gather(list(range(0, ids.len(), ROWS_PER_SHARD)))  # each file's smallest key
+        keys = pl.concat([pl.read_parquet(p, columns=["split", *self.key]).select(
+            "split", *self.key, pl.lit(j, dtype=pl.UInt32).alias("_part"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"))
+            for j, p in enumerate(self.parts)]) if self.parts else None
+        totals, shards = {}, []
+        for split in SPLITS if keys is not None else ():
+            ranked = keys.filter(pl.col("split") == split).sort(self.key)
+            if ranked.height:
+                totals[split] = ranked.height
+                shards.append(ranked.select("_part", "_idx", pl.lit(split).alias("split"),
+                                            (pl.int_range(pl.len(), dtype=pl.UInt32) // ROWS_PER_SHARD).alias("_shard")))
         del keys
+        where = pl.concat(shards) if shards else None
         for j, path in enumerate(self.parts):  # rows to the file they belong in
-            df = pl.read_parquet(path)
-            for split, first in firsts.items():
-                part = df.filter(pl.col("split") == split)
-                if part.height:
-                    shard = first.search_sorted(part[self.key], side="right") - 1
-                    for i, rows in part.with_columns(pl.Series("_shard", shard)).partition_by("_shard", as_dict=True).items():
-                        rows.drop("_shard").write_parquet(self.spill / f"{split}-{i[0]:05d}-{j:06d}.parquet", compression="lz4")
+            df = pl.read_parquet(path).with_row_index("_idx")
+            df = df.join(where.filter(pl.col("_part") == j).drop("_part", "split"), on="_idx", how="left").drop("_idx")
+            for (split, i), rows in df.partition_by("split", "_shard", as_dict=True).items():
+                rows.drop("_shard").write_parquet(self.spill / f"{split}-{i:05d}-{j:06d}.parquet", compression="lz4")
             path.unlink()
         info = {}
-        for split, first in firsts.items():
-            n = first.len()
+        for split, total in totals.items():
+            n = -(-total // ROWS_PER_SHARD)
             size = 0
             for i in range(n):
                 files = sorted(self.spill.glob(f"{split}-{i:05d}-*.parquet"))
@@ -148,36 +151,69 @@ class SortedShards:
                 size += _write_shard(rows, self.schema, _shard_path(self.folder, split, i, n))
                 for f in files:
                     f.unlink()
-            info[split] = {"num_examples": totals[split], "num_bytes": size}
+            info[split] = {"num_examples": total, "num_bytes": size}
         return info
 
 
-def write_outputs(out: Path, settings, *, final_prompts: pl.DataFrame, labeled, ppo: SortedShards, stages, sources, unused,
-                  validated: dict[str, pl.Series], classifier, seconds: dict) -> dict:
-    """sft/, rm/, ppo/ (with cards) and build_report.json.
+class Outputs:
+    """The three datasets, assembled a batch of final prompts at a time (`add`): each batch's SFT rows, comparisons,
+    rankings and PPO rows go to disk at once (`SortedShards`), so no dataset is ever whole in memory; what stays
+    is what the report counts (ids, splits and sources). Every batch holds each of its prompts' labels, so a
+    batch's rows are the whole table's rows of those prompts."""
 
-    final_prompts: every prompt that came through the stages (META_COLS); labeled: Tables holding at least the
-    prompts with a demonstration or ranking (all columns) and the final demonstrations and rankings; ppo: the PPO
-    rows, already added. Returns the report without its dropped-record list (that is in build_report.json)."""
+    def __init__(self, out: Path, ppo_sources: list[str]):
+        spill = out / ".spill-out"
+        self.spill, self.ppo_sources = spill, ppo_sources
+        self.shards = {
+            ("sft", "default"): SortedShards(out / "sft" / "data", SFT_SCHEMA, spill / "sft", ["prompt_id", "demonstration_id"]),
+            ("rm", "default"): SortedShards(out / "rm" / "data", PAIRS_SCHEMA, spill / "pairs", ["prompt_id", "group", "_n"]),
+            ("rm", "rankings"): SortedShards(out / "rm" / "rankings", RANKINGS_SCHEMA, spill / "rankings", ["prompt_id", "ranking_id"]),
+            ("ppo", "default"): SortedShards(out / "ppo" / "data", PPO_SCHEMA, spill / "ppo"),
+        }
+        self.prompts: list[pl.DataFrame] = []
+        self.sft_ids: list[pl.DataFrame] = []
+        self.ranking_ids: list[pl.DataFrame] = []
+        self.counts: list[pl.DataFrame] = []
+
+    def add(self, batch) -> None:
+        """A batch of final prompts (Tables) with every demonstration and ranking of those prompts."""
+        sft, rankings = sft_table(batch), rankings_table(batch)
+        ppo = batch.prompts.filter(pl.col("source").is_in(self.ppo_sources)).select(PROMPT_COLS)
+        for key, rows in ((("sft", "default"), sft), (("rm", "rankings"), rankings), (("ppo", "default"), ppo)):
+            self.shards[key].add(rows)
+        counts = lambda name, df: df.group_by("split", "source").len().with_columns(pl.lit(name).alias("dataset"))  # noqa: E731
+        self.counts += [counts("SFT", sft), counts("PPO", ppo)]
+        # the comparisons, 2,000 rankings at a time: a ranking of 9 makes 36, each with two completions' texts
+        for i in range(0, rankings.height, 2_000):
+            pairs = pairs_table(rankings.slice(i, 2_000)).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("group").alias("_n"))
+            self.shards["rm", "default"].add(pairs)
+            self.counts.append(counts("RM", pairs))
+        self.prompts.append(batch.prompts.select(META_COLS))
+        self.sft_ids.append(sft.select("prompt_id", "demonstration_id"))
+        self.ranking_ids.append(rankings.select("prompt_id", "ranking_id"))
+
+    def finish(self) -> dict[str, dict[str, dict]]:
+        """Write every file; returns dataset -> config -> split -> {num_examples, num_bytes}."""
+        infos: dict[str, dict] = {}
+        for (name, cfg), shards in self.shards.items():
+            infos.setdefault(name, {})[cfg] = shards.finish()
+        shutil.rmtree(self.spill, ignore_errors=True)
+        return infos
+
+
+def write_outputs(out: Path, settings, *, outputs: Outputs, stages, sources, unused, validated: dict[str, pl.Series], classifier,
+                  seconds: dict) -> dict:
+    """sft/, rm/, ppo/ (with cards) and build_report.json from what `outputs` gathered. Returns the report without its
+    dropped-record list (that is in build_report.json)."""
     from builders.writers.card import write_card
     from builders.writers.report import build_report, write_report
 
-    sft = sft_table(labeled)
-    rankings = rankings_table(labeled)
-    pairs = pairs_table(rankings)
-    ppo_meta = final_prompts.filter(pl.col("source").is_in(settings.ppo_sources))
-
-    infos = {
-        "sft": {"default": write_splits(sft, SFT_SCHEMA, out / "sft" / "data")},
-        "rm": {"default": write_splits(pairs, PAIRS_SCHEMA, out / "rm" / "data"),
-               "rankings": write_splits(rankings, RANKINGS_SCHEMA, out / "rm" / "rankings")},
-        "ppo": {"default": ppo.finish()},
-    }
-    shutil.rmtree(ppo.spill, ignore_errors=True)
+    infos = outputs.finish()
     dropped = pl.concat([s.dropped_rows() for s in sources] + [s.dropped for s in stages] + [unused])
-    report = build_report(settings, final_prompts=final_prompts, sft=sft, pairs=pairs, rankings=rankings, ppo_meta=ppo_meta,
-                          infos=infos, stages=stages, sources=sources, unused=unused, validated=validated, dropped=dropped,
-                          classifier=classifier)
+    final_prompts = pl.concat(outputs.prompts)
+    report = build_report(settings, final_prompts=final_prompts, sft_ids=pl.concat(outputs.sft_ids),
+                          ranking_ids=pl.concat(outputs.ranking_ids), counts=pl.concat(outputs.counts), infos=infos, stages=stages,
+                          sources=sources, unused=unused, validated=validated, dropped=dropped, classifier=classifier)
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (*DATASETS[name][cfg], splits) for cfg, splits in cfgs.items()}, report)
     write_report(report, dropped.sort(["stage", "kind", "record_id", "reason"], maintain_order=True), out / "build_report.json")

@@ -22,15 +22,11 @@ def _version(pkg: str) -> str | None:
         return None
 
 
-def _table6(sft: pl.DataFrame, pairs: pl.DataFrame, ppo: pl.DataFrame) -> list[dict]:
-    rows = []
-    for name, df in (("SFT", sft), ("RM", pairs), ("PPO", ppo)):
-        for split in SPLITS:
-            part = df.filter(pl.col("split") == split)
-            rows.append({"dataset": name, "split": split,
-                         "labeler": part.filter(pl.col("source") == "labeler").height,
-                         "api": part.filter(pl.col("source") == "api").height})
-    return rows
+def _table6(counts: pl.DataFrame) -> list[dict]:
+    """The paper's Table 6 (rows per dataset, split and source) from `counts` (dataset, split, source, len)."""
+    n = {(d, sp, so): k for d, sp, so, k in counts.group_by("dataset", "split", "source").agg(pl.col("len").sum()).iter_rows()}
+    return [{"dataset": name, "split": split, "labeler": n.get((name, split, "labeler"), 0), "api": n.get((name, split, "api"), 0)}
+            for name in ("SFT", "RM", "PPO") for split in SPLITS]
 
 
 def _use_cases(prompts: pl.DataFrame, classifier=None) -> dict:
@@ -72,7 +68,8 @@ def _accounting(validated_ids: dict[str, pl.Series], outputs: dict[str, pl.Serie
 
 
 def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
-    """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows."""
+    """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows;
+    `demonstrations` and `rankings` need only their `prompt_id`."""
     from builders.stages import drop_rows
 
     has_label = pl.concat([demonstrations["prompt_id"], rankings["prompt_id"]]).unique()
@@ -99,14 +96,18 @@ def write_report(report: dict, dropped: pl.DataFrame, path: Path) -> None:
         fh.write("\n  ]\n}\n")
 
 
-def build_report(settings, *, final_prompts: pl.DataFrame, sft: pl.DataFrame, pairs: pl.DataFrame, rankings: pl.DataFrame,
-                 ppo_meta: pl.DataFrame, infos: dict, stages, sources, unused: pl.DataFrame,
-                 validated: dict[str, pl.Series], dropped: pl.DataFrame, classifier) -> dict:
-    """The report (without its dropped-record list); raises if a validated record is neither written nor dropped."""
+def build_report(settings, *, final_prompts: pl.DataFrame, sft_ids: pl.DataFrame, ranking_ids: pl.DataFrame, counts: pl.DataFrame,
+                 infos: dict, stages, sources, unused: pl.DataFrame, validated: dict[str, pl.Series], dropped: pl.DataFrame,
+                 classifier) -> dict:
+    """The report (without its dropped-record list); raises if a validated record is neither written nor dropped.
+
+    final_prompts: every prompt the stages kept (`META_COLS`); sft_ids / ranking_ids: the SFT rows' and rankings'
+    (prompt_id, demonstration_id / ranking_id); counts: rows per dataset, split and source (`Outputs.counts`)."""
+    ppo_ids = final_prompts.filter(pl.col("source").is_in(settings.ppo_sources))["prompt_id"]
     outputs = {
-        "prompt": pl.concat([sft["prompt_id"], rankings["prompt_id"], ppo_meta["prompt_id"]]).unique(),
-        "demonstration": sft["demonstration_id"],
-        "ranking": rankings["ranking_id"],
+        "prompt": pl.concat([sft_ids["prompt_id"], ranking_ids["prompt_id"], ppo_ids]).unique(),
+        "demonstration": sft_ids["demonstration_id"],
+        "ranking": ranking_ids["ranking_id"],
     }
     licences = sorted({s.license or "other" for s in sources})
     pii_notes = next((s.notes for s in stages if s.name == "pii"), {})
@@ -129,7 +130,7 @@ def build_report(settings, *, final_prompts: pl.DataFrame, sft: pl.DataFrame, pa
             "dropped": dict(Counter(unused["reason"].to_list()))}],
         "datasets": {name: {cfg: {sp: i["num_examples"] for sp, i in splits.items()} for cfg, splits in cfgs.items()}
                      for name, cfgs in infos.items()},
-        "table6": _table6(sft, pairs, ppo_meta),
+        "table6": _table6(counts),
         "use_cases": _use_cases(final_prompts, classifier),
         "privacy": privacy,
         "accounting": _accounting(validated, outputs, dropped),
