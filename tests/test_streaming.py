@@ -45,9 +45,18 @@ def test_streamed_sample_build_is_the_in_memory_build(rows_per_file, tmp_path, s
 
 def test_streamed_build_of_a_log_with_duplicates_pii_and_heavy_users(bench_log, tmp_path, scanner, classifier, monkeypatch):
     monkeypatch.setattr(ds, "ROWS_PER_SHARD", 300)
+    monkeypatch.setattr(ds, "PAIRS_AT_ONCE", 7)
     settings = BuildSettings(sources=[f"parquet:{bench_log}"], pii_mode="drop")
     streamed, in_memory = _both_builds(settings, tmp_path, scanner, classifier, chunk_rows=500, batch_rows=700)
     assert [p for p in streamed if streamed[p] != in_memory[p]] == []
+    # the comparisons, made 7 rankings at a time, are those of the written rankings made all at once, in their order
+    compared = 0
+    for split in ("train", "validation", "test"):
+        read = lambda config: pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "streamed" / "rm" / config).glob(f"{split}-*"))])  # noqa: E731
+        pairs = read("data")
+        assert pairs.equals(ds.pairs_table(read("rankings").with_columns(pl.lit(split).alias("split"))).select(pairs.columns))
+        compared += pairs.height
+    assert compared > 100
     report = json.loads(streamed[Path("build_report.json")])
     dropped = {s["name"]: s["dropped"] for s in report["stages"]}
     assert dropped["dedup"] and dropped["cap_per_user"] and dropped["pii"]  # every kind of drop crossed the chunks

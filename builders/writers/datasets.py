@@ -21,6 +21,7 @@ from builders.stages.split import SPLITS
 from builders.writers.schemas import DATASETS, PAIRS_SCHEMA, PPO_SCHEMA, RANKINGS_SCHEMA, SFT_SCHEMA
 
 ROWS_PER_SHARD = 250_000
+PAIRS_AT_ONCE = 2_000  # rankings whose comparisons are made at once: a ranking of 9 makes 36, each with two texts
 META_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split"]
 PROMPT_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split", pl.col("messages").alias("prompt")]
 
@@ -183,9 +184,8 @@ class Outputs:
             self.shards[key].add(rows)
         counts = lambda name, df: df.group_by("split", "source").len().with_columns(pl.lit(name).alias("dataset"))  # noqa: E731
         self.counts += [counts("SFT", sft), counts("PPO", ppo)]
-        # the comparisons, 2,000 rankings at a time: a ranking of 9 makes 36, each with two completions' texts
-        for i in range(0, rankings.height, 2_000):
-            pairs = pairs_table(rankings.slice(i, 2_000)).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("group").alias("_n"))
+        for i in range(0, rankings.height, PAIRS_AT_ONCE):  # a ranking's comparisons are all made at once
+            pairs = pairs_table(rankings.slice(i, PAIRS_AT_ONCE)).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("group").alias("_n"))
             self.shards["rm", "default"].add(pairs)
             self.counts.append(counts("RM", pairs))
         self.prompts.append(batch.prompts.select(META_COLS))
