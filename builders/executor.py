@@ -38,7 +38,6 @@ from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, scanner_for
 from builders.stages.validate import Validator
 from builders.writers.datasets import Outputs, write_outputs
-from builders.writers.report import unused_prompts
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +137,7 @@ class SpilledLabels:
     decide need. `rows(kind, ids)` reads back the full rows of some of them, in validation order."""
 
     ID = {"demonstration": "demonstration_id", "ranking": "ranking_id"}
+    SCHEMA = {"demonstration": DEMONSTRATIONS_SCHEMA, "ranking": RANKINGS_SCHEMA}
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -151,10 +151,10 @@ class SpilledLabels:
             return frame.select(self.ID[kind], "prompt_id")
         return add
 
-    def rows(self, kind: str, ids: pl.Series, schema: dict) -> pl.DataFrame:
+    def rows(self, kind: str, ids: pl.Series) -> pl.DataFrame:
         """The spilled rows of `kind` whose id is in `ids`, in validation order; a file is read whole only when it
         holds one of them (its ids are read first)."""
-        wanted, found = ids.implode(), [pl.DataFrame(schema=schema)]
+        wanted, found = ids.implode(), [pl.DataFrame(schema=self.SCHEMA[kind])]
         for f in self.files[kind] if ids.len() else ():
             if pl.read_parquet(f, columns=[self.ID[kind]])[self.ID[kind]].is_in(wanted).any():
                 found.append(pl.read_parquet(f).filter(pl.col(self.ID[kind]).is_in(wanted)))
@@ -245,9 +245,8 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             prompts = prompts.sort("prompt_id")
             ids = prompts["prompt_id"].implode()
             # the batch's labels, read back from the spill; a prompt is in one batch only, so they leave the pending ids
-            batch = Tables(prompts, labels.rows("demonstration", demos.filter(pl.col("prompt_id").is_in(ids))["demonstration_id"],
-                                                DEMONSTRATIONS_SCHEMA),
-                           labels.rows("ranking", rankings.filter(pl.col("prompt_id").is_in(ids))["ranking_id"], RANKINGS_SCHEMA))
+            batch = Tables(prompts, labels.rows("demonstration", demos.filter(pl.col("prompt_id").is_in(ids))["demonstration_id"]),
+                           labels.rows("ranking", rankings.filter(pl.col("prompt_id").is_in(ids))["ranking_id"]))
             demos, rankings = demos.filter(~pl.col("prompt_id").is_in(ids)), rankings.filter(~pl.col("prompt_id").is_in(ids))
             for stage in per_batch:
                 t = time.perf_counter()
@@ -277,9 +276,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         shutil.rmtree(spill, ignore_errors=True)
 
     t0 = time.perf_counter()
-    unused = unused_prompts(pl.concat(outputs.prompts), pl.concat(outputs.sft_ids), pl.concat(outputs.ranking_ids),
-                            settings.ppo_sources)
-    report = write_outputs(out, settings, outputs=outputs, stages=results, sources=sources, unused=unused, validated=validated,
+    report = write_outputs(out, settings, outputs=outputs, stages=results, sources=sources, validated=validated,
                            classifier=classifier, seconds=seconds)
 
     seconds["write"] = time.perf_counter() - t0

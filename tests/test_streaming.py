@@ -106,6 +106,21 @@ def test_a_repeated_prompt_id_in_another_chunk_names_both_lines(on_error, tmp_pa
     assert sum(report["datasets"]["ppo"]["default"].values()) == 9
 
 
+def _write_whole(df: pl.DataFrame, schema, folder: Path) -> dict[str, dict]:
+    """The reference layout: data/<split>-0000i-of-0000N.parquet per non-empty split, in `df`'s row order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {}
+    for split in ("train", "validation", "test"):
+        part = df.filter(pl.col("split") == split)
+        if part.height == 0:
+            continue
+        n = -(-part.height // ds.ROWS_PER_SHARD)
+        size = sum(ds._write_shard(part.slice(i * ds.ROWS_PER_SHARD, ds.ROWS_PER_SHARD), schema, ds._shard_path(folder, split, i, n))
+                   for i in range(n))
+        info[split] = {"num_examples": part.height, "num_bytes": size}
+    return info
+
+
 @pytest.mark.parametrize("key", ["prompt_id", ["prompt_id", "_n"]])
 def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_path, monkeypatch, key):
     monkeypatch.setattr(ds, "ROWS_PER_SHARD", 4)
@@ -116,7 +131,7 @@ def test_sorted_shards_from_parts_in_any_order_are_the_whole_tables_files(tmp_pa
                          "split": ["train"] * 15 + ["validation"] * 5 + ["test"] * 3}).with_columns(
         pl.lit("api").alias("source"), pl.lit(None, pl.String).alias("prompt_type"), pl.lit("Generation").alias("category"),
         pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.col("prompt_id").alias("content"))).alias("prompt"))
-    whole = ds.write_splits(rows.sort(key), PPO_SCHEMA, tmp_path / "whole")
+    whole = _write_whole(rows.sort(key), PPO_SCHEMA, tmp_path / "whole")
     order = list(range(rows.height))
     random.Random(0).shuffle(order)
     shards = ds.SortedShards(tmp_path / "parts", PPO_SCHEMA, tmp_path / "spill", key)

@@ -87,24 +87,9 @@ def _shard_path(folder: Path, split: str, i: int, n: int) -> Path:
     return folder / f"{split}-{i:05d}-of-{n:05d}.parquet"
 
 
-def write_splits(df: pl.DataFrame, schema: pa.Schema, folder: Path) -> dict[str, dict]:
-    """data/<split>-0000i-of-0000N.parquet per non-empty split, in `df`'s row order; returns split ->
-    {num_examples, num_bytes}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    info = {}
-    for split in SPLITS:
-        part = df.filter(pl.col("split") == split)
-        if part.height == 0:
-            continue
-        n = -(-part.height // ROWS_PER_SHARD)
-        size = sum(_write_shard(part.slice(i * ROWS_PER_SHARD, ROWS_PER_SHARD), schema, _shard_path(folder, split, i, n))
-                   for i in range(n))
-        info[split] = {"num_examples": part.height, "num_bytes": size}
-    return info
-
-
 class SortedShards:
-    """The same files as `write_splits` of the whole table sorted by `key` (one or more columns, unique together),
+    """The files `<split>-0000i-of-0000N.parquet` (ROWS_PER_SHARD rows each) of the whole table sorted by `key`
+    (one or more columns, unique together),
     from parts that arrive in any order and never all at once: parts are spilled to `spill`; `finish` ranks every
     row's key within its split (the key columns only are read at once), sorts the parts' rows into the output files
     those ranks fall in, then writes one file at a time. Columns outside the schema (a sort key of its own) are
@@ -201,19 +186,20 @@ class Outputs:
         return infos
 
 
-def write_outputs(out: Path, settings, *, outputs: Outputs, stages, sources, unused, validated: dict[str, pl.Series], classifier,
+def write_outputs(out: Path, settings, *, outputs: Outputs, stages, sources, validated: dict[str, pl.Series], classifier,
                   seconds: dict) -> dict:
-    """sft/, rm/, ppo/ (with cards) and build_report.json from what `outputs` gathered. Returns the report without its
-    dropped-record list (that is in build_report.json)."""
+    """sft/, rm/, ppo/ (with cards) and build_report.json from what `outputs` gathered; prompts that reach no dataset
+    are listed as dropped. Returns the report without its dropped-record list (that is in build_report.json)."""
     from builders.writers.card import write_card
-    from builders.writers.report import build_report, write_report
+    from builders.writers.report import build_report, unused_prompts, write_report
 
     infos = outputs.finish()
+    final_prompts, sft_ids, ranking_ids = pl.concat(outputs.prompts), pl.concat(outputs.sft_ids), pl.concat(outputs.ranking_ids)
+    unused = unused_prompts(final_prompts, sft_ids, ranking_ids, settings.ppo_sources)
     dropped = pl.concat([s.dropped_rows() for s in sources] + [s.dropped for s in stages] + [unused])
-    final_prompts = pl.concat(outputs.prompts)
-    report = build_report(settings, final_prompts=final_prompts, sft_ids=pl.concat(outputs.sft_ids),
-                          ranking_ids=pl.concat(outputs.ranking_ids), counts=pl.concat(outputs.counts), infos=infos, stages=stages,
-                          sources=sources, unused=unused, validated=validated, dropped=dropped, classifier=classifier)
+    report = build_report(settings, final_prompts=final_prompts, sft_ids=sft_ids, ranking_ids=ranking_ids,
+                          counts=pl.concat(outputs.counts), infos=infos, stages=stages, sources=sources, unused=unused,
+                          validated=validated, dropped=dropped, classifier=classifier)
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (*DATASETS[name][cfg], splits) for cfg, splits in cfgs.items()}, report)
     write_report(report, dropped.sort(["stage", "kind", "record_id", "reason"], maintain_order=True), out / "build_report.json")
