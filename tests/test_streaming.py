@@ -145,6 +145,6 @@ def test_the_report_is_written_a_row_at_a_time_in_json_dumps_layout(tmp_path):
     report = {"a": 1, "nested": {"b": [1, 2], "ü": "x"}}
     dropped = pl.DataFrame({"record_id": ["p1", "p\n2"], "kind": ["prompt"] * 2, "stage": ["dedup"] * 2, "reason": ["r", "s"]})
     for rows in (dropped, dropped.clear()):
-        write_report(report, rows, tmp_path / "r.json")
+        write_report(report, rows.iter_rows(named=True), tmp_path / "r.json")
         expected = json.dumps(report | {"dropped_records": rows.to_dicts()}, indent=2, ensure_ascii=False) + "\n"
         assert (tmp_path / "r.json").read_text(encoding="utf-8") == expected

@@ -49,10 +49,21 @@ class StageResult:
     counts_out: dict[str, int]
     dropped: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=DROPPED_SCHEMA))
     notes: dict = field(default_factory=dict)
+    spilled: Counter | None = None  # (kind, reason) -> records, once `dropped` went to the build's ledger
+
+    def drop_counts(self) -> Counter:
+        """Dropped records by (kind, reason): those spilled to the ledger, and those still in `dropped`."""
+        held = Counter(zip(self.dropped["kind"].to_list(), self.dropped["reason"].to_list()))
+        return held + self.spilled if self.spilled is not None else held
+
+    def spill_dropped(self, ledger) -> None:
+        """Hand `dropped` to the build's ledger (`builders.writers.ledger.Ledger`, on disk); its counts stay."""
+        self.spilled = (self.spilled or Counter()) + ledger.drop(self.dropped)
+        self.dropped = self.dropped.clear()
 
     def report(self) -> dict:
         by_kind: dict[str, dict[str, int]] = {}
-        for (kind, reason), n in Counter(zip(self.dropped["kind"].to_list(), self.dropped["reason"].to_list())).items():
+        for (kind, reason), n in self.drop_counts().items():
             by_kind.setdefault(kind, {})[reason] = n
         return {
             "name": self.name,
@@ -75,7 +86,9 @@ class StageResult:
 def merge_results(parts: list[StageResult], notes: dict) -> StageResult:
     """One stage's result over the whole table from its results over the batches."""
     total = lambda key: {k: sum(getattr(p, key)[k] for p in parts) for k in getattr(parts[0], key)}  # noqa: E731
-    return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes)
+    spilled = [p.spilled for p in parts if p.spilled is not None]
+    return StageResult(parts[0].name, total("counts_in"), total("counts_out"), pl.concat([p.dropped for p in parts]), notes,
+                       sum(spilled, Counter()) if spilled else None)
 
 
 def drop_rows(df: pl.DataFrame, id_col: str, kind: str, stage: str, reason: str | pl.Expr) -> pl.DataFrame:

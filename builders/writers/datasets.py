@@ -11,6 +11,7 @@ in the report with that reason.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -22,7 +23,6 @@ from builders.writers.schemas import DATASETS, PAIRS_SCHEMA, PPO_SCHEMA, RANKING
 
 ROWS_PER_SHARD = 250_000
 PAIRS_AT_ONCE = 2_000  # rankings whose comparisons are made at once: a ranking of 9 makes 36, each with two texts
-META_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split"]
 PROMPT_COLS = ["prompt_id", "user", "source", "prompt_type", "category", "split", pl.col("messages").alias("prompt")]
 
 
@@ -143,26 +143,31 @@ class SortedShards:
 
 class Outputs:
     """The three datasets, assembled a batch of final prompts at a time (`add`): each batch's SFT rows, comparisons,
-    rankings and PPO rows go to disk at once (`SortedShards`), so no dataset is ever whole in memory; what stays
-    is what the report counts (ids, splits and sources). Every batch holds each of its prompts' labels, so a
-    batch's rows are the whole table's rows of those prompts."""
+    rankings and PPO rows go to disk at once (`SortedShards`), so no dataset is ever whole in memory; the ids the
+    accounting checks and the prompts that reach no dataset go to the build's ledger (on disk), and what stays is
+    counts and the API prompts' use cases (one small code a prompt, in order: the report's bootstrap draws from
+    them). Every batch holds each of its prompts' labels, so a batch's rows are the whole table's rows of those
+    prompts."""
 
-    def __init__(self, out: Path, ppo_sources: list[str]):
+    def __init__(self, out: Path, ppo_sources: list[str], ledger):
         spill = out / ".spill-out"
-        self.spill, self.ppo_sources = spill, ppo_sources
+        self.spill, self.ppo_sources, self.ledger = spill, ppo_sources, ledger
         self.shards = {
             ("sft", "default"): SortedShards(out / "sft" / "data", SFT_SCHEMA, spill / "sft", ["prompt_id", "demonstration_id"]),
             ("rm", "default"): SortedShards(out / "rm" / "data", PAIRS_SCHEMA, spill / "pairs", ["prompt_id", "group", "_n"]),
             ("rm", "rankings"): SortedShards(out / "rm" / "rankings", RANKINGS_SCHEMA, spill / "rankings", ["prompt_id", "ranking_id"]),
             ("ppo", "default"): SortedShards(out / "ppo" / "data", PPO_SCHEMA, spill / "ppo"),
         }
-        self.prompts: list[pl.DataFrame] = []
-        self.sft_ids: list[pl.DataFrame] = []
-        self.ranking_ids: list[pl.DataFrame] = []
-        self.counts: list[pl.DataFrame] = []
+        self.counts: list[pl.DataFrame] = []  # rows per dataset, split and source (Table 6)
+        self.final_prompts = self.written_prompts = 0
+        self.unused: Counter = Counter()  # prompts that reach no dataset, by (kind, reason)
+        self.category_counts: Counter = Counter()
+        self._api_categories: list[pl.Series] = []
 
     def add(self, batch) -> None:
         """A batch of final prompts (Tables) with every demonstration and ranking of those prompts."""
+        from builders.writers.report import unused_prompts
+
         sft, rankings = sft_table(batch), rankings_table(batch)
         ppo = batch.prompts.filter(pl.col("source").is_in(self.ppo_sources)).select(PROMPT_COLS)
         for key, rows in ((("sft", "default"), sft), (("rm", "rankings"), rankings), (("ppo", "default"), ppo)):
@@ -173,9 +178,18 @@ class Outputs:
             pairs = pairs_table(rankings.slice(i, PAIRS_AT_ONCE)).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("group").alias("_n"))
             self.shards["rm", "default"].add(pairs)
             self.counts.append(counts("RM", pairs))
-        self.prompts.append(batch.prompts.select(META_COLS))
-        self.sft_ids.append(sft.select("prompt_id", "demonstration_id"))
-        self.ranking_ids.append(rankings.select("prompt_id", "ranking_id"))
+        written = pl.concat([sft["prompt_id"], rankings["prompt_id"], ppo["prompt_id"]]).unique()
+        for kind, ids in (("prompt", written), ("demonstration", sft["demonstration_id"]), ("ranking", rankings["ranking_id"])):
+            self.ledger.ids(f"written-{kind}", ids)
+        self.unused += self.ledger.drop(unused_prompts(batch.prompts, sft, rankings, self.ppo_sources))
+        self.final_prompts += batch.prompts.height
+        self.written_prompts += written.len()
+        self.category_counts.update(dict(batch.prompts.group_by("category").len().iter_rows()))
+        self._api_categories.append(batch.prompts.filter(pl.col("source") == "api")["category"].cast(pl.Categorical))
+
+    def api_categories(self) -> list[str]:
+        """The use case of every API prompt, in the order the batches came."""
+        return pl.concat(self._api_categories).cast(pl.String).to_list() if self._api_categories else []
 
     def finish(self) -> dict[str, dict[str, dict]]:
         """Write every file; returns dataset -> config -> split -> {num_examples, num_bytes}."""
@@ -186,23 +200,21 @@ class Outputs:
         return infos
 
 
-def write_outputs(out: Path, settings, *, outputs: Outputs, stages, sources, validated: dict[str, pl.Series], classifier,
-                  seconds: dict) -> dict:
-    """sft/, rm/, ppo/ (with cards) and build_report.json from what `outputs` gathered; prompts that reach no dataset
-    are listed as dropped. Returns the report without its dropped-record list (that is in build_report.json)."""
+def write_outputs(out: Path, settings, *, outputs: Outputs, ledger, stages, sources, classifier, seconds: dict) -> dict:
+    """sft/, rm/, ppo/ (with cards) and build_report.json from what `outputs` gathered and `ledger` holds (the
+    prompts that reach no dataset are among its dropped records). Returns the report without its dropped-record
+    list (that is in build_report.json)."""
     from builders.writers.card import write_card
-    from builders.writers.report import build_report, unused_prompts, write_report
+    from builders.writers.report import build_report, write_report
 
     infos = outputs.finish()
-    final_prompts, sft_ids, ranking_ids = pl.concat(outputs.prompts), pl.concat(outputs.sft_ids), pl.concat(outputs.ranking_ids)
-    unused = unused_prompts(final_prompts, sft_ids, ranking_ids, settings.ppo_sources)
-    dropped = pl.concat([s.dropped_rows() for s in sources] + [s.dropped for s in stages] + [unused])
-    report = build_report(settings, final_prompts=final_prompts, sft_ids=sft_ids, ranking_ids=ranking_ids,
-                          counts=pl.concat(outputs.counts), infos=infos, stages=stages, sources=sources, unused=unused,
-                          validated=validated, dropped=dropped, classifier=classifier)
+    for s in sources:
+        ledger.drop(s.dropped_rows())
+    report = build_report(settings, outputs=outputs, ledger=ledger, infos=infos, stages=stages, sources=sources,
+                          classifier=classifier)
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (*DATASETS[name][cfg], splits) for cfg, splits in cfgs.items()}, report)
-    write_report(report, dropped.sort(["stage", "kind", "record_id", "reason"], maintain_order=True), out / "build_report.json")
-    report["dropped_count"] = dropped.height
+    write_report(report, ledger.dropped_rows(), out / "build_report.json")
+    report["dropped_count"] = ledger.dropped_total
     report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}  # timings vary run to run: not in the file
     return report

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections import Counter
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -29,42 +30,24 @@ def _table6(counts: pl.DataFrame) -> list[dict]:
             for name in ("SFT", "RM", "PPO") for split in SPLITS]
 
 
-def _use_cases(prompts: pl.DataFrame, classifier=None) -> dict:
-    def shares(df: pl.DataFrame) -> dict[str, dict]:
-        counts = Counter(df["category"].to_list())
-        total = max(1, df.height)
+def _use_cases(api_categories: list[str], all_counts: Counter, all_total: int, classifier=None) -> dict:
+    def shares(counts: Counter, n: int) -> dict[str, dict]:
+        total = max(1, n)
         return {c: {"count": counts.get(c, 0), "share": round(counts.get(c, 0) / total, 4)} for c in CATEGORIES}
 
-    api = prompts.filter(pl.col("source") == "api")
     out = {
         "note": "shares of classified prompts after dedup, cap and split; the paper's Table 1 counts API prompts",
         "paper_table1": PAPER_SHARES,
-        "api_prompts": shares(api),
-        "all_prompts": shares(prompts),
+        "api_prompts": shares(Counter(api_categories), len(api_categories)),
+        "all_prompts": shares(all_counts, all_total),
     }
-    adjusted = classifier.shares(api["category"].to_list()) if classifier is not None and hasattr(classifier, "shares") else None
+    adjusted = classifier.shares(api_categories) if classifier is not None and hasattr(classifier, "shares") else None
     if adjusted:
         out["api_prompts_adjusted"] = adjusted
         out["adjusted_note"] = ("adjusted classify-and-count: API shares corrected with the confusion matrix of the "
                                 "classifier's held-out predictions on its labeled set (cross-validated, or a tuned "
                                 "model's calibration split); 95% bootstrap intervals over prompts and validation pairs")
     return out
-
-
-def _accounting(validated_ids: dict[str, pl.Series], outputs: dict[str, pl.Series], dropped: pl.DataFrame) -> dict:
-    """Check that every validated record is in an output or listed as dropped; a gap is a bug, so it raises."""
-    acc = {}
-    for kind, ids in validated_ids.items():
-        used = ids.is_in(outputs[kind].implode())
-        gone = ids.is_in(dropped.filter(pl.col("kind") == kind)["record_id"].implode())
-        missing = ids.filter(~used & ~gone).sort()
-        if missing.len():
-            raise RuntimeError(f"accounting bug: {missing.len()} {kind} records neither written nor dropped, e.g. {missing.head(3).to_list()}")
-        acc[kind + "s"] = {"validated": ids.n_unique(), "in_outputs": int(used.sum()), "dropped": int(gone.sum())}
-    acc["rejected_at_validation"] = dropped.filter(pl.col("stage") == "validate").height
-    acc["dropped_by_sources"] = dropped.filter(pl.col("kind") == "source_record").height
-    acc["complete"] = True
-    return acc
 
 
 def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
@@ -77,38 +60,29 @@ def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings
     return drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
 
 
-def write_report(report: dict, dropped: pl.DataFrame, path: Path) -> None:
-    """build_report.json: `report` with the dropped records as its last entry, written a row at a time (a build of
-    millions of prompts drops millions of records) in exactly the layout `json.dumps(..., indent=2)` gives."""
+def write_report(report: dict, dropped: Iterable[dict], path: Path) -> None:
+    """build_report.json: `report` with the dropped records (`dropped`, rows as dicts, in order) as its last entry,
+    written a row at a time (a build of millions of prompts drops millions of records) in exactly the layout
+    `json.dumps(..., indent=2)` gives."""
     head = json.dumps(report | {"dropped_records": []}, indent=2, ensure_ascii=False, default=str)
     tail = "[]\n}"
     assert head.endswith(tail)
     with open(path, "w", encoding="utf-8") as fh:
-        if dropped.height == 0:
-            fh.write(head + "\n")
-            return
-        fh.write(head[: -len(tail)] + "[\n")
-        sep = ""
-        for batch in dropped.iter_slices(50_000):
-            for row in batch.iter_rows(named=True):
-                fh.write(sep + textwrap.indent(json.dumps(row, indent=2, ensure_ascii=False, default=str), "    "))
-                sep = ",\n"
-        fh.write("\n  ]\n}\n")
+        sep = None
+        for row in dropped:
+            if sep is None:
+                fh.write(head[: -len(tail)] + "[\n")
+                sep = ""
+            fh.write(sep + textwrap.indent(json.dumps(row, indent=2, ensure_ascii=False, default=str), "    "))
+            sep = ",\n"
+        fh.write(head + "\n" if sep is None else "\n  ]\n}\n")
 
 
-def build_report(settings, *, final_prompts: pl.DataFrame, sft_ids: pl.DataFrame, ranking_ids: pl.DataFrame, counts: pl.DataFrame,
-                 infos: dict, stages, sources, unused: pl.DataFrame, validated: dict[str, pl.Series], dropped: pl.DataFrame,
-                 classifier) -> dict:
+def build_report(settings, *, outputs, ledger, infos: dict, stages, sources, classifier) -> dict:
     """The report (without its dropped-record list); raises if a validated record is neither written nor dropped.
 
-    final_prompts: every prompt the stages kept (`META_COLS`); sft_ids / ranking_ids: the SFT rows' and rankings'
-    (prompt_id, demonstration_id / ranking_id); counts: rows per dataset, split and source (`Outputs.counts`)."""
-    ppo_ids = final_prompts.filter(pl.col("source").is_in(settings.ppo_sources))["prompt_id"]
-    outputs = {
-        "prompt": pl.concat([sft_ids["prompt_id"], ranking_ids["prompt_id"], ppo_ids]).unique(),
-        "demonstration": sft_ids["demonstration_id"],
-        "ranking": ranking_ids["ranking_id"],
-    }
+    outputs: the build's `builders.writers.datasets.Outputs` (what it wrote, counted); ledger: its
+    `builders.writers.ledger.Ledger` (ids and dropped records on disk)."""
     licences = sorted({s.license or "other" for s in sources})
     pii_notes = next((s.notes for s in stages if s.name == "pii"), {})
     privacy = {
@@ -126,13 +100,13 @@ def build_report(settings, *, final_prompts: pl.DataFrame, sft_ids: pl.DataFrame
         "license": settings.license or (licences[0] if len(licences) == 1 else "other"),
         "sources": [s.accounting() for s in sources],
         "stages": [s.report() for s in stages]
-        + [{"name": "assemble", "in": final_prompts.height, "out": outputs["prompt"].len(),
-            "dropped": dict(Counter(unused["reason"].to_list()))}],
+        + [{"name": "assemble", "in": outputs.final_prompts, "out": outputs.written_prompts,
+            "dropped": {reason: n for (_, reason), n in outputs.unused.items()}}],
         "datasets": {name: {cfg: {sp: i["num_examples"] for sp, i in splits.items()} for cfg, splits in cfgs.items()}
                      for name, cfgs in infos.items()},
-        "table6": _table6(counts),
-        "use_cases": _use_cases(final_prompts, classifier),
+        "table6": _table6(pl.concat(outputs.counts)),
+        "use_cases": _use_cases(outputs.api_categories(), outputs.category_counts, outputs.final_prompts, classifier),
         "privacy": privacy,
-        "accounting": _accounting(validated, outputs, dropped),
+        "accounting": ledger.accounting(),
     }
     return report
