@@ -75,6 +75,20 @@ def test_cap_keeps_200_per_user_deterministically_by_seed(tmp_path):
     assert other.prompts["prompt_id"].to_list() != out.prompts["prompt_id"].to_list()
 
 
+def test_cap_keeps_each_users_first_prompts_in_seeded_hash_order(tmp_path):
+    # the reference: sort every prompt by (user, seeded hash of its id, id) and keep each user's first `cap`
+    from builders.stages import stable_hash
+
+    rows = [prompt(f"q{(i * 7919) % 1000:04d}", f"text {i}", user=f"user{i % 9 if i % 4 else 0}") for i in range(1000)]
+    tables = tables_of(tmp_path, rows)
+    out, result = cap_per_user(tables, cap=40, seed=3)
+    ref = (tables.prompts.with_columns(stable_hash(tables.prompts["prompt_id"], 3).alias("_o")).sort(["user", "_o", "prompt_id"])
+           .with_columns(pl.int_range(pl.len()).over("user").alias("_r")))
+    assert out.prompts["prompt_id"].to_list() == ref.filter(pl.col("_r") < 40)["prompt_id"].sort().to_list()
+    assert sorted(result.dropped["record_id"]) == sorted(ref.filter(pl.col("_r") >= 40)["prompt_id"])
+    assert result.notes == {"users_over_cap": 9}
+
+
 def test_split_never_puts_a_user_in_two_splits_and_follows_ratios(tmp_path):
     rows = [prompt(f"p{u}_{i}", f"user {u} prompt {i}", user=f"user{u}") for u in range(300) for i in range(1 + u % 7)]
     tables = tables_of(tmp_path, rows)

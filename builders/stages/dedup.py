@@ -144,14 +144,18 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     else:
         rows = pl.col("_row")
     # Representative order: earliest created_at (unknown times last), then prompt_id. The decisions are made on
-    # these columns only; the full prompts table (messages and all) is filtered once at the end.
-    p = tables.prompts.select("prompt_id", "created_at", "context_key", rows)
+    # numbers only (prompt ids and chat contexts by their rank, `_at` a row's position in the prompts table): the
+    # sorts and joins below copy a few bytes a prompt, not its strings. The prompts table is filtered once at the end.
+    prompts = tables.prompts
+    p = pl.DataFrame([prompts["created_at"], prompts["prompt_id"].rank("ordinal").alias("_pid"),
+                      prompts["context_key"].rank("dense").alias("_ctx"),
+                      prompts.select(rows)["_row"], pl.Series("_at", np.arange(prompts.height, dtype=np.uint32))])
     p = (p.with_columns(sketches.exact().gather(p["_row"]).alias("_exact"))
-         .sort(["created_at", "prompt_id"], nulls_last=True).with_row_index("_pos"))
+         .sort(["created_at", "_pid"], nulls_last=True).drop("created_at", "_pid").with_row_index("_pos"))
 
     # Exact fast path: identical (context, prefix digest) -> the first in representative order.
-    exact_rep = p.group_by(["context_key", "_exact"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
-    p = p.join(exact_rep, on=["context_key", "_exact"], how="left").drop("_exact")
+    exact_rep = p.group_by(["_ctx", "_exact"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
+    p = p.join(exact_rep, on=["_ctx", "_exact"], how="left").drop("_exact")
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
 
     # MinHash + LSH over the exact-path representatives: rows sharing a band key (within one chat context) are
@@ -159,7 +163,7 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     # one band at a time; the signatures (128 numbers a prompt) only for the rows in candidate pairs.
     n = reps.height
     rep_rows = reps["_row"].to_numpy()
-    ctx = reps.select(pl.col("context_key").rank("dense").cast(pl.UInt32))["context_key"].to_numpy()
+    ctx = reps["_ctx"].fill_null(0).to_numpy()
     index = np.arange(n, dtype=np.int64)
     keys = (pl.DataFrame({"band": np.full(n, b, dtype=np.uint8), "ctx": ctx, "h": sketches.band_keys(rep_rows, b), "i": index})
             for b in range(bands))
@@ -181,14 +185,15 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     rep_map = reps.join(comp_rep, on="_comp").select(pl.col("_pos").alias("_rep"), "_keep")
     p = p.join(rep_map, on="_rep", how="left")
 
-    kept = p.filter(pl.col("_pos") == pl.col("_keep"))
-    gone = p.filter(pl.col("_pos") != pl.col("_keep"))
-    keep_id = p.select("_pos", pl.col("prompt_id").alias("_kept_id"))
-    gone = gone.join(keep_id, left_on="_keep", right_on="_pos", how="left")
+    is_kept = p.select(pl.col("_pos") == pl.col("_keep")).to_series()
+    gone = p.filter(~is_kept)
     reason = pl.when(pl.col("_rep") != pl.col("_pos")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
-    dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, reason)]
-
-    prompts = tables.prompts.filter(pl.col("prompt_id").is_in(kept["prompt_id"].implode())).sort("prompt_id")
+    gone = gone.select(prompts["prompt_id"].gather(gone["_at"]), reason.alias("_reason"))
+    dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, pl.col("_reason"))]
+    keep = np.zeros(prompts.height, dtype=bool)
+    keep[p.filter(is_kept)["_at"].to_numpy()] = True
+    del p, gone
+    prompts = prompts.filter(pl.Series(keep)).sort("prompt_id")
     demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
     out = Tables(prompts, demos, rankings)
     notes = {"distinct_exact_prefixes": int(exact_rep.height), "clusters": int(comp_rep.height)}

@@ -35,8 +35,11 @@ def assign_users(users: pl.DataFrame, ratios: dict[str, float], seed: int) -> di
 def split_by_user(tables: Tables, *, ratios: dict[str, float], seed: int = 0) -> tuple[Tables, StageResult]:
     users = tables.prompts.group_by("user").len("n")
     mapping = assign_users(users, ratios, seed)
-    split = pl.DataFrame({"user": list(mapping), "split": list(mapping.values())}, schema={"user": pl.String, "split": pl.String})
-    prompts = tables.prompts.join(split, on="user", how="left").sort("prompt_id")
+    # each prompt's split looked up by its user (no join: a join copies every column of every prompt)
+    split = tables.prompts["user"].replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String).alias("split")
+    prompts = tables.prompts.with_columns(split)
+    if not prompts["prompt_id"].is_sorted():
+        prompts = prompts.sort("prompt_id")
     out = Tables(prompts, tables.demonstrations, tables.rankings)
     sizes = prompts.group_by("split").agg(pl.len().alias("prompts"), pl.col("user").n_unique().alias("users"))
     notes = {r["split"]: {"prompts": r["prompts"], "users": r["users"]} for r in sizes.sort("split").iter_rows(named=True)}
