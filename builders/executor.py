@@ -18,11 +18,8 @@ are computed from the ledger's files.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from builders import interrupts
+from builders.memory import release_memory
 from builders.pseudonym import load_key
 from builders.schema import DEMONSTRATIONS_SCHEMA, PROMPTS_SCHEMA, RANKINGS_SCHEMA, Tables
 from builders.settings import BuildSettings
@@ -43,28 +41,6 @@ from builders.writers.datasets import Outputs, write_outputs
 from builders.writers.ledger import Ledger
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None (not Linux, or another C library)."""
-    if sys.platform.startswith("linux"):
-        try:
-            return ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            pass
-    return None
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the operating system. Arrow's allocator and glibc's malloc keep freed pages for
-    reuse; in a long streaming build that made every chunk's high-water mark permanent (on the 1M benchmark log,
-    355 of the 687 MB held after validation were freed pages)."""
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
-    if (trim := _malloc_trim()) is not None:
-        trim(0)
 
 
 class SpilledSketches:
@@ -180,7 +156,9 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
     returns the report.
 
     chunk_rows: validated prompts a spill file holds; batch_rows: kept prompts a per-batch stage reads at once.
-    Neither changes the output. `on_stage(name, result, seconds)` is called after each stage. The engine (the one
+    Neither changes the output. `on_stage(name, result, seconds)` is called after each stage; the result's dropped
+    records are in the build's ledger by then (`result.drop_counts()` counts them; build_report.json lists them,
+    and `result.dropped` is empty). The engine (the one
     given, else the one `settings` names) is chosen here, never by a stage."""
     from builders.engine import make_engine
 

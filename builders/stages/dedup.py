@@ -18,6 +18,7 @@ from xxhash import xxh3_128_digest, xxh32_intdigest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from builders.memory import release_memory
 from builders.schema import Tables
 from builders.stages import Context, Stage, StageResult, drop_rows, follow_prompts
 
@@ -156,7 +157,10 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     # Exact fast path: identical (context, prefix digest) -> the first in representative order.
     exact_rep = p.group_by(["_ctx", "_exact"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
     p = p.join(exact_rep, on=["_ctx", "_exact"], how="left").drop("_exact")
+    distinct_exact = exact_rep.height
+    del exact_rep
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
+    release_memory()  # each step's temporaries go back before the next allocates (else the peak is their sum)
 
     # MinHash + LSH over the exact-path representatives: rows sharing a band key (within one chat context) are
     # candidates; a candidate pair is joined when its estimated Jaccard reaches the threshold. Band keys are read
@@ -177,7 +181,8 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     for lo in range(0, len(a), 200_000):  # bounded memory: 200,000 pairs' signatures (2 × 100 MB) at a time
         hi = lo + 200_000
         ok[lo:hi] = (sig[a_at[lo:hi]] == sig[c_at[lo:hi]]).mean(axis=1) >= threshold
-    del sig
+    del sig, a_at, c_at
+    release_memory()
     ea, eb = a[ok], c[ok]
     comp = _clusters(n, ea, eb) if n else np.zeros(0, dtype=np.int64)
     reps = reps.with_columns(pl.Series("_comp", comp))
@@ -196,7 +201,7 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     prompts = prompts.filter(pl.Series(keep)).sort("prompt_id")
     demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
     out = Tables(prompts, demos, rankings)
-    notes = {"distinct_exact_prefixes": int(exact_rep.height), "clusters": int(comp_rep.height)}
+    notes = {"distinct_exact_prefixes": int(distinct_exact), "clusters": int(comp_rep.height)}
     return out, StageResult(NAME, counts_in, out.counts(), pl.concat(dropped + [d2]), notes)
 
 

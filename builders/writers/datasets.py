@@ -108,6 +108,8 @@ class SortedShards:
             self.parts.append(path)
 
     def finish(self) -> dict[str, dict]:
+        from builders.memory import release_memory
+
         self.folder.mkdir(parents=True, exist_ok=True)
         keys = pl.concat([pl.read_parquet(p, columns=["split", *self.key]).select(
             "split", *self.key, pl.lit(j, dtype=pl.UInt32).alias("_part"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"))
@@ -135,6 +137,8 @@ class SortedShards:
                 files = sorted(self.spill.glob(f"{split}-{i:05d}-*.parquet"))
                 rows = pl.concat([pl.read_parquet(f) for f in files]).sort(self.key)
                 size += _write_shard(rows, self.schema, _shard_path(self.folder, split, i, n))
+                del rows
+                release_memory()  # a shard of comparisons is ~1 GB in memory: its pages go back before the next
                 for f in files:
                     f.unlink()
             info[split] = {"num_examples": total, "num_bytes": size}

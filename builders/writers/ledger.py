@@ -26,7 +26,7 @@ _BUCKET_SEED = 20_241_202  # polars' hash: stable within one process, which is a
 
 
 class Ledger:
-    def __init__(self, folder: Path, *, ids_at_once: int = 2_000_000):
+    def __init__(self, folder: Path, *, ids_at_once: int = 1_000_000):
         self.folder, self.ids_at_once = folder, ids_at_once
         folder.mkdir(parents=True, exist_ok=True)
         self.runs: list[Path] = []
@@ -102,7 +102,7 @@ class Ledger:
 
     def dropped_rows(self) -> Iterator[dict]:
         """Every dropped record, in the report's order (`ORDER`), merged from the sorted runs a batch at a time."""
-        batch = max(1_000, 500_000 // max(1, len(self.runs)))
+        batch = max(1_000, 100_000 // max(1, len(self.runs)))  # rows held at once: ~100,000 (as dicts, ~40 MB)
 
         def rows(run: Path) -> Iterator[dict]:
             for part in pq.ParquetFile(run).iter_batches(batch_size=batch):
