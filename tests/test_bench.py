@@ -41,10 +41,8 @@ def test_generation_is_deterministic_and_truth_is_consistent(log, shared, tmp_pa
 
 def test_pipeline_catches_injected_duplicates_and_personal_data(log, scanner, classifier, tmp_path):
     truth = pl.read_parquet(log / "truth" / "truth.parquet")
-    results = []
-    build(BuildSettings(sources=[f"parquet:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner,
-          progress=False, on_stage=lambda name, result, seconds: results.append(result))
-    dropped = pl.concat([r.dropped for r in results])
+    build(BuildSettings(sources=[f"parquet:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner, progress=False)
+    dropped = pl.DataFrame(json.loads((tmp_path / "out" / "build_report.json").read_text(encoding="utf-8"))["dropped_records"])
     deduped = set(dropped.filter(pl.col("stage") == "dedup")["record_id"])
     real = truth.filter(pl.col("prefix_jaccard") >= 0.8)["prompt_id"].to_list()
     assert sum(p in deduped for p in real) / len(real) >= 0.97
@@ -83,3 +81,13 @@ def test_bench_run_measures_the_build_and_both_anchors_on_one_log(shared, tmp_pa
     assert "records at **" in text and "one worker held at most" in text
     assert "| 3,000 | " in text and "| ours (dedup stage alone) | 3,000 |" in text and "instructkit bench run --sizes 3000" in text
     assert not (tmp_path / "out-3000").exists()  # the built folders are removed after measuring
+
+
+def test_memory_bench_runs_every_stage_but_the_text_models(bench_log, capsys):
+    from builders.bench.memory import main
+
+    main(["--log", str(bench_log), "--workers", "1"])
+    table = capsys.readouterr().out
+    stages = [line.split(" | ")[0].strip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert stages == ["validate", "dedup", "cap_per_user", "split_by_user", "classify", "write"]
+    assert "peak" in table.splitlines()[-1]
