@@ -256,6 +256,9 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             results.append(result)
             if on_stage is not None:
                 on_stage(stage.name, result, spent[stage.name])
+    except BaseException:
+        shutil.rmtree(out / ".ledger", ignore_errors=True)  # the write stage removes it on every other path
+        raise
     finally:
         if own_engine:
             engine.close()
