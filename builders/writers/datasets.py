@@ -18,6 +18,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.memory import release_memory
+from builders.stages import drop_rows
 from builders.stages.split import SPLITS
 from builders.writers.schemas import DATASETS, PAIRS_SCHEMA, PPO_SCHEMA, RANKINGS_SCHEMA, SFT_SCHEMA
 
@@ -73,6 +75,14 @@ def pairs_table(rankings: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
+    """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows;
+    `demonstrations` and `rankings` need only their `prompt_id`."""
+    has_label = pl.concat([demonstrations["prompt_id"], rankings["prompt_id"]]).unique()
+    unused = prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(ppo_sources))
+    return drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
+
+
 def _write_shard(df: pl.DataFrame, schema: pa.Schema, path: Path) -> int:
     """One Parquet file of `df`'s rows; returns the rows' size in memory (the card's num_bytes). The rows are made
     contiguous first, so a shard assembled from parts is the same file as one sliced from a whole table. The size
@@ -108,8 +118,6 @@ class SortedShards:
             self.parts.append(path)
 
     def finish(self) -> dict[str, dict]:
-        from builders.memory import release_memory
-
         self.folder.mkdir(parents=True, exist_ok=True)
         keys = pl.concat([pl.read_parquet(p, columns=["split", *self.key]).select(
             "split", *self.key, pl.lit(j, dtype=pl.UInt32).alias("_part"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("_idx"))
@@ -164,14 +172,11 @@ class Outputs:
         }
         self.counts: list[pl.DataFrame] = []  # rows per dataset, split and source (Table 6)
         self.final_prompts = self.written_prompts = 0
-        self.unused: Counter = Counter()  # prompts that reach no dataset, by (kind, reason)
         self.category_counts: Counter = Counter()
         self._api_categories: list[pl.Series] = []
 
     def add(self, batch) -> None:
         """A batch of final prompts (Tables) with every demonstration and ranking of those prompts."""
-        from builders.writers.report import unused_prompts
-
         sft, rankings = sft_table(batch), rankings_table(batch)
         ppo = batch.prompts.filter(pl.col("source").is_in(self.ppo_sources)).select(PROMPT_COLS)
         for key, rows in ((("sft", "default"), sft), (("rm", "rankings"), rankings), (("ppo", "default"), ppo)):
@@ -185,7 +190,7 @@ class Outputs:
         written = pl.concat([sft["prompt_id"], rankings["prompt_id"], ppo["prompt_id"]]).unique()
         for kind, ids in (("prompt", written), ("demonstration", sft["demonstration_id"]), ("ranking", rankings["ranking_id"])):
             self.ledger.ids(f"written-{kind}", ids)
-        self.unused += self.ledger.drop(unused_prompts(batch.prompts, sft, rankings, self.ppo_sources))
+        self.ledger.drop(unused_prompts(batch.prompts, sft, rankings, self.ppo_sources))
         self.final_prompts += batch.prompts.height
         self.written_prompts += written.len()
         self.category_counts.update(dict(batch.prompts.group_by("category").len().iter_rows()))
@@ -219,6 +224,6 @@ def write_outputs(out: Path, settings, *, outputs: Outputs, ledger, stages, sour
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (*DATASETS[name][cfg], splits) for cfg, splits in cfgs.items()}, report)
     write_report(report, ledger.dropped_rows(), out / "build_report.json")
-    report["dropped_count"] = ledger.dropped_total
+    report["dropped_count"] = ledger.count()
     report["seconds"] = {k: round(v, 2) for k, v in seconds.items()}  # timings vary run to run: not in the file
     return report

@@ -60,6 +60,14 @@ class Ledger:
     def count(self, *, stage: str | None = None, kind: str | None = None) -> int:
         return sum(n for (s, k, _), n in self.dropped_counts.items() if stage in (None, s) and kind in (None, k))
 
+    def reasons(self, stage: str) -> dict[str, int]:
+        """Records `stage` dropped, by reason."""
+        out: Counter = Counter()
+        for (s, _, reason), n in self.dropped_counts.items():
+            if s == stage:
+                out[reason] += n
+        return dict(out)
+
     def _bucket(self, files: list[Path], column: str, b: int, n: int, where: pl.Expr | None = None) -> pl.Series:
         if not files:
             return pl.Series(column, [], dtype=pl.String)
@@ -95,10 +103,6 @@ class Ledger:
         acc["dropped_by_sources"] = self.count(kind="source_record")
         acc["complete"] = True
         return acc
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped_counts.values())
 
     def dropped_rows(self) -> Iterator[dict]:
         """Every dropped record, in the report's order (`ORDER`), merged from the sorted runs a batch at a time."""

@@ -50,16 +50,6 @@ def _use_cases(api_categories: list[str], all_counts: Counter, all_total: int, c
     return out
 
 
-def unused_prompts(prompts: pl.DataFrame, demonstrations: pl.DataFrame, rankings: pl.DataFrame, ppo_sources: list[str]) -> pl.DataFrame:
-    """Prompts that reach no dataset (no demonstration, no ranking, a source outside `ppo_sources`), as dropped rows;
-    `demonstrations` and `rankings` need only their `prompt_id`."""
-    from builders.stages import drop_rows
-
-    has_label = pl.concat([demonstrations["prompt_id"], rankings["prompt_id"]]).unique()
-    unused = prompts.filter(~pl.col("prompt_id").is_in(has_label.implode()) & ~pl.col("source").is_in(ppo_sources))
-    return drop_rows(unused, "prompt_id", "prompt", "assemble", "no_demonstration_or_ranking_and_not_a_ppo_source")
-
-
 def write_report(report: dict, dropped: Iterable[dict], path: Path) -> None:
     """build_report.json: `report` with the dropped records (`dropped`, rows as dicts, in order) as its last entry,
     written a row at a time (a build of millions of prompts drops millions of records) in exactly the layout
@@ -101,7 +91,7 @@ def build_report(settings, *, outputs, ledger, infos: dict, stages, sources, cla
         "sources": [s.accounting() for s in sources],
         "stages": [s.report() for s in stages]
         + [{"name": "assemble", "in": outputs.final_prompts, "out": outputs.written_prompts,
-            "dropped": {reason: n for (_, reason), n in outputs.unused.items()}}],
+            "dropped": ledger.reasons("assemble")}],
         "datasets": {name: {cfg: {sp: i["num_examples"] for sp, i in splits.items()} for cfg, splits in cfgs.items()}
                      for name, cfgs in infos.items()},
         "table6": _table6(pl.concat(outputs.counts)),
