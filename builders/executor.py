@@ -4,7 +4,7 @@ small input is the same run with one chunk and one batch.
 
 Pass 1 reads the sources and validates every prompt, a chunk at a time: each chunk's rows are written to disk
 with their dedup sketches (prefix digest and LSH band keys, computed on the engine), and only the columns the
-decisions need stay in memory (row, id, user, source, time, chat context). Then it reads the sources again for
+decisions need stay in memory (row, id, user, time, chat context). Then it reads the sources again for
 the demonstrations and rankings, which go to disk the same way; their ids and prompt ids stay. The stages that
 decide on those columns (`per_batch=False`: dedup, the per-user cap, the split) run on all of them at once;
 dedup reads the band keys back one band at a time and recomputes signatures only for candidate pairs.
@@ -47,7 +47,9 @@ class SpilledSketches:
     """Pass 1's spill: each chunk of validated prompts on disk with its dedup sketches, and dedup's view of them
     (`exact`, `band_keys`, `signatures` by `_row`, as `builders.stages.dedup.PrefixSketches` offers in memory)."""
 
-    KEEP = ("_row", "prompt_id", "user", "source", "created_at", "context_key")
+    # what the deciding stages read; users and chat contexts as categoricals (4 bytes a prompt and each distinct
+    # value once, where strings took 16 bytes or more a prompt)
+    KEEP = ("_row", "prompt_id", pl.col("user").cast(pl.Categorical), "created_at", pl.col("context_key").cast(pl.Categorical))
 
     def __init__(self, folder: Path, engine, *, prefix_chars: int, bands: int, k: int, num_perm: int):
         self.folder, self.engine, self.prefix_chars, self.bands, self.k, self.num_perm = folder, engine, prefix_chars, bands, k, num_perm
@@ -65,31 +67,51 @@ class SpilledSketches:
             frame.write_parquet(self.prompt_files[-1], compression="lz4")
             digests, keys = sketch_all(self._prefixes(frame), self.engine, bands=self.bands, k=self.k, num_perm=self.num_perm)
             self.sketch_files.append(self.folder / f"sketches-{i:06d}.parquet")
-            pl.DataFrame([frame["_row"], digests] + [pl.Series(f"b{b}", keys[:, b]) for b in range(self.bands)]).write_parquet(
-                self.sketch_files[-1], compression="lz4")
+            pl.DataFrame([frame["_row"], pl.Series("e0", digests[:, 0]), pl.Series("e1", digests[:, 1])]
+                         + [pl.Series(f"b{b}", keys[:, b]) for b in range(self.bands)]).write_parquet(self.sketch_files[-1], compression="lz4")
         return frame.select(self.KEEP)
 
-    def _column(self, name: str) -> pl.Series:
+    def _column(self, name: str) -> np.ndarray:
         """One sketch column of every spilled row, indexed by `_row` (rows are spilled in `_row` order)."""
-        return pl.concat([pl.read_parquet(f, columns=[name])[name] for f in self.sketch_files]) if self.sketch_files else pl.Series(name, [])
+        if not self.sketch_files:
+            return np.zeros(0, dtype=np.uint64)
+        return np.concatenate([pl.read_parquet(f, columns=[name])[name].to_numpy() for f in self.sketch_files])
 
-    def exact(self) -> pl.Series:
-        return self._column("_exact")
+    def exact(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), 2), dtype=np.uint64)
+        for j, name in enumerate(("e0", "e1")):
+            out[:, j] = self._column(name)[rows]
+        return out
 
     def band_keys(self, rows: np.ndarray, band: int) -> np.ndarray:
-        return self._column(f"b{band}").to_numpy()[rows]
+        return self._column(f"b{band}")[rows]
 
     def _rows(self, rows, columns: list[str]) -> pl.DataFrame:
         """The spilled `columns` of the given rows, read file by file."""
         wanted = pl.Series("_row", rows, dtype=pl.UInt32).implode()
         return pl.concat([pl.read_parquet(f, columns=["_row", *columns]).filter(pl.col("_row").is_in(wanted)) for f in self.prompt_files])
 
-    def signatures(self, rows: np.ndarray) -> np.ndarray:
-        if not len(rows):
-            return signatures_on(self.engine, [], k=self.k, num_perm=self.num_perm)
-        texts = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.UInt32)}).join(self._rows(rows, ["text"]), on="_row", how="left",
-                                                                               maintain_order="left")
-        return signatures_on(self.engine, self._prefixes(texts), k=self.k, num_perm=self.num_perm)
+    def signatures(self, rows: np.ndarray, *, at_once: int = 100_000) -> np.ndarray:
+        """Signatures of the given rows (in their order), recomputed from the spilled text about `at_once` prompts
+        at a time into one array: the texts, prefixes and signature parts of every candidate were held at once."""
+        out = np.empty((len(rows), self.num_perm), dtype=np.uint32)
+        where = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.UInt32), "_at": np.arange(len(rows), dtype=np.int64)})
+        wanted, pending, held = where["_row"].implode(), [], 0
+
+        def fill():
+            texts = pl.concat(pending)
+            pending.clear()
+            out[texts["_at"].to_numpy()] = signatures_on(self.engine, self._prefixes(texts), k=self.k, num_perm=self.num_perm)
+
+        for f in self.prompt_files if len(rows) else ():
+            pending.append(pl.read_parquet(f, columns=["_row", "text"]).filter(pl.col("_row").is_in(wanted)).join(where, on="_row"))
+            held += pending[-1].height
+            if held >= at_once:
+                fill()
+                held = 0
+        if pending:
+            fill()
+        return out
 
     def origins(self, rows: list[int]) -> dict[int, str]:
         return dict(self._rows(rows, ["origin"]).iter_rows())
@@ -99,7 +121,7 @@ class SpilledSketches:
         each file is deleted once read."""
         pending, rows, done = [], 0, False
         for path in self.prompt_files:
-            kept = pl.read_parquet(path).join(plan, on="_row", how="inner").drop("_row")
+            kept = pl.read_parquet(path).join(plan, on="_row", how="inner").drop("_row").with_columns(pl.col("split").cast(pl.String))
             path.unlink()
             pending.append(kept)
             rows += kept.height
@@ -215,7 +237,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             result.spill_dropped(ledger)
             results.append(result)
             stage_done(stage.name, result, t0)
-        plan = tables.prompts.select("_row", "split")
+        plan = tables.prompts.select("_row", pl.col("split").cast(pl.Categorical))
         demos, rankings = tables.demonstrations, tables.rankings
         del tables
 

@@ -31,6 +31,39 @@ def test_near_duplicate_prefixes_are_removed_keeping_the_earliest(tmp_path):
     assert reasons == {"t3": "exact_prefix_duplicate", "t2": "near_duplicate_prefix"}
 
 
+def test_exact_prefix_duplicates_keep_the_first_by_time_then_id_within_each_conversation(tmp_path):
+    """The exact fast path (digests grouped by a stable sort of numbers) against the plain definition: prompts with
+    the same earlier turns and the same normalised prefix form a group, the earliest (unknown times last, then the
+    smallest id) stays, every other one is an exact duplicate; unrelated texts are never joined."""
+    import random
+
+    from builders.stages.dedup import normalised_prefix
+
+    rng = random.Random(7)
+    vocab = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "su", "ti") for b in ("bar", "cen", "dol", "fim", "gup", "hax")]
+    bases = [" ".join(rng.choice(vocab) for _ in range(14)) for _ in range(25)]
+    times = [None, "2021-01-01T00:00:00Z", "2021-01-02T00:00:00Z", "2021-01-03T00:00:00Z"]
+    rows = []
+    for i in range(160):
+        text = rng.choice(bases)
+        text = rng.choice([text, text.upper(), "  " + text.replace(" ", "   ") + " "])
+        first = rng.choice([None, "Plan a trip.", "Fix my code."])
+        r = prompt(f"p{rng.randrange(10**6):06d}-{i}", text, created=rng.choice(times))
+        if first is not None:
+            del r["text"]
+            r["messages"] = [{"role": "user", "content": first}, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": text}]
+        rows.append(r)
+    tables = tables_of(tmp_path, rows)
+    out, result = dedup(tables)
+
+    ref = (tables.prompts.with_columns(normalised_prefix(pl.col("text"), 200).alias("_prefix"))
+           .sort(["created_at", "prompt_id"], nulls_last=True)
+           .group_by(["context_key", "_prefix"], maintain_order=True).agg(pl.col("prompt_id").first()))
+    assert sorted(out.prompts["prompt_id"].to_list()) == sorted(ref["prompt_id"].to_list())
+    assert set(result.dropped["reason"]) == {"exact_prefix_duplicate"}
+    assert result.dropped.height == len(rows) - ref.height and result.notes["distinct_exact_prefixes"] == ref.height
+
+
 def test_distinct_prompts_with_a_short_shared_prefix_are_kept(tmp_path):
     rows = [prompt(f"p{i}", f"Write a poem about {t}.") for i, t in enumerate(
         ["cats", "the ocean at night", "my grandmother's garden", "a broken clock", "winter in Oslo"])]

@@ -84,17 +84,26 @@ def _band_keys_of(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> 
     return out
 
 
-def sketch(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> tuple[list[bytes], np.ndarray]:
-    """What dedup needs of each normalised prefix: a 128-bit digest (the exact fast path) and its LSH band keys."""
-    return [xxh3_128_digest(p.encode("utf-8")) for p in prefixes], _band_keys_of(prefixes, bands=bands, k=k, num_perm=num_perm)
+def digests(prefixes: list[str]) -> np.ndarray:
+    """The 128-bit xxh3 digest of each prefix as two uint64 (n × 2): the exact fast path groups numbers, not bytes."""
+    if not prefixes:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.frombuffer(b"".join(xxh3_128_digest(p.encode("utf-8")) for p in prefixes), dtype="<u8").reshape(-1, 2).astype(np.uint64)
 
 
-def sketch_all(prefixes: list[str], engine, *, bands: int, k: int, num_perm: int) -> tuple[pl.Series, np.ndarray]:
-    """`sketch` of every prefix on the engine: (digests as a Binary Series, band keys n × bands)."""
+def sketch(prefixes: list[str], *, bands: int, k: int, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """What dedup needs of each normalised prefix: its 128-bit digest (n × 2 uint64, the exact fast path) and its
+    LSH band keys (n × bands)."""
+    return digests(prefixes), _band_keys_of(prefixes, bands=bands, k=k, num_perm=num_perm)
+
+
+def sketch_all(prefixes: list[str], engine, *, bands: int, k: int, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """`sketch` of every prefix on the engine: (digests n × 2, band keys n × bands)."""
     parts = engine.map_batches(partial(sketch, bands=bands, k=k, num_perm=num_perm), prefixes, batch_size=5_000,
                                desc="dedup: MinHash")
-    digests = pl.Series("_exact", [d for part in parts for d in part[0]], dtype=pl.Binary)
-    return digests, (np.vstack([part[1] for part in parts]) if parts else np.zeros((0, bands), dtype=np.uint64))
+    if not parts:
+        return np.zeros((0, 2), dtype=np.uint64), np.zeros((0, bands), dtype=np.uint64)
+    return np.vstack([part[0] for part in parts]), np.vstack([part[1] for part in parts])
 
 
 class PrefixSketches:
@@ -106,8 +115,8 @@ class PrefixSketches:
         self.prefixes, self.engine, self.k, self.num_perm = prefixes, engine, k, num_perm
         self.digests, self.keys = sketch_all(prefixes, engine, bands=bands, k=k, num_perm=num_perm)
 
-    def exact(self) -> pl.Series:
-        return self.digests
+    def exact(self, rows: np.ndarray) -> np.ndarray:
+        return self.digests[rows]
 
     def band_keys(self, rows: np.ndarray, band: int) -> np.ndarray:
         return self.keys[rows, band]
@@ -151,14 +160,23 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     p = pl.DataFrame([prompts["created_at"], prompts["prompt_id"].rank("ordinal").alias("_pid"),
                       prompts["context_key"].rank("dense").alias("_ctx"),
                       prompts.select(rows)["_row"], pl.Series("_at", np.arange(prompts.height, dtype=np.uint32))])
-    p = (p.with_columns(sketches.exact().gather(p["_row"]).alias("_exact"))
-         .sort(["created_at", "_pid"], nulls_last=True).drop("created_at", "_pid").with_row_index("_pos"))
+    p = p.sort(["created_at", "_pid"], nulls_last=True).drop("created_at", "_pid")
 
-    # Exact fast path: identical (context, prefix digest) -> the first in representative order.
-    exact_rep = p.group_by(["_ctx", "_exact"], maintain_order=True).agg(pl.col("_pos").first().alias("_rep"))
-    p = p.join(exact_rep, on=["_ctx", "_exact"], how="left").drop("_exact")
-    distinct_exact = exact_rep.height
-    del exact_rep
+    # Exact fast path: identical (context, prefix digest) -> the first in representative order. A stable sort of
+    # the rows (already in that order) by context and digest puts each group's representative first.
+    n_all = p.height
+    ctx_all = p["_ctx"].fill_null(0).to_numpy()  # ranks start at 1: 0 is the null context's group
+    e = sketches.exact(p["_row"].to_numpy())
+    order = np.lexsort((e[:, 1], e[:, 0], ctx_all))
+    e, ctx_all = e[order], ctx_all[order]
+    starts = np.flatnonzero(np.r_[True, (ctx_all[1:] != ctx_all[:-1]) | (e[1:, 0] != e[:-1, 0]) | (e[1:, 1] != e[:-1, 1])])
+    del e, ctx_all
+    rep = np.empty(n_all, dtype=np.uint32)
+    rep[order] = np.repeat(order[starts].astype(np.uint32), np.diff(np.r_[starts, n_all]))
+    distinct_exact = len(starts)
+    del order, starts
+    p = p.with_columns(pl.Series("_pos", np.arange(n_all, dtype=np.uint32)), pl.Series("_rep", rep))
+    del rep
     reps = p.filter(pl.col("_pos") == pl.col("_rep"))
     release_memory()  # each step's temporaries go back before the next allocates (else the peak is their sum)
 

@@ -33,10 +33,11 @@ def assign_users(users: pl.DataFrame, ratios: dict[str, float], seed: int) -> di
 
 
 def split_by_user(tables: Tables, *, ratios: dict[str, float], seed: int = 0) -> tuple[Tables, StageResult]:
-    users = tables.prompts.group_by("user").len("n")
+    # users as strings (the streaming build holds them as a categorical): their hash and order decide the splits
+    users = tables.prompts.group_by("user").len("n").with_columns(pl.col("user").cast(pl.String))
     mapping = assign_users(users, ratios, seed)
     # each prompt's split looked up by its user (no join: a join copies every column of every prompt)
-    split = tables.prompts["user"].replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String).alias("split")
+    split = tables.prompts["user"].cast(pl.String).replace_strict(list(mapping), list(mapping.values()), return_dtype=pl.String).alias("split")
     prompts = tables.prompts.with_columns(split)
     if not prompts["prompt_id"].is_sorted():
         prompts = prompts.sort("prompt_id")
