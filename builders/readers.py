@@ -70,10 +70,10 @@ def iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
 
 def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawRecord]:
     for raw in iter_parquet_frames(path, batch_size):
-        rows = raw.batch.to_pylist()
-        interrupts.check()  # an interrupt inside to_pylist's Python callbacks is swallowed there
-        for i, data in enumerate(rows):
-            yield RawRecord({k: v for k, v in data.items() if v is not None}, raw.file, raw.first_line + i)
+        yield from raw.records(range(raw.height))
+
+
+RECORDS_AT_ONCE = 2_000  # rows of a batch made Python records at once (a batch of 65,536 rankings was ~0.5 GB of them)
 
 
 @dataclass
@@ -122,10 +122,12 @@ class RawFrame:
     def records(self, rows) -> Iterator[RawRecord]:
         """The given rows (positions in the batch, ascending) as `iter_parquet` yields them."""
         rows = [int(i) for i in rows]
-        if not rows:
-            return
-        for i, data in zip(rows, self.batch.take(pa.array(rows, type=pa.int64())).to_pylist()):
-            yield RawRecord({k: v for k, v in data.items() if v is not None}, self.file, self.first_line + i, source=self.source)
+        for at in range(0, len(rows), RECORDS_AT_ONCE):  # Python objects of a few thousand rows at a time, not the batch's
+            part = rows[at : at + RECORDS_AT_ONCE]
+            records = self.batch.take(pa.array(part, type=pa.int64())).to_pylist()
+            interrupts.check()  # an interrupt inside to_pylist's Python callbacks is swallowed there
+            for i, data in zip(part, records):
+                yield RawRecord({k: v for k, v in data.items() if v is not None}, self.file, self.first_line + i, source=self.source)
 
 
 LABEL_COLUMNS = ("kind", "completion", "completions", "ranks")  # a file with none of these holds prompts only

@@ -170,3 +170,19 @@ def test_the_labels_pass_skips_files_that_hold_only_prompts(tmp_path):
     assert list(iter_parquet_frames(prompts, labels_only=True)) == []
     assert sum(raw.height for raw in iter_parquet_frames(mixed, labels_only=True)) == len(_rows())
     assert [raw.height for raw in iter_parquet_frames(prompts)] == [1]
+
+
+def test_records_of_a_large_batch_come_in_parts_with_their_rows_and_values(tmp_path):
+    """A batch's records are made a few thousand at a time (not the whole batch's Python objects at once): every
+    chosen row comes out once, in order, with its row number and values, across the parts' boundaries."""
+    from builders.readers import RECORDS_AT_ONCE
+
+    n = 2 * RECORDS_AT_ONCE + 37
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"prompt_id": [f"p{i}" for i in range(n)], "note": [None if i % 3 else f"n{i}" for i in range(n)]}), path)
+    (raw,) = iter_parquet_frames(path, batch_size=n)
+    chosen = [i for i in range(n) if i % 5 != 1]
+    records = list(raw.records(chosen))
+    assert [r.line for r in records] == [i + 1 for i in chosen]
+    assert [r.data for r in records] == [{"prompt_id": f"p{i}", **({} if i % 3 else {"note": f"n{i}"})} for i in chosen]
+    assert [r.data for r in iter_parquet(path)] == [{"prompt_id": f"p{i}", **({} if i % 3 else {"note": f"n{i}"})} for i in range(n)]

@@ -304,7 +304,7 @@ class Validator:
     `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest)."""
 
     def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
-                 prompt_sink=None, origin_of=None, label_sink=None, label_batch: int = 20_000):
+                 prompt_sink=None, origin_of=None, label_sink=None, label_batch: int = 5_000):
         def pseudonymise_users(frame: pl.DataFrame) -> pl.DataFrame:
             users = frame["user"].unique(maintain_order=True)
             pseudonyms = pl.Series("user", pseudonymise(users.to_list(), key), dtype=pl.String)
@@ -465,7 +465,7 @@ class Validator:
 
 
 def validate(records: list[RawRecord], *, key: bytes, on_error: str = "fail", max_chars: int = 100_000,
-             consume: bool = False, chunk_rows: int = 100_000, label_batch: int = 20_000) -> tuple[Tables, StageResult]:
+             consume: bool = False, chunk_rows: int = 100_000, label_batch: int = 5_000) -> tuple[Tables, StageResult]:
     """Typed, normalised tables from raw records. Demonstrations and rankings must name a known prompt.
 
     With `consume`, `records` is emptied and each raw record released as soon as it is validated (the pipeline's
