@@ -73,9 +73,13 @@ def candidate_pairs(keys: pl.DataFrame) -> pl.DataFrame:
     `keys` has columns `band`, `ctx`, `h` (the band's hash) and `i` (row). This is the unit of work a distributed
     engine shards by key; the result is the same whatever the partitioning.
     """
-    groups = keys.group_by(["band", "ctx", "h"]).agg(pl.col("i").min().alias("first"), pl.col("i")).filter(pl.col("i").list.len() > 1)
-    pairs = groups.select("first", "i").explode("i").filter(pl.col("i") != pl.col("first"))
-    return pairs.select(pl.col("first").cast(pl.Int64), pl.col("i").cast(pl.Int64)).unique().sort(["first", "i"])
+    # sorted by key then row, a group's smallest row comes first: no per-group lists (a list for every one of
+    # millions of mostly single-row groups was ~200 bytes a row)
+    group = ["band", "ctx", "h"]
+    ordered = keys.select(*group, pl.col("i").cast(pl.Int64)).sort([*group, "i"])
+    starts = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in group).fill_null(True)
+    pairs = ordered.select(pl.when(starts).then(pl.col("i")).forward_fill().alias("first"), "i").filter(pl.col("i") != pl.col("first"))
+    return pairs.unique().sort(["first", "i"])
 
 
 class _Engine(ABC):

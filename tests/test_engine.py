@@ -51,6 +51,22 @@ def test_candidate_pairs_join_each_group_to_its_smallest_row():
     assert pairs.rows() == [(2, 4), (2, 9), (4, 9)]
 
 
+def test_candidate_pairs_match_the_groupwise_definition_on_random_keys_with_null_contexts():
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(3)
+    n = 4_000
+    keys = pl.DataFrame({"band": rng.integers(0, 3, n).astype(np.uint8), "ctx": pl.Series(rng.integers(0, 3, n), dtype=pl.UInt32),
+                         "h": rng.integers(0, 400, n).astype(np.uint64), "i": rng.permutation(n).astype(np.int64)})
+    keys = keys.with_columns(pl.when(pl.col("i") % 5 == 0).then(None).otherwise(pl.col("ctx")).alias("ctx"))
+    groups: dict[tuple, list[int]] = {}
+    for band, ctx, h, i in keys.iter_rows():
+        groups.setdefault((band, ctx, h), []).append(i)
+    expected = sorted({(min(rows), i) for rows in groups.values() for i in rows if i != min(rows)})
+    assert len(expected) > 500 and candidate_pairs(keys).rows() == expected
+
+
 def test_local_engine_keeps_order_across_workers():
     engine = LocalEngine(workers=2, min_parallel=1, progress=False)
     items = [f"t{i}" for i in range(2_500)]

@@ -195,31 +195,38 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     cand = np.unique(np.concatenate([a, c]))  # every row in a candidate pair, sorted
     sig = sketches.signatures(rep_rows[cand])
     a_at, c_at = np.searchsorted(cand, a), np.searchsorted(cand, c)
+    del cand
     ok = np.zeros(len(a), dtype=bool)
-    for lo in range(0, len(a), 200_000):  # bounded memory: 200,000 pairs' signatures (2 × 100 MB) at a time
-        hi = lo + 200_000
+    for lo in range(0, len(a), 50_000):  # bounded memory: 50,000 pairs' signatures (2 × 25 MB) at a time
+        hi = lo + 50_000
         ok[lo:hi] = (sig[a_at[lo:hi]] == sig[c_at[lo:hi]]).mean(axis=1) >= threshold
     del sig, a_at, c_at
     release_memory()
-    ea, eb = a[ok], c[ok]
-    comp = _clusters(n, ea, eb) if n else np.zeros(0, dtype=np.int64)
-    reps = reps.with_columns(pl.Series("_comp", comp))
-    comp_rep = reps.group_by("_comp").agg(pl.col("_pos").min().alias("_keep"))
-    rep_map = reps.join(comp_rep, on="_comp").select(pl.col("_pos").alias("_rep"), "_keep")
-    p = p.join(rep_map, on="_rep", how="left")
+    comp = _clusters(n, a[ok], c[ok]) if n else np.zeros(0, dtype=np.int64)
+    del a, c, ok
 
-    is_kept = p.select(pl.col("_pos") == pl.col("_keep")).to_series()
-    gone = p.filter(~is_kept)
-    reason = pl.when(pl.col("_rep") != pl.col("_pos")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
-    gone = gone.select(prompts["prompt_id"].gather(gone["_at"]), reason.alias("_reason"))
-    dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, pl.col("_reason"))]
+    # Each cluster keeps its smallest position (reps are in position order: a cluster's first member); every row
+    # follows its exact-path representative's cluster. Decided in numpy over positions, a few bytes a prompt.
+    rep_pos = reps["_pos"].to_numpy()
+    clusters, first = np.unique(comp, return_index=True)
+    keep_of_rep = rep_pos[first][comp]
+    del reps, comp, first
+    rep_all, at = p["_rep"].to_numpy(), p["_at"].to_numpy()
+    del p
+    pos = np.arange(n_all, dtype=np.uint32)
+    is_kept = keep_of_rep[np.searchsorted(rep_pos, rep_all)] == pos
+    exact_dup = rep_all[~is_kept] != pos[~is_kept]
+    del rep_all, pos, keep_of_rep
+    gone = pl.DataFrame([prompts["prompt_id"].gather(at[~is_kept]), pl.Series("_exact", exact_dup)])
+    reason = pl.when(pl.col("_exact")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
+    dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, reason)]
     keep = np.zeros(prompts.height, dtype=bool)
-    keep[p.filter(is_kept)["_at"].to_numpy()] = True
-    del p, gone
+    keep[at[is_kept]] = True
+    del gone, at, is_kept
     prompts = prompts.filter(pl.Series(keep)).sort("prompt_id")
     demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
     out = Tables(prompts, demos, rankings)
-    notes = {"distinct_exact_prefixes": int(distinct_exact), "clusters": int(comp_rep.height)}
+    notes = {"distinct_exact_prefixes": int(distinct_exact), "clusters": len(clusters)}
     return out, StageResult(NAME, counts_in, out.counts(), pl.concat(dropped + [d2]), notes)
 
 
