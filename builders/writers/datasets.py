@@ -88,8 +88,14 @@ def _write_shard(df: pl.DataFrame, schema: pa.Schema, path: Path) -> int:
     contiguous first, so a shard assembled from parts is the same file as one sliced from a whole table. The size
     is that of the file's rows read back: an in-memory table's size depends on how its buffers were sliced (a
     split filtered from one big batch counted its whole list buffers), which made the card depend on batch size."""
-    table = df.select(schema.names).rechunk().to_arrow().cast(schema).combine_chunks()
+    # each copy goes as soon as the next exists (callers hand their frame over unnamed): a shard of comparisons is
+    # ~0.5 GB, and the frame, its Arrow copies and the file read back were all held at once
+    table = df.select(schema.names).rechunk().to_arrow()
+    del df
+    table = table.cast(schema).combine_chunks()
     pq.write_table(table, path, compression="zstd")
+    del table
+    release_memory()
     return pq.read_table(path).nbytes
 
 
@@ -143,9 +149,9 @@ class SortedShards:
             size = 0
             for i in range(n):
                 files = sorted(self.spill.glob(f"{split}-{i:05d}-*.parquet"))
-                rows = pl.concat([pl.read_parquet(f) for f in files]).sort(self.key)
-                size += _write_shard(rows, self.schema, _shard_path(self.folder, split, i, n))
-                del rows
+                # the rows are handed to _write_shard unnamed, so it can let them go once copied
+                size += _write_shard(pl.concat([pl.read_parquet(f) for f in files]).sort(self.key), self.schema,
+                                     _shard_path(self.folder, split, i, n))
                 release_memory()  # a shard of comparisons is ~1 GB in memory: its pages go back before the next
                 for f in files:
                     f.unlink()
