@@ -148,3 +148,43 @@ def test_the_report_is_written_a_row_at_a_time_in_json_dumps_layout(tmp_path):
         write_report(report, rows.iter_rows(named=True), tmp_path / "r.json")
         expected = json.dumps(report | {"dropped_records": rows.to_dicts()}, indent=2, ensure_ascii=False) + "\n"
         assert (tmp_path / "r.json").read_text(encoding="utf-8") == expected
+
+
+ALLOCATE_AND_FREE = """
+import os, sys
+{setup}
+import builders, polars as pl, numpy as np
+
+def rss_mb():
+    return next(int(l.split()[1]) // 1024 for l in open("/proc/self/status") if l.startswith("VmRSS"))
+
+base = rss_mb()
+frames = [pl.DataFrame({{"s": pl.Series(np.arange(i, 10_000_000 + i)).cast(pl.String)}}) for i in range(2)]
+peak = rss_mb()
+del frames
+print(os.environ["_RJEM_MALLOC_CONF"], base, peak, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's resident memory from /proc")
+@pytest.mark.parametrize("user_conf", [None, "dirty_decay_ms:5000"])
+def test_polars_hands_a_freed_frame_back_to_the_system_unless_the_user_set_its_allocator(user_conf):
+    """A build's driver allocates little while PII runs: pages polars kept after dedup would stay resident through
+    the pass where a whole build peaks. Importing builders sets polars' allocator to return them at once; a setting
+    of the user's own is left alone (and then the pages are kept)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    setup = "" if user_conf is None else f"os.environ['_RJEM_MALLOC_CONF'] = {user_conf!r}"
+    out = subprocess.run([sys.executable, "-c", ALLOCATE_AND_FREE.format(setup=setup)], env=env, capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    conf, (base, peak, after) = out[0], map(int, out[1:])
+    assert peak - base > 300, out  # the frames were really allocated
+    if user_conf is None:
+        assert conf.endswith(",dirty_decay_ms:0,muzzy_decay_ms:0"), out  # polars puts its defaults first
+        assert after - base < (peak - base) / 4, out
+    else:
+        assert conf.endswith("," + user_conf), out
+        assert after - base > (peak - base) / 2, out
