@@ -270,6 +270,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                 interrupts.check()
                 run_batch(batch)
                 bar.update(batch.height)
+            del batch  # the last batch's rows and texts (up to ~0.3 GB) would otherwise stay through the write stage
         if demos.height or rankings.height:  # every label's prompt was kept or its drop accounted for before pass 2
             raise RuntimeError(f"{demos.height} demonstrations and {rankings.height} rankings point at no kept prompt")
         for stage in per_batch:
