@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
+
+
+def return_freed_pages_at_once() -> None:
+    """Have polars' allocator (jemalloc) purge freed pages at once. It keeps them until something allocates again
+    (polars asks for a 0.5 s decay, but jemalloc purges only on later allocations), and a build's driver allocates
+    little while PII runs: the pages of dedup's and the cap's peaks stayed resident through pass 2, where a whole
+    build peaks; returned at once, pass 2 peaks lower at the same speed (docs/benchmarks.md, memory). polars reads
+    the variable when it loads, after its own defaults, so this runs before polars is imported (`import builders`
+    does it); a value the user set is kept."""
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 
 @functools.cache

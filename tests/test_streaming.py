@@ -5,7 +5,10 @@ against one chunk and one batch (the whole input in memory)."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -151,7 +154,7 @@ def test_the_report_is_written_a_row_at_a_time_in_json_dumps_layout(tmp_path):
 
 
 ALLOCATE_AND_FREE = """
-import os, sys
+import os
 {setup}
 import builders, polars as pl, numpy as np
 
@@ -172,10 +175,6 @@ def test_polars_hands_a_freed_frame_back_to_the_system_unless_the_user_set_its_a
     """A build's driver allocates little while PII runs: pages polars kept after dedup would stay resident through
     the pass where a whole build peaks. Importing builders sets polars' allocator to return them at once; a setting
     of the user's own is left alone (and then the pages are kept)."""
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     setup = "" if user_conf is None else f"os.environ['_RJEM_MALLOC_CONF'] = {user_conf!r}"
     out = subprocess.run([sys.executable, "-c", ALLOCATE_AND_FREE.format(setup=setup)], env=env, capture_output=True,
