@@ -75,6 +75,15 @@ def test_skip_mode_reports_every_rejected_record_with_its_reason(tmp_path):
     assert "duplicate prompt_id" in reasons[f"{f}:6"]
 
 
+def test_a_rank_too_large_for_the_ranks_column_names_its_line(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "ok"),
+                                           {"prompt_id": "a", "labeler_id": "l", "completions": ["x", "y"], "ranks": [0, 10**20]}])
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'ranks': ranks must be integers >= 0 \(0 is best\), below 2\^63"):
+        run(f)
+    tables, result = run(f, on_error="skip")
+    assert tables.rankings.height == 0 and result.dropped["record_id"].to_list() == [f"{f}:2"]
+
+
 def test_user_ids_are_pseudonymised_on_the_way_in(tmp_path):
     f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "hi", user="alice@example.com"), prompt("b", "yo", user="alice@example.com")])
     tables, _ = run(f)

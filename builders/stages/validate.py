@@ -210,8 +210,8 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
         raise InputError("must be a list of at least 2 completions", file=rec.file, line=rec.line, field="completions")
     if not isinstance(ranks, list) or len(ranks) != len(comps):
         raise InputError(f"must be a list of {len(comps)} ranks, one per completion", file=rec.file, line=rec.line, field="ranks")
-    if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in ranks):
-        raise InputError("ranks must be integers >= 0 (0 is best)", file=rec.file, line=rec.line, field="ranks")
+    if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < 2**63 for r in ranks):  # the column is Int64
+        raise InputError("ranks must be integers >= 0 (0 is best), below 2^63", file=rec.file, line=rec.line, field="ranks")
     return {
         "ranking_id": str(d.get("ranking_id") or f"{pid}:r{n}"),
         "prompt_id": pid,
