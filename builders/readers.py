@@ -1,9 +1,12 @@
-"""Read JSONL (optionally gzipped) and Parquet files record by record, keeping each record's file and line."""
+"""Read JSONL (optionally gzipped) and Parquet files record by record, or a batch of columns at a time, keeping each
+record's file and line."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from builders import interrupts
 from builders.errors import InputError
+from builders.schema import infer_kind
 
 
 @dataclass
@@ -50,22 +55,24 @@ def iter_jsonl(path: str | Path) -> Iterator[RawRecord]:
             if not raw.strip():
                 continue
             seen_any = True
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRecord(None, name, lineno, InputError("invalid UTF-8", file=name, line=lineno, detail=f"at byte {exc.start}"))
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRecord(None, name, lineno, InputError("broken JSON", file=name, line=lineno, detail=f"{exc.msg} (column {exc.colno})"))
-                continue
-            if not isinstance(data, dict):
-                yield RawRecord(None, name, lineno, InputError("a record must be a JSON object", file=name, line=lineno))
-                continue
-            yield RawRecord(data, name, lineno)
+            yield _jsonl_record(raw, name, lineno)
     if not seen_any:
         raise InputError("file is empty: no records", file=name)
+
+
+def _jsonl_record(raw: bytes, name: str, lineno: int) -> RawRecord:
+    """One non-blank line as a record, or with the error that kept it from being read."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return RawRecord(None, name, lineno, InputError("invalid UTF-8", file=name, line=lineno, detail=f"at byte {exc.start}"))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RawRecord(None, name, lineno, InputError("broken JSON", file=name, line=lineno, detail=f"{exc.msg} (column {exc.colno})"))
+    if not isinstance(data, dict):
+        return RawRecord(None, name, lineno, InputError("a record must be a JSON object", file=name, line=lineno))
+    return RawRecord(data, name, lineno)
 
 
 def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawRecord]:
@@ -78,7 +85,7 @@ RECORDS_AT_ONCE = 2_000  # rows of a batch made Python records at once (a batch 
 
 @dataclass
 class RawFrame:
-    """A batch of records read column by column (Parquet): row i of `batch` is row `first_line + i` of `file`.
+    """A batch of records read column by column (Parquet, or JSONL lines Arrow's reader took): row i of `batch` is row `first_line + i` of `file`.
     Records as `iter_parquet` gives them come from `records(rows)`; the kind of every row from `kinds()`."""
 
     batch: pa.RecordBatch
@@ -86,6 +93,8 @@ class RawFrame:
     first_line: int
     source: str = ""
     _kinds: list[str] | None = field(default=None, repr=False, compare=False)
+
+    columnar = True
 
     @property
     def height(self) -> int:
@@ -130,6 +139,31 @@ class RawFrame:
                 yield RawRecord({k: v for k, v in data.items() if v is not None}, self.file, self.first_line + i, source=self.source)
 
 
+@dataclass
+class RecordBlock:
+    """Consecutive JSONL lines that Arrow's reader could not take as `iter_jsonl` reads them (a broken line, a null
+    value, a number with a fraction, ...): `RawFrame`'s interface over the records `iter_jsonl` makes of them."""
+
+    recs: list[RawRecord]
+    file: str
+    first_line: int
+    source: str = ""
+    columnar = False
+
+    @property
+    def height(self) -> int:
+        return len(self.recs)
+
+    def kinds(self) -> list[str]:
+        return [infer_kind(r.data) if r.data is not None else "unreadable" for r in self.recs]
+
+    def records(self, rows) -> Iterator[RawRecord]:
+        for i in rows:
+            rec = self.recs[int(i)]
+            rec.source = self.source
+            yield rec
+
+
 LABEL_COLUMNS = ("kind", "completion", "completions", "ranks")  # a file with none of these holds prompts only
 
 
@@ -155,12 +189,124 @@ def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only:
         row += batch.num_rows
 
 
+# Canonical fields that are strings when they are valid: read as strings, so Arrow infers no timestamp from a text or
+# a time (an id may be a number: those are inferred, and `_req_str` reads either)
+_JSONL_STRINGS = pa.schema([(name, pa.string()) for name in ("source", "prompt_type", "text", "created_at", "lang", "kind",
+                                                              "completion")]
+                           + [("completions", pa.list_(pa.string())),
+                              ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])))])
+# Fields whose presence alone says what a record is (`infer_kind`, `_prompt`): given as null, `iter_jsonl` keeps the
+# key, and an Arrow row cannot say it was there (every other field is read with `.get`, where null and absent agree)
+_PRESENCE_NULL = {key: re.compile(rb'"%s"\s*:\s*null\b' % key.encode())
+                  for key in ("text", "messages", "source", "user_id", "completion", "completions", "ranks")}
+_BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")  # a line `bytes.strip` leaves empty (a literal first: a fast scan)
+
+
+def _arrow_types_as_json(t: pa.DataType) -> bool:
+    """Whether Arrow typed every value as Python's json module does: no floats (a fraction makes a whole column of
+    integers floats) and no inferred times or dates."""
+    if pa.types.is_floating(t) or pa.types.is_temporal(t):
+        return False
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _arrow_types_as_json(t.value_type)
+    if pa.types.is_struct(t):
+        return all(_arrow_types_as_json(f.type) for f in t)
+    return True
+
+
+def _arrow_table(data: bytes, n_lines: int) -> pa.Table | None:
+    """`n_lines` lines of JSON objects read by Arrow, or None where its values would not be `iter_jsonl`'s."""
+    if data.startswith(b"\xef\xbb\xbf"):  # the json module refuses a byte-order mark; Arrow skips it
+        return None
+    try:
+        table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1),
+                             parse_options=pj.ParseOptions(explicit_schema=_JSONL_STRINGS, newlines_in_values=False))
+        table.validate(full=True)  # Arrow's reader does not check the UTF-8 of its strings; this does
+        names = table.column_names
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
+        return None
+    if table.num_rows != n_lines or not all(_arrow_types_as_json(f.type) for f in table.schema):
+        return None  # two objects on a line; a fraction or a time Arrow inferred
+    for key, null_value in _PRESENCE_NULL.items():
+        if key in names and table[key].null_count and b'"%s"' % key.encode() in data and null_value.search(data):
+            return None
+    # the explicit fields no line has stay out, as they are out of a Parquet file without them
+    present = [f.name for f in table.schema if f.name not in _JSONL_STRINGS.names or table[f.name].null_count < table.num_rows]
+    return table.select(present).combine_chunks() if present else None  # (`{}` lines: no columns, no rows)
+
+
+def _jsonl_block(data: bytes, n_lines: int, name: str, first_line: int) -> RawFrame | RecordBlock:
+    """Consecutive non-blank lines (`data`, each ending in a newline) as a `RawFrame` when Arrow reads them to the values
+    `iter_jsonl` gives, else as a `RecordBlock` of `iter_jsonl`'s records (each bad line with its error)."""
+    table = _arrow_table(data, n_lines)
+    if table is not None:
+        return RawFrame(table.to_batches()[0], name, first_line)
+    return RecordBlock([_jsonl_record(line, name, first_line + i) for i, line in enumerate(data.split(b"\n")[:n_lines])],
+                       name, first_line)
+
+
+def _jsonl_blocks(data: bytes, name: str, first_line: int, lines: int) -> Iterator[RawFrame | RecordBlock]:
+    """Whole lines of a file (`data`, from line `first_line`) as blocks of up to `lines` consecutive non-blank lines."""
+    body = data[:-1] if data.endswith(b"\n") else data
+    n = body.count(b"\n") + 1
+    if n <= lines and not _BLANK_LINE.search(b"\n" + body + b"\n"):
+        yield _jsonl_block(body + b"\n", n, name, first_line)
+        return
+    run: list[bytes] = []
+    start = first_line
+    for i, line in enumerate(body.split(b"\n")):
+        if line.strip():
+            if not run:
+                start = first_line + i
+            run.append(line)
+        if run and (not line.strip() or len(run) >= lines):
+            yield _jsonl_block(b"\n".join(run) + b"\n", len(run), name, start)
+            run = []
+    if run:
+        yield _jsonl_block(b"\n".join(run) + b"\n", len(run), name, start)
+
+
+def iter_jsonl_frames(path: str | Path, lines: int = 65_536, max_bytes: int = 16 << 20) -> Iterator[RawFrame | RecordBlock]:
+    """The records `iter_jsonl` yields, a block of consecutive lines at a time (about `max_bytes` bytes, at most
+    `lines` lines; a blank line ends a block), read by Arrow's JSON reader: `RawFrame`s, or `RecordBlock`s where
+    Arrow's values would not be the json module's."""
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise InputError("file not found", file=name)
+    line, rest, seen_any = 1, b"", False
+    with _open_text(path) as fh:
+        while chunk := fh.read(max_bytes):
+            data = rest + chunk
+            cut = data.rfind(b"\n") + 1  # whole lines only; a line longer than a chunk waits for the next
+            data, rest = data[:cut], data[cut:]
+            if data:
+                interrupts.check()
+                seen_any = seen_any or bool(data.strip())
+                yield from _jsonl_blocks(data, name, line, lines)
+                line += data.count(b"\n")
+    if rest.strip():
+        seen_any = True
+        yield from _jsonl_blocks(rest, name, line, lines)
+    if not seen_any:
+        raise InputError("file is empty: no records", file=name)
+
+
+def iter_frames(path: str | Path, labels_only: bool = False) -> Iterator[RawFrame | RecordBlock]:
+    """A JSONL or Parquet file's records a block at a time (`iter_records`'s records, in order)."""
+    return iter_parquet_frames(path, labels_only=labels_only) if _file_type(path) == "parquet" else iter_jsonl_frames(path)
+
+
 def iter_records(path: str | Path) -> Iterator[RawRecord]:
     """JSONL (`.jsonl`, `.json`, `.jsonl.gz`) or Parquet by file name."""
+    return iter_parquet(path) if _file_type(path) == "parquet" else iter_jsonl(path)
+
+
+def _file_type(path: str | Path) -> str:
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     if path.suffix.lower() == ".parquet":
-        return iter_parquet(path)
+        return "parquet"
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or suffixes.endswith((".jsonl.gz", ".json.gz")):
-        return iter_jsonl(path)
+        return "jsonl"
     raise InputError("unknown file type (expected .jsonl, .jsonl.gz or .parquet)", file=str(path))

@@ -1,9 +1,11 @@
-"""Parquet sources are read a batch of columns at a time and plain prompts are checked column-wise: every record
-must come out exactly as the record-by-record path makes it, and every bad one must be refused with the same
-message naming the file, the row and the field."""
+"""Parquet and JSONL sources are read a batch of columns at a time and plain prompts are checked column-wise: every
+record must come out exactly as the record-by-record path makes it, and every bad one must be refused with the same
+message naming the file, the row (line) and the field."""
 
 from __future__ import annotations
 
+import gzip
+import json
 from datetime import datetime, timedelta, timezone
 
 import polars as pl
@@ -12,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from builders.errors import InputError
-from builders.readers import iter_parquet, iter_parquet_frames
+from builders.readers import iter_jsonl, iter_jsonl_frames, iter_parquet, iter_parquet_frames
 from builders.stages.validate import Validator, is_prompt
 
 KEY = b"test-key"
@@ -63,9 +65,9 @@ def _write(path, rows, **schema_overrides):
     return path
 
 
-def _by_records(path, on_error="skip"):
+def _by_records(path, on_error="skip", read=iter_parquet):
     v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7)
-    records = list(iter_parquet(path))
+    records = list(read(path))
     for rec in records:
         if is_prompt(rec):
             v.add(rec)
@@ -75,9 +77,9 @@ def _by_records(path, on_error="skip"):
     return v.finish()
 
 
-def _by_frames(path, on_error="skip", batch_size=16):
+def _by_frames(path, on_error="skip", batch_size=16, frames=None):
     v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7)
-    frames = list(iter_parquet_frames(path, batch_size=batch_size))
+    frames = list(iter_parquet_frames(path, batch_size=batch_size)) if frames is None else frames
     for raw in frames:
         v.add_prompt_frame(raw, [i for i, k in enumerate(raw.kinds()) if k == "prompt"])
     for raw in frames:
@@ -158,7 +160,83 @@ def test_a_parquet_source_streams_frames_and_tallies_like_records(tmp_path):
     n = sum(1 for _ in by_records.stream(tally=True))
     m = sum(raw.height for raw in by_frames.stream_frames(tally=True))
     assert n == m == len(_rows()) and by_records.accounting() == by_frames.accounting()
-    assert not load_source("sample").columnar  # JSONL: record by record
+
+
+def _jsonl_lines() -> list[bytes]:
+    """`_rows()` as JSONL (None as null), with the faults only a text file has and the values Arrow's JSON reader
+    would type otherwise than Python's json module: every block holding one must go record by record."""
+    lines = [json.dumps(r).encode() for r in _rows()]
+    lines[5:5] = [b"", b"   "]  # blank lines: skipped, and the lines after them keep their numbers
+    lines[12:12] = [b'{"prompt_id": "p3b", "user_id": "u", "source": "api", "text": "broken"', b"[1, 2]", b'"just a string"',
+                    b'{"prompt_id": "p3c", "user_id": "u", "source": "api", "text": "caf\xe9"}']
+    lines[20:20] = [b'{"prompt_id": "p1", "labeler_id": "l1", "completions": ["a", "b", "c"], "ranks": [0, 1.5, 2]}',  # a fraction
+                    b'{"prompt_id": "p1", "labeler_id": "l1", "completions": null, "text": "which kind?"}',  # present, null
+                    b'{"prompt_id": "p60", "user_id": "u", "source": "api", "text": "2024-05-01 12:00:00"}',  # looks like a time
+                    b'{"prompt_id": 61, "user_id": 7, "source": "labeler", "text": "integer ids"}',
+                    b'{"prompt_id": "p62", "user_id": "u", "source": "api", "text": "twice", "text": "two texts"}',
+                    b'{"prompt_id": "p63", "user_id": "u", "source": "api", "text": "one"} {"prompt_id": "p64"}',
+                    b"{}"]
+    return lines
+
+
+@pytest.mark.parametrize("lines_per_block,max_bytes", [(1, 1 << 20), (4, 64), (1000, 300), (1000, 1 << 20)])
+@pytest.mark.parametrize("gz", [False, True])
+def test_jsonl_frames_validate_as_the_record_path(tmp_path, lines_per_block, max_bytes, gz, record_path_calls):
+    """Blocks of one line, of a few, cut by the bytes read at once (lines longer than a read), and the whole file."""
+    data = b"\n".join(_jsonl_lines()) + b"\n"
+    path = tmp_path / ("log.jsonl.gz" if gz else "log.jsonl")
+    path.write_bytes(gzip.compress(data) if gz else data)
+    want = _by_records(path, read=iter_jsonl)
+    record_path_calls.clear()
+    frames = list(iter_jsonl_frames(path, lines=lines_per_block, max_bytes=max_bytes))
+    got = _by_frames(path, frames=frames)
+    _same(want, got)
+    assert [r.line for raw in frames for r in raw.records(range(raw.height))] == [r.line for r in iter_jsonl(path)]
+    assert any(raw.columnar for raw in frames) and any(not raw.columnar for raw in frames)
+    if lines_per_block == 1:  # every good line of the plain shape was checked column-wise
+        assert len(record_path_calls) < 20
+    reasons = dict(zip(got[1].dropped["record_id"].to_list(), got[1].dropped["reason"].to_list()))
+    assert "broken JSON" in reasons[f"{path}:13"] and "invalid UTF-8" in reasons[f"{path}:16"]
+    prompts = got[0].prompts
+    assert prompts.filter(pl.col("prompt_id") == "p60")["text"].item() == "2024-05-01 12:00:00"
+    assert prompts.filter(pl.col("prompt_id") == "p62")["text"].item() == "two texts"  # the json module keeps the last
+
+
+def test_values_arrow_would_type_otherwise_send_their_block_the_record_way(tmp_path, record_path_calls):
+    """One block of valid lines where Arrow's inference would change a value: a fraction in one ranking would make
+    every ranking's ranks floats (and refuse them), an id that looks like a date would become a date."""
+    rows = [{"prompt_id": "2024-05-01", "user_id": "2024-05-01T10:00:00", "source": "api", "text": "Dated ids"},
+            {"prompt_id": "p2", "user_id": "u", "source": "api", "text": "Plain"},
+            {"prompt_id": "p2", "labeler_id": "l", "completions": ["a", "b"], "ranks": [0, 1]},
+            {"prompt_id": "p2", "labeler_id": "l", "completions": ["a", "b"], "ranks": [0, 1.5]}]
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    want = _by_records(path, read=iter_jsonl)
+    _same(want, _by_frames(path, frames=list(iter_jsonl_frames(path))))
+    assert want[0].counts() == {"prompts": 2, "demonstrations": 0, "rankings": 1}
+
+
+def test_a_jsonl_file_with_a_bom_is_refused_on_its_first_line_as_before(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_rows()[0]).encode() + b"\n" + json.dumps(_rows()[1]).encode() + b"\n")
+    with pytest.raises(InputError) as want:
+        _by_records(path, on_error="fail", read=iter_jsonl)
+    with pytest.raises(InputError) as got:
+        _by_frames(path, on_error="fail", frames=list(iter_jsonl_frames(path)))
+    assert str(got.value) == str(want.value) and f"{path}:1:" in str(got.value)
+
+
+def test_a_jsonl_source_streams_frames_and_tallies_like_records(tmp_path):
+    from builders.sources import load_source
+
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"\n".join(_jsonl_lines()) + b"\n")
+    by_records, by_frames = load_source(f"jsonl:{path}", on_error="skip"), load_source(f"jsonl:{path}", on_error="skip")
+    assert by_frames.columnar and load_source("sample").columnar
+    n = sum(1 for _ in by_records.stream(tally=True))
+    m = sum(raw.height for raw in by_frames.stream_frames(tally=True))
+    assert n == m == len([line for line in _jsonl_lines() if line.strip()])
+    assert by_records.accounting() == by_frames.accounting()
 
 
 def test_the_labels_pass_skips_files_that_hold_only_prompts(tmp_path):
@@ -170,6 +248,18 @@ def test_the_labels_pass_skips_files_that_hold_only_prompts(tmp_path):
     assert list(iter_parquet_frames(prompts, labels_only=True)) == []
     assert sum(raw.height for raw in iter_parquet_frames(mixed, labels_only=True)) == len(_rows())
     assert [raw.height for raw in iter_parquet_frames(prompts)] == [1]
+
+
+def test_the_labels_pass_skips_jsonl_files_the_prompts_pass_found_holding_only_prompts(tmp_path):
+    from builders.sources import load_source
+
+    (tmp_path / "a-prompts.jsonl").write_text(json.dumps({"prompt_id": "p1", "user_id": "u", "source": "api", "text": "Hi"}) + "\n")
+    (tmp_path / "b-mixed.jsonl").write_bytes(b"\n".join(_jsonl_lines()) + b"\n")
+    src = load_source(f"jsonl:{tmp_path}", on_error="skip")
+    labels_pass = lambda: {raw.file.rsplit("/", 1)[-1] for raw in src.stream_frames(labels_only=True)}  # noqa: E731
+    assert labels_pass() == {"a-prompts.jsonl", "b-mixed.jsonl"}  # no prompts pass yet: every file
+    assert sum(raw.height for raw in src.stream_frames(tally=True)) == src.accounting()["read"]
+    assert labels_pass() == {"b-mixed.jsonl"}
 
 
 def test_records_of_a_large_batch_come_in_parts_with_their_rows_and_values(tmp_path):

@@ -39,7 +39,7 @@ class SourceData:
 
     @property
     def columnar(self) -> bool:
-        """Whether `stream_frames` reads this source a batch of columns at a time (Parquet files)."""
+        """Whether `stream_frames` reads this source a batch of columns at a time (Parquet and JSONL files)."""
         return self.frame_reader is not None
 
     def stream_frames(self, tally: bool = False, labels_only: bool = False):

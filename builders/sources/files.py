@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.errors import InputError
-from builders.readers import iter_parquet_frames, iter_records
+from builders.readers import iter_frames, iter_records
 from builders.schema import infer_kind
 from builders.sources import SourceData
 
@@ -35,18 +35,26 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 src.became(infer_kind(rec.data) if rec.data is not None else "unreadable")
                 yield rec
 
+    prompts_only: set[Path] = set()  # files the last whole read found holding prompts alone: the labels' pass skips them
+
     def frames(src: SourceData, labels_only: bool = False):
         from collections import Counter
 
         for file in files:
-            for raw in iter_parquet_frames(file, labels_only=labels_only):
+            if labels_only and file in prompts_only:
+                continue
+            kinds = Counter()
+            for raw in iter_frames(file, labels_only=labels_only):
                 raw.source = spec
-                for kind, n in Counter(raw.kinds()).items():
+                counts = Counter(raw.kinds())
+                kinds.update(counts)
+                for kind, n in counts.items():
                     src.became(kind, n)
                 yield raw
+            if not labels_only:
+                (prompts_only.add if set(kinds) <= {"prompt"} else prompts_only.discard)(file)
 
-    return SourceData(spec, "records", reader, license=license, on_error=on_error,
-                      frame_reader=frames if all(f.suffix.lower() == ".parquet" for f in files) else None)
+    return SourceData(spec, "records", reader, license=license, on_error=on_error, frame_reader=frames)
 
 
 def read_sample(spec: str = "sample", on_error: str = "fail") -> SourceData:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from builders.errors import InputError
 from builders.pseudonym import pseudonymise
-from builders.readers import RawFrame, RawRecord
+from builders.readers import RawFrame, RawRecord, RecordBlock
 from builders.schema import (
     DEMONSTRATIONS_SCHEMA,
     DROPPED_SCHEMA,
@@ -356,12 +356,16 @@ class Validator:
         self.next_row += 1
         self.prompts.append(row)
 
-    def add_prompt_frame(self, raw: RawFrame, rows) -> None:
+    def add_prompt_frame(self, raw: RawFrame | RecordBlock, rows) -> None:
         """The prompt records of a batch read column by column (`rows`: their positions in it, ascending), as `add`
         would take them one by one: the plain ones are checked and typed column-wise, the rest one by one."""
         if self.prompt_table is not None:
             raise RuntimeError(f"{raw.file}: prompts must all be added before any other record")
         rows = np.asarray(rows, dtype=np.int64)
+        if not raw.columnar:  # JSONL lines Arrow could not read as the json module does: record by record
+            for rec in raw.records(rows):
+                self.add(rec)
+            return
         if not len(rows):
             return
         self.n_in["prompts"] += len(rows)
