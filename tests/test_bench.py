@@ -77,8 +77,10 @@ def test_bench_run_measures_the_build_and_both_anchors_on_one_log(shared, tmp_pa
     assert "injected" not in p["ours"]  # leaks are measured on data this project did not write (bench pii), not here
     v = res["validate_one_core"]
     assert v["prompts"] == 3000 and v["records"] > 3000 and v["prompts_per_s"] > 0 and v["records_per_s"] > 0
+    j = res["validate_one_core_jsonl"]  # the same log as JSONL: the same records
+    assert (j["prompts"], j["records"]) == (v["prompts"], v["records"]) and j["records_per_s"] > 0
     text = markdown([res], "instructkit bench run --sizes 3000")
-    assert "records at **" in text and "one worker held at most" in text
+    assert "records at **" in text and "one worker held at most" in text and "(JSONL)" in text
     assert "| 3,000 | " in text and "| ours (dedup stage alone) | 3,000 |" in text and "instructkit bench run --sizes 3000" in text
     assert not (tmp_path / "out-3000").exists()  # the built folders are removed after measuring
 
