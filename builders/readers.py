@@ -222,7 +222,7 @@ def _arrow_table(data: bytes, n_lines: int) -> pa.Table | None:
         table = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=len(data) + 1),
                              parse_options=pj.ParseOptions(explicit_schema=_JSONL_STRINGS, newlines_in_values=False))
         table.validate(full=True)  # Arrow's reader does not check the UTF-8 of its strings; this does
-        names = table.column_names
+        names = table.column_names  # a key with bad UTF-8 raises here (the check above reads values only)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError):
         return None
     if table.num_rows != n_lines or not all(_arrow_types_as_json(f.type) for f in table.schema):

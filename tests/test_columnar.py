@@ -216,6 +216,15 @@ def test_values_arrow_would_type_otherwise_send_their_block_the_record_way(tmp_p
     assert want[0].counts() == {"prompts": 2, "demonstrations": 0, "rankings": 1}
 
 
+def test_bad_utf8_in_a_key_is_refused_on_its_line_as_before(tmp_path):
+    """Arrow's checks look at values, not field names: a key with bad UTF-8 fails only when its name is read."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(json.dumps(_rows()[0]).encode() + b'\n{"te\xffxt": "a", "prompt_id": "p9", "user_id": "u", "source": "api"}\n')
+    want = _by_records(path, read=iter_jsonl)
+    _same(want, _by_frames(path, frames=list(iter_jsonl_frames(path))))
+    assert "invalid UTF-8" in want[1].dropped["reason"][0]
+
+
 def test_a_jsonl_file_with_a_bom_is_refused_on_its_first_line_as_before(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(_rows()[0]).encode() + b"\n" + json.dumps(_rows()[1]).encode() + b"\n")
