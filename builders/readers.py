@@ -167,15 +167,27 @@ class RecordBlock:
 LABEL_COLUMNS = ("kind", "completion", "completions", "ranks")  # a file with none of these holds prompts only
 
 
-def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only: bool = False) -> Iterator[RawFrame]:
-    """The file's rows a batch at a time, as Arrow; the same checks and row numbers as `iter_parquet`. With
-    `labels_only`, a file whose columns say that every row is a prompt yields nothing (its texts are not read)."""
+def _parquet_batch_rows(pf: pq.ParquetFile, most: int, batch_bytes: int) -> int:
+    """Rows a batch of about `batch_bytes` (uncompressed, from the file's row-group sizes) holds, at most `most`:
+    65,536 rankings of the bench log (kilobytes of completions each) were a 0.25 GB batch."""
+    meta = pf.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return max(1, min(most, batch_bytes * meta.num_rows // max(size, 1)))
+
+
+def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only: bool = False,
+                        batch_bytes: int = 32 * 2**20) -> Iterator[RawFrame]:
+    """The file's rows a batch at a time (at most `batch_size` rows, about `batch_bytes` uncompressed), as Arrow;
+    the same checks and row numbers as `iter_parquet`. With `labels_only`, a file whose columns say that every row
+    is a prompt yields nothing (its texts are not read)."""
     path = Path(path)
     name = str(path)
     if not path.exists():
         raise InputError("file not found", file=name)
     try:
-        pf = pq.ParquetFile(path)
+        # pre_buffer off: with it, the reader read row groups ahead (up to 32 MB at once) and kept every buffer it had
+        # read until the file was closed (~90 bytes a prompt of the bench log; apache/arrow#39808's kind of growth)
+        pf = pq.ParquetFile(path, pre_buffer=False)
     except Exception as exc:  # pyarrow raises several types for unreadable files
         raise InputError(f"not a readable Parquet file: {exc}", file=name) from exc
     if pf.metadata.num_rows == 0:
@@ -183,7 +195,7 @@ def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only:
     if labels_only and not set(LABEL_COLUMNS) & set(pf.schema_arrow.names):
         return
     row = 1
-    for batch in pf.iter_batches(batch_size=batch_size):
+    for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, batch_size, batch_bytes)):
         interrupts.check()
         yield RawFrame(batch, name, row)
         row += batch.num_rows

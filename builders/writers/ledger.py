@@ -109,7 +109,7 @@ class Ledger:
         batch = max(1_000, 100_000 // max(1, len(self.runs)))  # rows held at once: ~100,000 (as dicts, ~40 MB)
 
         def rows(run: Path) -> Iterator[dict]:
-            for part in pq.ParquetFile(run).iter_batches(batch_size=batch):
+            for part in pq.ParquetFile(run, pre_buffer=False).iter_batches(batch_size=batch):  # see iter_parquet_frames
                 yield from part.to_pylist()
 
         def key(row: dict) -> tuple:  # polars' order: nulls first, then strings by code point
