@@ -114,3 +114,69 @@ def test_chunked_validation_gives_the_same_tables_and_counts(tmp_path):
         assert a.height > 7 and a.equals(b) and b.n_chunks() == 1
     assert whole_res.counts_in == chunked_res.counts_in and whole_res.counts_out == chunked_res.counts_out
     assert whole_res.dropped.equals(chunked_res.dropped)
+
+
+def _labels_across_batches(tmp_path):
+    """Labels whose ids and default ids depend on earlier batches: the ordinal a refused label still used, an
+    explicit id a later default id repeats, a tied ranking's id, one id namespace across kinds."""
+    demo = lambda pid, **kw: {"prompt_id": pid, "labeler_id": "l", "completion": "ok", **kw}  # noqa: E731
+    rank = lambda pid, ranks=(0, 1), **kw: {"prompt_id": pid, "labeler_id": "l", "completions": ["x", "y"], "ranks": list(ranks), **kw}  # noqa: E731
+    rows = [prompt("a", "hi"), prompt("b", "yo"),
+            demo("a"),                                     # 3: a:d0
+            demo("a", demonstration_id="a:d2"),            # 4: explicit; ordinal 1
+            {**demo("a"), "labeler_id": None},             # 5: refused, but ordinal 2 is used
+            demo("a"),                                     # 6: a:d3
+            rank("a", ranks=(1, 1)),                       # 7: a:r0, all tied: dropped, its id taken
+            rank("a", ranking_id="a:r0"),                  # 8: duplicate of 7
+            demo("b", demonstration_id="a:d0"),            # 9: duplicate of 3
+            demo("a", demonstration_id="x"),               # 10
+            rank("b", ranking_id="x"),                     # 11: duplicate of 10 (one namespace)
+            demo("zz"),                                    # 12: unknown prompt: no ordinal
+            demo("a"),                                     # 13: a:d5 (10 took ordinal 4)
+            rank("b")]                                     # 14: b:r1 (11 took ordinal 0)
+    return write_jsonl(tmp_path / "labels.jsonl", rows)
+
+
+@pytest.mark.parametrize("label_batch", [1, 2, 3, 5_000])
+def test_label_ids_and_duplicates_do_not_depend_on_the_batch(tmp_path, label_batch):
+    """Label checks remember earlier batches (SQLite, `_LabelKeys`): default ids, duplicates and their messages are
+    those of one batch whatever the batch size."""
+    f = _labels_across_batches(tmp_path)
+    records = list(load_source(f"jsonl:{f}").stream())
+    tables, result = validate(list(records), key=b"k", on_error="skip", label_batch=label_batch)
+    assert tables.demonstrations["demonstration_id"].to_list() == ["a:d0", "a:d2", "a:d3", "x", "a:d5"]
+    assert tables.rankings["ranking_id"].to_list() == ["b:r1"]
+    assert dict(zip(result.dropped["record_id"], result.dropped["reason"])) == {
+        f"{f}:5": "invalid: field 'labeler_id': missing or empty", f"{f}:7": "all_completions_tied",
+        f"{f}:8": "invalid: field 'ranking_id': duplicate ranking_id",
+        f"{f}:9": "invalid: field 'demonstration_id': duplicate demonstration_id",
+        f"{f}:11": "invalid: field 'ranking_id': duplicate ranking_id",
+        f"{f}:12": "invalid: field 'prompt_id': no prompt with this prompt_id"}
+    with pytest.raises(InputError, match=rf"labels.jsonl:5: field 'labeler_id'"):
+        validate(list(records), key=b"k", label_batch=label_batch)
+    del records[4]  # without the refused label, line 6 gets ordinal 2: the id line 4 gave explicitly
+    with pytest.raises(InputError, match=rf"labels.jsonl:6: field 'demonstration_id': duplicate demonstration_id: 'a:d2', first at {f}:4"):
+        validate(records, key=b"k", label_batch=label_batch)
+
+
+def test_label_checks_keep_what_they_remember_in_the_file_given(tmp_path):
+    """The streaming build keeps the label state on disk: the same tables and drops as in memory, and the file holds
+    every id seen."""
+    import sqlite3
+
+    from builders.stages.validate import Validator
+
+    f = _labels_across_batches(tmp_path)
+    records = list(load_source(f"jsonl:{f}").stream())
+    v = Validator(key=b"k", on_error="skip", label_batch=2, label_keys=str(tmp_path / "keys.sqlite"))
+    for rec in sorted(records, key=lambda r: r.data.get("text") is None):  # prompts first
+        v.add(rec)
+    with sqlite3.connect(tmp_path / "keys.sqlite") as db:
+        seen_while_reading = db.execute("SELECT count(*) FROM seen").fetchone()[0]
+    tables, result = v.finish()
+    with sqlite3.connect(tmp_path / "keys.sqlite") as db:
+        seen = {i for (i,) in db.execute("SELECT id FROM seen")}
+    assert seen == {"a:d0", "a:d2", "a:d3", "a:r0", "x", "a:d5", "b:r1"} and 0 < seen_while_reading <= len(seen)
+    in_memory, in_memory_result = validate(records, key=b"k", on_error="skip")
+    assert tables.demonstrations.equals(in_memory.demonstrations) and tables.rankings.equals(in_memory.rankings)
+    assert result.dropped.equals(in_memory_result.dropped)

@@ -7,6 +7,7 @@ With `on_error="fail"` the first malformed record raises an InputError naming fi
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import unicodedata
 from datetime import datetime, timezone
 
@@ -297,6 +298,47 @@ def _id_value(rec: RawRecord) -> str | None:
     return str(value).strip()
 
 
+class _LabelKeys:
+    """What label validation remembers from one batch of labels to the next, in SQLite (a file, or memory): the
+    last ordinal given to each prompt's labels of a kind (a label without an id gets `{prompt_id}:d{n}` or
+    `:r{n}`, n from 0) and where each label id was first seen (a repeated id is refused, naming it). As Python dicts these were ~1M
+    small objects at 10M prompts, whose memory, interleaved with each batch's records, stayed with the process
+    (~0.4 GB at 3M prompts); here they are pages of a B-tree, on disk where a folder is given."""
+
+    AT_ONCE = 500  # keys a lookup binds at once (SQLite allows at least 999 parameters)
+
+    def __init__(self, path: str = ":memory:"):
+        self.db = sqlite3.connect(path)
+        self.db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"  # scratch: rebuilt on every run
+                              "CREATE TABLE last_n (key TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;"
+                              "CREATE TABLE seen (id TEXT PRIMARY KEY, origin TEXT NOT NULL) WITHOUT ROWID;")
+
+    def _get(self, table: str, keys) -> dict:
+        keys, out = list(set(keys)), {}
+        for i in range(0, len(keys), self.AT_ONCE):
+            part = keys[i : i + self.AT_ONCE]
+            out.update(self.db.execute(f"SELECT * FROM {table} WHERE {'key' if table == 'last_n' else 'id'} "
+                                       f"IN ({','.join('?' * len(part))})", part))
+        return out
+
+    def last_n(self, keys) -> dict[str, int]:
+        """{key ("kind:prompt_id"): the last ordinal given} of the keys given one before."""
+        return self._get("last_n", keys)
+
+    def first_seen(self, ids) -> dict[str, str]:
+        """{id: origin of its first record} of the ids seen before."""
+        return self._get("seen", ids)
+
+    def add(self, last_n: dict[str, int], seen: dict[str, str]) -> None:
+        """A batch's last ordinals by key and its newly seen ids (with their origins)."""
+        with self.db:
+            self.db.executemany("INSERT INTO last_n VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET n = excluded.n", last_n.items())
+            self.db.executemany("INSERT INTO seen VALUES (?, ?)", seen.items())
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class Validator:
     """Validates records: first every prompt (`is_prompt`), then every other record, in input order.
 
@@ -306,11 +348,13 @@ class Validator:
     sorted prompt ids a batch at a time. Each validated prompt gets `_row`, its position among them; with a
     sink, `origin_of(rows)` must return {_row: origin} for the rows a duplicate message names. `label_sink(kind)`,
     when given, returns the sink of the demonstrations' or rankings' chunks (the streaming build spills them too).
+    What label checks remember across batches (`_LabelKeys`) is kept in `label_keys` (an SQLite file; in memory
+    when not given).
 
     `validate` feeds it a list; the streaming build feeds it each source twice (prompts, then the rest)."""
 
     def __init__(self, *, key: bytes, on_error: str = "fail", max_chars: int = 100_000, chunk_rows: int = 100_000,
-                 prompt_sink=None, origin_of=None, label_sink=None, label_batch: int = 5_000):
+                 prompt_sink=None, origin_of=None, label_sink=None, label_batch: int = 5_000, label_keys: str = ":memory:"):
         def pseudonymise_users(frame: pl.DataFrame) -> pl.DataFrame:
             users = frame["user"].unique(maintain_order=True)
             pseudonyms = pl.Series("user", pseudonymise(users.to_list(), key), dtype=pl.String)
@@ -329,8 +373,7 @@ class Validator:
         self.prompt_table: pl.DataFrame | None = None  # set once every prompt is in
         self.known: pl.Series | None = None  # the valid prompt ids, sorted
         self.pending: list[RawRecord] = []  # labels waiting for a batch check of their prompt ids
-        self.seen_ids: dict[str, str] = {}
-        self.per_prompt: dict[tuple[str, str], int] = {}
+        self.label_keys = _LabelKeys(label_keys)
 
     def _reject(self, origin: str, kind: str, err: InputError) -> None:
         if self.on_error == "fail":
@@ -436,10 +479,23 @@ class Validator:
         ids = pl.Series([_id_value(rec) for rec in pending], dtype=pl.String)
         at = self.known.search_sorted(ids).clip(0, max(self.known.len() - 1, 0))
         known = (self.known.gather(at) == ids).fill_null(False).to_list() if self.known.len() else [False] * len(pending)
+        # what the batch needs of the earlier batches, looked up at once: its prompts' last label ordinals, and the
+        # first records of every id it may use (its own, or the default one its prompt's next ordinal gives)
+        keys = [(rec.kind or infer_kind(rec.data), ids[i]) if rec.error is None and known[i] else None for i, rec in enumerate(pending)]
+        last_n = self.label_keys.last_n(f"{k[0]}:{k[1]}" for k in keys if k is not None)
+        upcoming, candidates = dict(last_n), []
+        for rec, key in zip(pending, keys):
+            if key is not None and key[0] in ("demonstration", "ranking"):
+                n = upcoming[f"{key[0]}:{key[1]}"] = upcoming.get(f"{key[0]}:{key[1]}", -1) + 1
+                candidates.append(str(rec.data.get(f"{key[0]}_id") or f"{key[1]}:{key[0][0]}{n}"))
+        seen, new_seen = self.label_keys.first_seen(candidates), {}
         for rec, is_known in zip(pending, known):
-            self._add_label(rec, is_known)
+            self._add_label(rec, is_known, last_n, seen, new_seen)
+        self.label_keys.add(last_n, new_seen)
 
-    def _add_label(self, rec: RawRecord, is_known: bool) -> None:
+    def _add_label(self, rec: RawRecord, is_known: bool, last_n: dict, seen: dict, new_seen: dict) -> None:
+        """Check one label. `last_n` (by "kind:prompt_id") and `new_seen` (ids first seen in this batch: origin)
+        are updated; `seen` holds the earlier batches' first records of the ids this batch may use."""
         if rec.error is not None:
             self._reject(rec.origin, "unreadable", rec.error)
             return
@@ -450,13 +506,14 @@ class Validator:
             pid = _req_str(rec, "prompt_id")
             if not is_known:
                 raise InputError("no prompt with this prompt_id", file=rec.file, line=rec.line, field="prompt_id", detail=repr(pid))
-            n = self.per_prompt[(kind, pid)] = self.per_prompt.get((kind, pid), -1) + 1
+            n = last_n[f"{kind}:{pid}"] = last_n.get(f"{kind}:{pid}", -1) + 1
             row = _demonstration(rec, n, self.max_chars) if kind == "demonstration" else _ranking(rec, n, self.max_chars)
             id_field = f"{kind}_id"
-            if row[id_field] in self.seen_ids:
+            first = seen.get(row[id_field]) or new_seen.get(row[id_field])
+            if first is not None:
                 raise InputError(f"duplicate {id_field}", file=rec.file, line=rec.line, field=id_field,
-                                 detail=f"{row[id_field]!r}, first at {self.seen_ids[row[id_field]]}")
-            self.seen_ids[row[id_field]] = rec.origin
+                                 detail=f"{row[id_field]!r}, first at {first}")
+            new_seen[row[id_field]] = rec.origin
             if kind == "ranking" and len(set(row["ranks"])) == 1:
                 # valid, but no comparison to learn from: not kept, and said so (it used to become 0 pairs silently)
                 self.dropped.append((rec.origin, "ranking", NAME, "all_completions_tied"))
@@ -469,6 +526,7 @@ class Validator:
         """The validated tables (prompts with their `_row`) and the stage's counts."""
         self._flush_labels()
         self.known = None
+        self.label_keys.close()
         tables = Tables(self.prompt_table, self.demos.frame(), self.rankings.frame())
         dropped = pl.DataFrame(self.dropped, schema=DROPPED_SCHEMA, orient="row")
         return tables, StageResult(NAME, self.n_in, tables.counts(), dropped)
