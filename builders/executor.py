@@ -93,18 +93,22 @@ class SpilledSketches:
 
     def signatures(self, rows: np.ndarray, *, at_once: int = 100_000) -> np.ndarray:
         """Signatures of the given rows (in their order), recomputed from the spilled text about `at_once` prompts
-        at a time into one array: the texts, prefixes and signature parts of every candidate were held at once."""
+        at a time into one array: the texts, prefixes and signature parts of every candidate were held at once.
+        Each file's wanted rows become their prefixes at once: a filtered string column still points into the
+        whole file's text buffers (polars' string views), and holding those took ~2 KB a candidate."""
         out = np.empty((len(rows), self.num_perm), dtype=np.uint32)
         where = pl.DataFrame({"_row": pl.Series(rows, dtype=pl.UInt32), "_at": np.arange(len(rows), dtype=np.int64)})
         wanted, pending, held = where["_row"].implode(), [], 0
 
         def fill():
-            texts = pl.concat(pending)
+            prefixes = pl.concat(pending)
             pending.clear()
-            out[texts["_at"].to_numpy()] = signatures_on(self.engine, self._prefixes(texts), k=self.k, num_perm=self.num_perm)
+            out[prefixes["_at"].to_numpy()] = signatures_on(self.engine, prefixes["text"].to_list(), k=self.k, num_perm=self.num_perm)
 
         for f in self.prompt_files if len(rows) else ():
-            pending.append(pl.read_parquet(f, columns=["_row", "text"]).filter(pl.col("_row").is_in(wanted)).join(where, on="_row"))
+            texts = pl.read_parquet(f, columns=["_row", "text"]).filter(pl.col("_row").is_in(wanted)).join(where, on="_row")
+            pending.append(texts.select("_at", normalised_prefix(pl.col("text"), self.prefix_chars)))
+            del texts
             held += pending[-1].height
             if held >= at_once:
                 fill()
@@ -209,7 +213,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         labels = SpilledLabels(spill)
         ledger = Ledger(out / ".ledger")
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
-                      prompt_sink=spilled.add, origin_of=spilled.origins, label_sink=labels.sink)
+                      prompt_sink=spilled.add, origin_of=spilled.origins, label_sink=labels.sink, label_keys=str(spill / "label-keys.sqlite"))
         with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
             spilled_files = 0
             for source in sources:  # prompts first, so every label can be checked against every prompt id

@@ -155,12 +155,14 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
         rows = pl.col("_row")
     # Representative order: earliest created_at (unknown times last), then prompt_id. The decisions are made on
     # numbers only (prompt ids and chat contexts by their rank, `_at` a row's position in the prompts table): the
-    # sorts and joins below copy a few bytes a prompt, not its strings. The prompts table is filtered once at the end.
+    # sorts and joins below copy a few bytes a prompt, not its strings. The kept rows are gathered once at the end.
     prompts = tables.prompts
-    p = pl.DataFrame([prompts["created_at"], prompts["prompt_id"].rank("ordinal").alias("_pid"),
-                      prompts["context_key"].rank("dense").alias("_ctx"),
+    pid_rank = prompts["prompt_id"].rank("ordinal")  # ids are unique: the kept rows are put in id order by it at the end
+    p = pl.DataFrame([prompts["created_at"], pid_rank.alias("_pid"), prompts["context_key"].rank("dense").alias("_ctx"),
                       prompts.select(rows)["_row"], pl.Series("_at", np.arange(prompts.height, dtype=np.uint32))])
+    pid_rank = pid_rank.to_numpy()
     p = p.sort(["created_at", "_pid"], nulls_last=True).drop("created_at", "_pid")
+    release_memory()
 
     # Exact fast path: identical (context, prefix digest) -> the first in representative order. A stable sort of
     # the rows (already in that order) by context and digest puts each group's representative first.
@@ -204,6 +206,7 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     release_memory()
     comp = _clusters(n, a[ok], c[ok]) if n else np.zeros(0, dtype=np.int64)
     del a, c, ok
+    release_memory()
 
     # Each cluster keeps its smallest position (reps are in position order: a cluster's first member); every row
     # follows its exact-path representative's cluster. Decided in numpy over positions, a few bytes a prompt.
@@ -220,10 +223,13 @@ def dedup(tables: Tables, *, prefix_chars: int = 200, shingle_words: int = 3, nu
     gone = pl.DataFrame([prompts["prompt_id"].gather(at[~is_kept]), pl.Series("_exact", exact_dup)])
     reason = pl.when(pl.col("_exact")).then(pl.lit("exact_prefix_duplicate")).otherwise(pl.lit("near_duplicate_prefix"))
     dropped = [drop_rows(gone, "prompt_id", "prompt", NAME, reason)]
-    keep = np.zeros(prompts.height, dtype=bool)
-    keep[at[is_kept]] = True
+    kept = at[is_kept]
     del gone, at, is_kept
-    prompts = prompts.filter(pl.Series(keep)).sort("prompt_id")
+    release_memory()
+    # the kept rows in prompt id order, gathered once (a filter then a sort by the id strings held ~70 bytes a
+    # prompt more at once)
+    prompts = prompts[kept[np.argsort(pid_rank[kept])]]
+    del kept, pid_rank
     demos, rankings, d2 = follow_prompts(tables, prompts["prompt_id"], NAME, "prompt_was_duplicate")
     out = Tables(prompts, demos, rankings)
     notes = {"distinct_exact_prefixes": int(distinct_exact), "clusters": len(clusters)}
