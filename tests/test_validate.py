@@ -180,3 +180,25 @@ def test_label_checks_keep_what_they_remember_in_the_file_given(tmp_path):
     in_memory, in_memory_result = validate(records, key=b"k", on_error="skip")
     assert tables.demonstrations.equals(in_memory.demonstrations) and tables.rankings.equals(in_memory.rankings)
     assert result.dropped.equals(in_memory_result.dropped)
+
+
+def test_repeated_prompt_ids_keep_the_first_and_labels_still_find_it(tmp_path):
+    """Repeated ids are found among the sorted ids (neighbours); each later copy is refused naming the first, and
+    the ids labels are checked against hold each kept id once."""
+    from builders.stages.validate import Validator
+
+    f = write_jsonl(tmp_path / "p.jsonl", [prompt("b", "first b"), prompt("a", "first a"), prompt("b", "second b"),
+                                           prompt("c", "c"), prompt("b", "third b"), prompt("a", "second a"),
+                                           {"prompt_id": "b", "labeler_id": "l", "completion": "for b"}])
+    tables, result = run(f, on_error="skip")
+    assert tables.prompts.sort("prompt_id")["text"].to_list() == ["first a", "first b", "c"]
+    assert tables.demonstrations["prompt_id"].to_list() == ["b"]
+    assert result.dropped["record_id"].to_list() == [f"{f}:3", f"{f}:5", f"{f}:6"]
+    with pytest.raises(InputError, match=rf"p.jsonl:3: field 'prompt_id': duplicate prompt_id: 'b', first at {f}:1"):
+        run(f)
+    v = Validator(key=b"k", on_error="skip")
+    for rec in load_source(f"jsonl:{f}").stream():
+        if rec.data.get("text") is not None:
+            v.add(rec)
+    v._close_prompts()
+    assert v.known.to_list() == ["a", "b", "c"]
