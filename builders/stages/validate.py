@@ -301,9 +301,10 @@ def _id_value(rec: RawRecord) -> str | None:
 class _LabelKeys:
     """What label validation remembers from one batch of labels to the next, in SQLite (a file, or memory): the
     last ordinal given to each prompt's labels of a kind (a label without an id gets `{prompt_id}:d{n}` or
-    `:r{n}`, n from 0) and where each label id was first seen (a repeated id is refused, naming it). As Python dicts these were ~1M
-    small objects at 10M prompts, whose memory, interleaved with each batch's records, stayed with the process
-    (~0.4 GB at 3M prompts); here they are pages of a B-tree, on disk where a folder is given."""
+    `:r{n}`, n from 0) and where each label id was first seen (a repeated id is refused, naming it). As Python
+    dicts these were ~1M small objects at 10M prompts, whose memory, interleaved with each batch's records, stayed
+    with the process (100-200 MB at 3M prompts, 300,000 labels); here they are pages of a B-tree, on disk where a
+    path is given."""
 
     AT_ONCE = 500  # keys a lookup binds at once (SQLite allows at least 999 parameters)
 
