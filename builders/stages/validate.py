@@ -192,10 +192,15 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
     return out.filter(pl.Series(keep, dtype=pl.Boolean)).cast(PROMPTS_SCHEMA)
 
 
+def _label_id(data: dict, kind: str, pid: str, n: int) -> str:
+    """A label's id: its own, or `{prompt_id}:d{n}` / `:r{n}` (n: the prompt's labels of that kind before it)."""
+    return str(data.get(f"{kind}_id") or f"{pid}:{kind[0]}{n}")
+
+
 def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
     pid = _req_str(rec, "prompt_id")
     return {
-        "demonstration_id": str(rec.data.get("demonstration_id") or f"{pid}:d{n}"),
+        "demonstration_id": _label_id(rec.data, "demonstration", pid, n),
         "prompt_id": pid,
         "labeler_id": _req_str(rec, "labeler_id"),
         "completion": _long_text(rec, "completion", rec.data.get("completion"), max_chars),
@@ -214,7 +219,7 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
     if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < 2**63 for r in ranks):  # the column is Int64
         raise InputError("ranks must be integers >= 0 (0 is best), below 2^63", file=rec.file, line=rec.line, field="ranks")
     return {
-        "ranking_id": str(d.get("ranking_id") or f"{pid}:r{n}"),
+        "ranking_id": _label_id(d, "ranking", pid, n),
         "prompt_id": pid,
         "labeler_id": _req_str(rec, "labeler_id"),
         "completions": [_long_text(rec, f"completions[{i}]", c, max_chars, allow_empty=True) for i, c in enumerate(comps)],
@@ -487,13 +492,14 @@ class Validator:
         known = (self.known.gather(at) == ids).fill_null(False).to_list() if self.known.len() else [False] * len(pending)
         # what the batch needs of the earlier batches, looked up at once: its prompts' last label ordinals, and the
         # first records of every id it may use (its own, or the default one its prompt's next ordinal gives)
-        keys = [(rec.kind or infer_kind(rec.data), ids[i]) if rec.error is None and known[i] else None for i, rec in enumerate(pending)]
+        keys = [(rec.kind or infer_kind(rec.data), pid) if rec.error is None and is_known else None
+                for rec, pid, is_known in zip(pending, ids.to_list(), known)]
         last_n = self.label_keys.last_n(f"{k[0]}:{k[1]}" for k in keys if k is not None)
         upcoming, candidates = dict(last_n), []
         for rec, key in zip(pending, keys):
             if key is not None and key[0] in ("demonstration", "ranking"):
                 n = upcoming[f"{key[0]}:{key[1]}"] = upcoming.get(f"{key[0]}:{key[1]}", -1) + 1
-                candidates.append(str(rec.data.get(f"{key[0]}_id") or f"{key[1]}:{key[0][0]}{n}"))
+                candidates.append(_label_id(rec.data, key[0], key[1], n))
         seen, new_seen = self.label_keys.first_seen(candidates), {}
         for rec, is_known in zip(pending, known):
             self._add_label(rec, is_known, last_n, seen, new_seen)
