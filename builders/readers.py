@@ -72,7 +72,38 @@ def _jsonl_record(raw: bytes, name: str, lineno: int) -> RawRecord:
         return RawRecord(None, name, lineno, InputError("broken JSON", file=name, line=lineno, detail=f"{exc.msg} (column {exc.colno})"))
     if not isinstance(data, dict):
         return RawRecord(None, name, lineno, InputError("a record must be a JSON object", file=name, line=lineno))
+    if _SURROGATE_ESCAPE.search(raw) and (where := _lone_surrogate(data)) is not None:
+        # JSON's `\ud800` with no partner: Python's json module gives a string that no UTF-8 writer (polars, Arrow,
+        # SQLite, the output files) takes, so the record is refused here, where its line is known
+        return RawRecord(None, name, lineno, InputError("a lone UTF-16 surrogate escape (half of a character: not valid "
+                                                        "Unicode, cannot be written as UTF-8)", file=name, line=lineno,
+                                                        field=where))
     return RawRecord(data, name, lineno)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # only an escape makes a surrogate: the line decoded as UTF-8
+
+
+def _lone_surrogate(value, where: str = "") -> str | None:
+    """The path (`messages[0].content`) of the first string in a parsed JSON value that UTF-8 cannot encode."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else key
+            if _lone_surrogate(key) is not None:
+                return ascii(path)
+            if (found := _lone_surrogate(item, path)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _lone_surrogate(item, f"{where}[{i}]")) is not None:
+                return found
+    return None
 
 
 def iter_parquet(path: str | Path, batch_size: int = 65_536) -> Iterator[RawRecord]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from builders.errors import InputError
+from builders.readers import iter_jsonl_frames
 from builders.sources import load_source
 from builders.stages.validate import validate
 from tests.conftest import prompt, write_jsonl
@@ -43,6 +46,32 @@ def test_invalid_utf8_names_the_line(tmp_path):
     f.write_bytes(good + b'{"prompt_id": "b", "user_id": "u", "source": "api", "text": "caf\xe9"}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:2: invalid UTF-8"):
         run(f)
+
+
+def test_a_lone_surrogate_escape_names_its_line_and_field_and_a_real_pair_is_kept(tmp_path):
+    # JSON may escape half of a UTF-16 pair (`\ud800`); Python reads it into a string no UTF-8 writer takes (it used to
+    # crash the build in polars or SQLite with UnicodeEncodeError and no line). json.dumps escapes it as JSON would.
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x\udfff"}, {"role": "user", "content": "go"}]
+    chat = prompt("d", None, messages=msgs)
+    del chat["text"]
+    rows = [prompt("a", "ok"), prompt("b", "half \ud83d of a smile"), prompt("c", "a whole \ud83d\ude00 smile"), chat,
+            {"prompt_id": "a", "labeler_id": "l", "demonstration_id": "d\udc00", "completion": "fine"},
+            {"prompt_id": "a", "labeler_id": "l", "completion": "also fine"}]
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="ascii")
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': a lone UTF-16 surrogate escape"):
+        run(f)
+    tables, result = run(f, on_error="skip")
+    assert tables.prompts["prompt_id"].to_list() == ["a", "c"]
+    assert tables.prompts["text"][1] == "a whole \U0001F600 smile"
+    assert tables.demonstrations["completion"].to_list() == ["also fine"]
+    reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
+    assert set(reasons) == {f"{f}:2", f"{f}:4", f"{f}:5"}
+    assert "field 'messages[1].content'" in reasons[f"{f}:4"] and "field 'demonstration_id'" in reasons[f"{f}:5"]
+    # the columnar reader (what `instructkit build` reads JSONL with) gives the same refusals
+    blocks = list(iter_jsonl_frames(f))
+    errors = [str(r.error) for b in blocks if not b.columnar for r in b.recs if r.error is not None]
+    assert len(errors) == 3 and all("lone UTF-16 surrogate" in e for e in errors)
 
 
 def test_ten_megabyte_prompt_is_rejected_not_loaded_into_outputs(tmp_path):
