@@ -228,8 +228,40 @@ def iter_parquet_frames(path: str | Path, batch_size: int = 65_536, labels_only:
     row = 1
     for batch in pf.iter_batches(batch_size=_parquet_batch_rows(pf, batch_size, batch_bytes)):
         interrupts.check()
-        yield RawFrame(batch, name, row)
+        yield from _utf8_checked(batch, name, row)
         row += batch.num_rows
+
+
+def _utf8_checked(batch: pa.RecordBatch, name: str, first_line: int) -> Iterator[RawFrame | RecordBlock]:
+    """The batch as one `RawFrame` when its strings are valid UTF-8 (Arrow's Parquet reader does not check what a writer
+    stored); else its valid runs of rows as frames and each invalid row as a record with its row and field."""
+    try:
+        batch.validate(full=True)
+        yield RawFrame(batch, name, first_line)
+        return
+    except pa.ArrowInvalid:
+        pass
+    start = 0
+    for r in range(batch.num_rows):
+        # `take`, not `slice`: a slice of a list column still validates the whole batch's values
+        bad = [n for n, col in zip(batch.schema.names, batch.columns) if not _valid_full(col.take([r]))]
+        if not bad:
+            continue
+        if r > start:
+            yield RawFrame(batch.slice(start, r - start), name, first_line + start)
+        err = InputError("invalid UTF-8 in a string column", file=name, line=first_line + r, field=bad[0])
+        yield RecordBlock([RawRecord(None, name, first_line + r, err)], name, first_line + r)
+        start = r + 1
+    if start < batch.num_rows:
+        yield RawFrame(batch.slice(start), name, first_line + start)
+
+
+def _valid_full(array: pa.Array) -> bool:
+    try:
+        array.validate(full=True)
+        return True
+    except pa.ArrowInvalid:
+        return False
 
 
 # Canonical fields that are strings when they are valid: read as strings, so Arrow infers no timestamp from a text or

@@ -260,6 +260,43 @@ def test_the_labels_pass_skips_files_that_hold_only_prompts(tmp_path):
     assert [raw.height for raw in iter_parquet_frames(prompts)] == [1]
 
 
+def _with_bad_utf8(values: list[bytes]) -> pa.Array:
+    """A string column holding bytes as a writer that does not check UTF-8 stores them (pyarrow's own writer checks)."""
+    raw = pa.array(values, pa.binary())
+    return pa.Array.from_buffers(pa.string(), len(raw), raw.buffers())
+
+
+def test_bad_utf8_in_a_parquet_string_names_its_row_and_field_and_the_other_rows_are_kept(tmp_path):
+    """Arrow's Parquet reader takes a string column's bytes as they were written; a bad one crashed validation with
+    a bare UnicodeDecodeError. Now the row is refused with its row number and field, on either pass."""
+    from builders.sources import load_source
+
+    folder = tmp_path / "log"
+    folder.mkdir()
+    ids = [f"p{i}" for i in range(40)]
+    texts = [f"prompt number {i}".encode() for i in range(40)]
+    texts[17] = b"caf\xe9 \xed\xa0\x80"  # Latin-1, then an encoded surrogate
+    pq.write_table(pa.table({"prompt_id": pa.array(ids), "user_id": pa.array(["u"] * 40), "source": pa.array(["api"] * 40),
+                             "text": _with_bad_utf8(texts)}), folder / "a-prompts.parquet", row_group_size=16)
+    completions = pa.array([[b"fine", b"also fine"], [b"ok", b"b\xffd"]], pa.list_(pa.binary()))
+    bad_list = pa.ListArray.from_arrays(completions.offsets, _with_bad_utf8(completions.values.to_pylist()))
+    pq.write_table(pa.table({"prompt_id": pa.array(["p1", "p2"]), "labeler_id": pa.array(["l", "l"]),
+                             "completions": bad_list, "ranks": pa.array([[0, 1], [1, 0]])}), folder / "b-rankings.parquet")
+    with pytest.raises(InputError, match=r"a-prompts.parquet:18: field 'text': invalid UTF-8"):
+        _by_frames(folder / "a-prompts.parquet", on_error="fail")
+
+    v = Validator(key=KEY, on_error="skip")
+    src = load_source(f"parquet:{folder}", on_error="skip")
+    assert sum(v.read_prompts(src)) == 42
+    v.read_labels(src)
+    tables, result = v.finish()
+    assert tables.prompts.height == 39 and "p17" not in tables.prompts["prompt_id"].to_list()
+    assert tables.rankings["prompt_id"].to_list() == ["p1"]
+    reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
+    assert reasons == {f"{folder / 'a-prompts.parquet'}:18": "invalid: field 'text': invalid UTF-8 in a string column",
+                       f"{folder / 'b-rankings.parquet'}:2": "invalid: field 'completions': invalid UTF-8 in a string column"}
+
+
 def test_the_labels_pass_skips_jsonl_files_the_prompts_pass_found_holding_only_prompts(tmp_path):
     from builders.sources import load_source
 

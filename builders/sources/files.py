@@ -36,6 +36,9 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 yield rec
 
     prompts_only: set[Path] = set()  # files the last whole read found holding prompts alone: the labels' pass skips them
+    # files where it found rows it could not read (bad UTF-8 in Parquet): the labels' pass, which reports those, reads
+    # them whole, even a Parquet file whose columns say it holds prompts only
+    unreadable: set[Path] = set()
 
     def frames(src: SourceData, labels_only: bool = False):
         from collections import Counter
@@ -44,7 +47,7 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
             if labels_only and file in prompts_only:
                 continue
             kinds = Counter()
-            for raw in iter_frames(file, labels_only=labels_only):
+            for raw in iter_frames(file, labels_only=labels_only and file not in unreadable):
                 raw.source = spec
                 counts = Counter(raw.kinds())
                 kinds.update(counts)
@@ -53,6 +56,7 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 yield raw
             if not labels_only:
                 (prompts_only.add if set(kinds) <= {"prompt"} else prompts_only.discard)(file)
+                (unreadable.add if "unreadable" in kinds else unreadable.discard)(file)
 
     return SourceData(spec, "records", reader, license=license, on_error=on_error, frame_reader=frames)
 
