@@ -129,6 +129,58 @@ def test_columnar_validation_equals_the_record_path(tmp_path, batch_size, record
     assert prompts.filter(pl.col("prompt_id") == "p51")["context_key"].item() != ""  # a chat prompt, by the record path
 
 
+TIMES = ["2024-05-01T08:00:00Z", "2024-05-01 08:00:00.5+05:30", "2024-05-01T08:00:00.123456-00:00", "2024-05-01T23:59:59",
+         "2024-05-01", "2024-W18-3T08:00", "20240501T080000", "2024-05-01T08:00:00+0530", "2024-05-01t08:00:00",
+         "2024-02-30T00:00:00", "2024-05-01T24:00:00", "2024-05-01T23:59:60", "2024-05-01T08:00:00.1234567",
+         "9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00", "0001-01-01T05:00:00+05:00", None]
+
+
+def test_times_of_every_shape_are_read_column_wise_as_the_record_path_reads_them(tmp_path, record_path_calls):
+    """`created_at` strings: the usual shape is parsed column-wise, any other one by one (a date alone, a week date,
+    ...); a time whose offset takes it outside years 1-9999 in UTC is refused with its row (it crashed both paths
+    with OverflowError)."""
+    rows = [{"prompt_id": f"p{i}", "user_id": "u", "source": "api", "text": f"Question {i}?", "created_at": t}
+            for i, t in enumerate(TIMES)]
+    path = _write(tmp_path / "times.parquet", rows)
+    want = _by_records(path)
+    record_path_calls.clear()
+    got = _by_frames(path)
+    _same(want, got)
+    reasons = dict(zip(got[1].dropped["record_id"].to_list(), got[1].dropped["reason"].to_list()))
+    assert len(record_path_calls) == len(reasons)  # only the refused rows went one by one
+    assert reasons[f"{path}:14"] == "invalid: field 'created_at': outside the years 1-9999 once converted to UTC"
+    assert reasons[f"{path}:15"] == reasons[f"{path}:14"] and "not an ISO 8601 time" in reasons[f"{path}:10"]
+    kept = dict(zip(got[0].prompts["prompt_id"].to_list(), got[0].prompts["created_at"].to_list()))
+    assert kept["p1"] == datetime(2024, 5, 1, 2, 30, 0, 500000, tzinfo=UTC) and kept["p15"] == datetime(1, 1, 1, tzinfo=UTC)
+    assert kept["p4"] == datetime(2024, 5, 1, tzinfo=UTC) and kept["p16"] is None
+
+
+def test_the_column_wise_time_reading_equals_pythons_on_generated_times():
+    import random
+
+    from builders.stages.validate import _iso_time, _iso_times
+
+    rnd = random.Random(7)
+    values = []
+    for _ in range(200_000):
+        fraction = "" if rnd.random() < 0.5 else "." + "".join(rnd.choices("0123456789", k=rnd.randint(1, 6)))
+        r = rnd.random()
+        offset = "" if r < 0.3 else "Z" if r < 0.5 else f"{rnd.choice('+-')}{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}"
+        year = rnd.choice([1, 2, 1970, 2024, 9998, 9999, rnd.randint(1900, 2100)])
+        values.append(f"{year:04d}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 31):02d}{rnd.choice('T ')}{rnd.randint(0, 23):02d}:"
+                      f"{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}{fraction}{offset}")
+
+    def python(v):
+        try:
+            return _iso_time(v)
+        except (ValueError, OverflowError):
+            return None
+
+    got, want = _iso_times(pl.Series(values)).to_list(), [python(v) for v in values]
+    assert got == want
+    assert 0 < want.count(None) < 10_000  # some refused (31 February, UTC before year 1), most read column-wise
+
+
 def test_typed_columns_take_the_fast_path_the_same_way(tmp_path, record_path_calls):
     """Integer ids, a timestamp column with and without a time zone: typed as the record path types them."""
     rows = [{"prompt_id": i, "user_id": 100 + i % 3, "source": "labeler", "text": f"Question {i}?",
