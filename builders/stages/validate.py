@@ -147,12 +147,25 @@ _ID_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt
 _OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.Null)}
 
 
+_ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "  # the ASCII characters Python's `str.strip` removes
+
+
+def _python_where_not_ascii(values: pl.Series, column_wise: pl.Series, python) -> pl.Series:
+    """`column_wise` (what `python` gives for ASCII values, computed on the column), with `python(value)` in the
+    places where the value is not ASCII."""
+    other = (values.str.len_bytes() != values.str.len_chars()).arg_true()
+    if not len(other):
+        return column_wise
+    return column_wise.scatter(other, pl.Series([python(v) for v in values.gather(other).to_list()], dtype=pl.String))
+
+
 def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) -> pl.DataFrame:
     """The rows of `df` (prompt records of one Parquet batch, `_pos` their position in it) that `_prompt` would accept,
     as it would type them, checked column by column; every other row is left to `_prompt` (its error names the file,
     line and field). The checks are those of `_prompt` on the plain shape of a prompt: `text` (no `messages`), ids that
-    are strings or integers, `created_at` a timestamp or an ISO string, `lang` a string. Text, ids and times go through
-    the same Python functions `_prompt` uses, so a row this accepts is typed exactly as `_prompt` would type it."""
+    are strings or integers, `created_at` a timestamp or an ISO string, `lang` a string. ASCII texts and ids, and times
+    of the usual ISO shape, are read column-wise to what `_prompt`'s Python gives them (tests/test_columnar.py holds the
+    two to the same rows and refusals); every other value goes through the same Python functions `_prompt` uses."""
     none = df.clear().select("_pos")
     cols = df.schema
     for name in ("prompt_id", "user_id"):
@@ -174,17 +187,17 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
         plain &= pl.col("messages").is_null()
     df = df.filter(plain)
 
-    def ids(name: str) -> list:
-        values = df[name].cast(pl.String).to_list()
-        return [v.strip() if v is not None else None for v in values]
-
-    pids, users, texts = ids("prompt_id"), ids("user_id"), []
-    keep = []
-    for raw, pid, user in zip(df["text"].to_list(), pids, users):
-        text = _text(raw) if len(raw) <= max_chars and raw.strip() else None
-        ok = text is not None and len(text) <= max_chars and bool(pid) and bool(user)
-        keep.append(ok)
-        texts.append(text if ok else None)
+    # ids stripped and texts NFC-normalised and stripped as `_prompt` does it: column-wise for ASCII values (NFC leaves
+    # them as they are; `_ASCII_SPACE` is what Python's `strip` removes from them), in Python for the others
+    pid_in, user_in, raw = df["prompt_id"].cast(pl.String), df["user_id"].cast(pl.String), df["text"]
+    pids = _python_where_not_ascii(pid_in, pid_in.str.strip_chars(_ASCII_SPACE), str.strip)
+    users = _python_where_not_ascii(user_in, user_in.str.strip_chars(_ASCII_SPACE), str.strip)
+    stripped = raw.str.strip_chars(_ASCII_SPACE)
+    texts = _python_where_not_ascii(raw, pl.select(pl.when((raw.str.len_chars() <= max_chars) & (stripped != "")).then(stripped)).to_series(),
+                                    lambda r: _text(r) if len(r) <= max_chars and r.strip() else None)
+    ok = (texts.is_not_null() & (texts.str.len_chars() <= max_chars) & (pids != "") & (users != "")).fill_null(False)
+    texts = pl.select(pl.when(ok).then(texts)).to_series()
+    keep = ok.to_list()
     created = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
     if created_type == pl.String:
         given, created = df["created_at"], _iso_times(df["created_at"])
@@ -202,12 +215,12 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
         when = when.dt.convert_time_zone("UTC") if created_type.time_zone else when.dt.replace_time_zone("UTC")
         created = when.dt.cast_time_unit("us")
     out = df.select(
-        pl.Series("prompt_id", pids, dtype=pl.String),
-        pl.Series("user", users, dtype=pl.String),
+        pids.alias("prompt_id"),
+        users.alias("user"),
         pl.col("source"),
         pl.col("prompt_type") if "prompt_type" in cols else pl.lit(None, dtype=pl.String).alias("prompt_type"),
-        pl.concat_list(pl.struct(pl.lit("user").alias("role"), pl.Series("content", texts, dtype=pl.String))).alias("messages"),
-        pl.Series("text", texts, dtype=pl.String),
+        pl.concat_list(pl.struct(pl.lit("user").alias("role"), texts.alias("content"))).alias("messages"),
+        texts.alias("text"),
         pl.lit("").alias("context_key"),
         created.alias("created_at"),
         pl.col("lang") if "lang" in cols else pl.lit(None, dtype=pl.String).alias("lang"),
