@@ -74,6 +74,30 @@ def test_a_lone_surrogate_escape_names_its_line_and_field_and_a_real_pair_is_kep
     assert len(errors) == 3 and all("lone UTF-16 surrogate" in e for e in errors)
 
 
+def test_a_lang_or_label_id_of_another_type_is_refused_with_its_line_on_both_reading_paths(tmp_path):
+    # a list or number as `lang` crashed polars with no line; a list as a label id was kept as its repr
+    from builders.stages.validate import Validator
+
+    rows = [prompt("a", "ok"), prompt("b", "ok", lang=["en"]), prompt("c", "ok", lang=5),
+            {"prompt_id": "a", "labeler_id": "l", "completion": "x", "demonstration_id": ["d1"]},
+            {"prompt_id": "a", "labeler_id": "l", "completions": ["x", "y"], "ranks": [0, 1], "ranking_id": {"id": 1}},
+            {"prompt_id": "a", "labeler_id": "l", "completion": "y", "demonstration_id": 7}]
+    f = write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'lang': must be a string or null: got list"):
+        run(f)
+    v = Validator(key=b"k", on_error="skip")
+    src = load_source(f"jsonl:{f}", on_error="skip")
+    for _ in v.read_prompts(src):
+        pass
+    v.read_labels(src)
+    for tables, result in (run(f, on_error="skip"), v.finish()):
+        assert tables.prompts["prompt_id"].to_list() == ["a"] and tables.demonstrations["demonstration_id"].to_list() == ["7"]
+        reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
+        assert reasons == {f"{f}:2": "invalid: field 'lang': must be a string or null", f"{f}:3": "invalid: field 'lang': must be a string or null",
+                           f"{f}:4": "invalid: field 'demonstration_id': must be a string, got list",
+                           f"{f}:5": "invalid: field 'ranking_id': must be a string, got dict"}
+
+
 def test_ten_megabyte_prompt_is_rejected_not_loaded_into_outputs(tmp_path):
     f = write_jsonl(tmp_path / "p.jsonl", [prompt("a", "ok"), prompt("huge", "x" * 10_000_000)])
     with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': over max_prompt_chars=100,000: 10,000,000 characters"):

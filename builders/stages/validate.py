@@ -110,7 +110,7 @@ def _prompt(rec: RawRecord, max_chars: int) -> dict:
         "text": messages[-1]["content"],
         "context_key": hashlib.sha1(context.encode("utf-8")).hexdigest()[:16] if context else "",
         "created_at": created,
-        "lang": d.get("lang"),
+        "lang": _optional_str(rec, "lang"),
         "origin": rec.origin,
     }
 
@@ -230,13 +230,29 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
     return out.filter(pl.Series(keep, dtype=pl.Boolean)).cast(PROMPTS_SCHEMA)
 
 
+def _optional_str(rec: RawRecord, fld: str) -> str | None:
+    """A field that is a string or absent (null); any other value is refused: polars would refuse it later, with no line."""
+    value = rec.data.get(fld)
+    if value is not None and not isinstance(value, str):
+        raise InputError("must be a string or null", file=rec.file, line=rec.line, field=fld, detail=f"got {type(value).__name__}")
+    return value
+
+
 def _label_id(data: dict, kind: str, pid: str, n: int) -> str:
     """A label's id: its own, or `{prompt_id}:d{n}` / `:r{n}` (n: the prompt's labels of that kind before it)."""
     return str(data.get(f"{kind}_id") or f"{pid}:{kind[0]}{n}")
 
 
+def _check_label_id(rec: RawRecord, kind: str) -> None:
+    """A label's own id, when given, is a string or an integer, as prompt ids are (a list was kept as its repr)."""
+    value = rec.data.get(f"{kind}_id")
+    if value and (isinstance(value, bool) or not isinstance(value, (str, int))):
+        raise InputError(f"must be a string, got {type(value).__name__}", file=rec.file, line=rec.line, field=f"{kind}_id")
+
+
 def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
     pid = _req_str(rec, "prompt_id")
+    _check_label_id(rec, "demonstration")
     return {
         "demonstration_id": _label_id(rec.data, "demonstration", pid, n),
         "prompt_id": pid,
@@ -256,6 +272,7 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
         raise InputError(f"must be a list of {len(comps)} ranks, one per completion", file=rec.file, line=rec.line, field="ranks")
     if not all(isinstance(r, int) and not isinstance(r, bool) and 0 <= r < 2**63 for r in ranks):  # the column is Int64
         raise InputError("ranks must be integers >= 0 (0 is best), below 2^63", file=rec.file, line=rec.line, field="ranks")
+    _check_label_id(rec, "ranking")
     return {
         "ranking_id": _label_id(d, "ranking", pid, n),
         "prompt_id": pid,
