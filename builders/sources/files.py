@@ -35,19 +35,18 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                 src.became(infer_kind(rec.data) if rec.data is not None else "unreadable")
                 yield rec
 
-    prompts_only: set[Path] = set()  # files the last whole read found holding prompts alone: the labels' pass skips them
-    # files where it found rows it could not read (bad UTF-8 in Parquet): the labels' pass, which reports those, reads
-    # them whole, even a Parquet file whose columns say it holds prompts only
-    unreadable: set[Path] = set()
+    # the kinds of rows the last whole read found in each file: the labels' pass skips a file of prompts alone, and
+    # reads a file with unreadable rows (bad UTF-8 in Parquet) whole, even where its columns say it holds prompts only
+    found: dict[Path, set[str]] = {}
 
     def frames(src: SourceData, labels_only: bool = False):
         from collections import Counter
 
         for file in files:
-            if labels_only and file in prompts_only:
+            if labels_only and found.get(file, {"unknown"}) <= {"prompt"}:
                 continue
             kinds = Counter()
-            for raw in iter_frames(file, labels_only=labels_only and file not in unreadable):
+            for raw in iter_frames(file, labels_only=labels_only and "unreadable" not in found.get(file, ())):
                 raw.source = spec
                 counts = Counter(raw.kinds())
                 kinds.update(counts)
@@ -55,8 +54,7 @@ def read_canonical(spec: str, arg: str, fmt: str, license: str | None = None, on
                     src.became(kind, n)
                 yield raw
             if not labels_only:
-                (prompts_only.add if set(kinds) <= {"prompt"} else prompts_only.discard)(file)
-                (unreadable.add if "unreadable" in kinds else unreadable.discard)(file)
+                found[file] = set(kinds)
 
     return SourceData(spec, "records", reader, license=license, on_error=on_error, frame_reader=frames)
 

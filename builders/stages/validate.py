@@ -136,10 +136,9 @@ def _iso_times(times: pl.Series) -> pl.Series:
     to `_iso_time`, one by one): other ISO 8601 shapes, times it refuses, UTC times outside years 1-9999."""
     plain = times.str.contains(_PLAIN_ISO).fill_null(False)
     norm = times.str.replace(" ", "T", literal=True).str.replace("Z", "+00:00", literal=True)
-    offset = norm.str.contains(r"[+-]\d{2}:\d{2}$").fill_null(False)
-    with_offset = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
-    naive = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False).dt.replace_time_zone("UTC")
-    got = pl.select(pl.when(offset).then(with_offset).otherwise(naive).alias("created_at")).to_series()
+    # a time without an offset is UTC: given "+00:00", every value parses with one format
+    norm = pl.select(pl.when(norm.str.contains(r"[+-]\d{2}:\d{2}$")).then(norm).otherwise(norm + "+00:00")).to_series()
+    got = norm.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
     return pl.select(pl.when(plain & got.dt.year().is_between(1, 9999)).then(got)).to_series().alias("created_at")
 
 
@@ -244,10 +243,10 @@ def _label_id(data: dict, kind: str, pid: str, n: int) -> str:
 
 
 def _check_label_id(rec: RawRecord, kind: str) -> None:
-    """A label's own id, when given, is a string or an integer, as prompt ids are (a list was kept as its repr)."""
-    value = rec.data.get(f"{kind}_id")
-    if value and (isinstance(value, bool) or not isinstance(value, (str, int))):
-        raise InputError(f"must be a string, got {type(value).__name__}", file=rec.file, line=rec.line, field=f"{kind}_id")
+    """A label's own id, when given, is a string or an integer, as `_req_str` takes ids (a list was kept as its repr);
+    absent or empty, the default id is used."""
+    if not isinstance(rec.data.get(f"{kind}_id") or "", str):
+        _req_str(rec, f"{kind}_id")
 
 
 def _demonstration(rec: RawRecord, n: int, max_chars: int) -> dict:
