@@ -78,14 +78,13 @@ def _by_records(path, on_error="skip", read=iter_parquet):
     return v.finish()
 
 
-def _by_frames(path, on_error="skip", batch_size=16, frames=None):
-    v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7)
+def _by_frames(path, on_error="skip", batch_size=16, frames=None, label_batch=3):
+    v = Validator(key=KEY, on_error=on_error, max_chars=100, chunk_rows=7, label_batch=label_batch)
     frames = list(iter_parquet_frames(path, batch_size=batch_size)) if frames is None else frames
     for raw in frames:
         v.add_prompt_frame(raw, [i for i, k in enumerate(raw.kinds()) if k == "prompt"])
     for raw in frames:
-        for rec in raw.records(i for i, k in enumerate(raw.kinds()) if k != "prompt"):
-            v.add(rec)
+        v.add_label_frame(raw, [i for i, k in enumerate(raw.kinds()) if k != "prompt"])
     return v.finish()
 
 
@@ -172,6 +171,125 @@ def test_generated_texts_and_ids_are_stripped_and_normalised_as_the_record_path_
     got = _by_frames(path, batch_size=1000)
     _same(want, got)
     assert 1000 < got[0].prompts.height < 3000 and len(record_path_calls) == 3000 - got[0].prompts.height
+
+
+def test_python_strip_is_the_column_wise_strip_on_every_code_point():
+    from builders.stages.validate import _PY_SPACE
+
+    values = [c + "a" + c for c in map(chr, range(0x110000)) if not 0xD800 <= ord(c) < 0xE000]
+    assert pl.Series(values).str.strip_chars(_PY_SPACE).to_list() == [v.strip() for v in values]
+
+
+@pytest.fixture
+def label_record_calls(monkeypatch):
+    """The lines the label frame path left to the record-by-record `_demonstration` and `_ranking`."""
+    from builders.stages import validate
+
+    calls = []
+    for name in ("_demonstration", "_ranking"):
+        real = getattr(validate, name)
+        monkeypatch.setattr(validate, name, lambda rec, n, max_chars, real=real: calls.append(rec.line) or real(rec, n, max_chars))
+    return calls
+
+
+def _generated_labels(rnd, n_prompts: int, n_labels: int, odd: float) -> list[dict]:
+    """Prompts, then labels: most plain, a share `odd` of them off the plain shape or refused (unknown prompt, a
+    repeated id, a blank labeler, too long, a rank below 0 or lengths that differ, a null completion), with own ids
+    that are strings, blanks or missing, ties, texts that NFC or strip change."""
+    texts = ["Sure.", "  padded answer\t", "Cafe\u0301 au lait", "\u3000wide space\u3000", "", "\x1cseparated\x1f", "x" * 101,
+             "\U0001f600 fine"]
+    rows = [{"prompt_id": f"p{i}", "user_id": "u", "source": "api", "text": f"Question {i}?"} for i in range(n_prompts)]
+    for j in range(n_labels):
+        pid = f"p{rnd.randrange(n_prompts)}"
+        weird = rnd.random() < odd
+        if rnd.random() < 0.5:
+            row = {"prompt_id": pid, "labeler_id": "lab", "completion": rnd.choice(texts[:4] + texts[5:6] + texts[7:])}
+            own = "demonstration_id"
+        else:
+            k = rnd.randint(2, 4)
+            row = {"prompt_id": pid, "labeler_id": "lab", "completions": [rnd.choice(texts[:6] + texts[7:]) for _ in range(k)],
+                   "ranks": rnd.choice([list(range(k)), [0] * k, [1] * (k - 1) + [0]])}
+            own = "ranking_id"
+        row[own] = rnd.choice([None, None, f"own{j}", "", "  spaced  "if j % 50 == 0 else f"id{j}"])
+        if weird:
+            fault = rnd.randrange(7)
+            if fault == 0:
+                row["prompt_id"] = "unknown"
+            elif fault == 1:
+                row[own] = f"own{rnd.randrange(max(j, 1))}"  # perhaps an id given before (to either kind)
+            elif fault == 2:
+                row["labeler_id"] = "  "
+            elif fault == 3 and own == "demonstration_id":
+                row["completion"] = texts[6] if rnd.random() < 0.5 else texts[4]  # too long, or empty
+            elif fault == 3:
+                row["completions"][0] = texts[6]
+            elif fault == 4 and own == "ranking_id":
+                row["ranks"] = [-1] + row["ranks"][1:]
+            elif fault == 5 and own == "ranking_id":
+                row["ranks"] = row["ranks"][:-1]
+            elif fault == 6 and own == "demonstration_id":
+                row["completion"] = None
+            elif fault == 6:
+                row["completions"] = [None] + row["completions"][1:]
+            else:
+                row[own] = f"p{rnd.randrange(n_prompts)}:{own[0]}0"  # perhaps a default id given to another label
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("seed, label_batch", [(0, 3), (1, 40), (2, 5_000)])
+def test_labels_checked_column_wise_equal_the_record_path(tmp_path, seed, label_batch, label_record_calls):
+    """Labels are checked column-wise a batch at a time when every one of the batch is plain; a batch with one that
+    is not goes one by one. Either way the same rows, default ids (the ordinals go on from batch to batch), refusals
+    and ties as the record path."""
+    import random
+
+    rnd = random.Random(seed)
+    rows = _generated_labels(rnd, 30, 600, odd=0.03)
+    path = _write(tmp_path / "labels.parquet", rows, demonstration_id=pa.string(), ranking_id=pa.string())
+    want = _by_records(path)
+    label_record_calls.clear()
+    got = _by_frames(path, batch_size=64, label_batch=label_batch)
+    _same(want, got)
+    reasons = got[1].dropped["reason"].value_counts()
+    assert got[0].demonstrations.height + got[0].rankings.height > 300 and "all_completions_tied" in reasons["reason"].to_list()
+    assert got[0].demonstrations["demonstration_id"].str.contains(":d").any() and got[1].dropped.height > 20
+    assert len(label_record_calls) < 600  # some batches went column-wise
+    for kind in ("demonstration", "ranking"):  # no row was typed twice, or lost
+        table = getattr(got[0], kind + "s")
+        assert table[f"{kind}_id"].is_unique().all()
+
+
+def test_label_ids_and_ranks_of_other_types_take_the_column_wise_path_as_the_record_path(tmp_path, label_record_calls):
+    """Integer label ids (0 takes the default id, as an empty string does), integer ids of prompts and labelers,
+    ranks of a narrower integer type: the same rows as one by one, all of them column-wise; a repeated integer id is
+    refused naming its first record, as one by one."""
+    def write(demo_ids):
+        rows = [{"prompt_id": i, "user_id": "u", "source": "api", "text": f"Question {i}?"} for i in range(5)]
+        rows += [{"prompt_id": i % 5, "labeler_id": 7, "completion": f"answer {i}", "demonstration_id": d} for i, d in enumerate(demo_ids)]
+        rows += [{"prompt_id": i % 5, "labeler_id": 7, "completions": ["a", "b"], "ranks": [i % 2, 1 - i % 2], "ranking_id": 100 + i}
+                 for i in range(6)]
+        return _write(tmp_path / "typed.parquet", rows, prompt_id=pa.int32(), labeler_id=pa.int64(), demonstration_id=pa.uint8(),
+                      ranking_id=pa.int64(), ranks=pa.list_(pa.int8()))
+
+    path = write([0, 1, 2, 0, None, 0])
+    want = _by_records(path)
+    label_record_calls.clear()
+    got = _by_frames(path, batch_size=100, label_batch=100)
+    _same(want, got)
+    assert label_record_calls == [] and got[1].dropped.height == 0
+    assert got[0].demonstrations["demonstration_id"].to_list() == ["0:d0", "1", "2", "3:d0", "4:d0", "0:d1"]
+    assert got[0].rankings["ranking_id"].to_list() == [str(100 + i) for i in range(6)]
+
+    path = write([0, 1, 2, 1, None, 105])  # 1 twice; 105 is a ranking's id
+    want = _by_records(path)
+    label_record_calls.clear()
+    got = _by_frames(path, batch_size=100, label_batch=100)
+    _same(want, got)
+    assert len(label_record_calls) == 12  # the batch went one by one
+    reasons = dict(zip(got[1].dropped["record_id"].to_list(), got[1].dropped["reason"].to_list()))
+    assert reasons == {f"{path}:9": "invalid: field 'demonstration_id': duplicate demonstration_id",
+                       f"{path}:17": "invalid: field 'ranking_id': duplicate ranking_id"}
 
 
 def test_the_column_wise_time_reading_equals_pythons_on_generated_times():

@@ -6,6 +6,7 @@ With `on_error="fail"` the first malformed record raises an InputError naming fi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 import unicodedata
@@ -146,25 +147,37 @@ _ID_TYPES = (pl.String, pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt
 _OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.Null)}
 
 
-_ASCII_SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f "  # the ASCII characters Python's `str.strip` removes
+# every character Python's `str.strip()` removes (its `isspace`), for polars' `strip_chars`: Rust's own whitespace
+# leaves out \x1c-\x1f. Stripping with this set is Python's strip (checked on every code point: tests/test_columnar.py)
+_PY_SPACE = "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 
 
-def _python_where_not_ascii(values: pl.Series, column_wise: pl.Series, python) -> pl.Series:
-    """`column_wise` (what `python` gives for ASCII values, computed on the column), with `python(value)` in the
-    places where the value is not ASCII."""
-    other = (values.str.len_bytes() != values.str.len_chars()).arg_true()
-    if not len(other):
-        return column_wise
-    return column_wise.scatter(other, pl.Series([python(v) for v in values.gather(other).to_list()], dtype=pl.String))
+def _stripped_ids(values: pl.Series) -> pl.Series:
+    """`_req_str`'s value of each id of a column of strings or integers (not checked here: empty stays empty)."""
+    return values.cast(pl.String).str.strip_chars(_PY_SPACE)
+
+
+def _long_texts(raw: pl.Series, max_chars: int, allow_empty: bool = False) -> pl.Series:
+    """`_long_text`'s value (`_text`: NFC, then stripped) of each string of a column, null where it refuses it. NFC
+    leaves ASCII as it is; the other values are normalised by Python's `unicodedata`, as `_text` does it."""
+    ok = raw.str.len_chars() <= max_chars
+    if not allow_empty:
+        ok &= raw.str.strip_chars(_PY_SPACE) != ""
+    other = (raw.str.len_bytes() != raw.str.len_chars()).arg_true()
+    if len(other):
+        nfc = functools.partial(unicodedata.normalize, "NFC")
+        raw = raw.clone().scatter(other, pl.Series(list(map(nfc, raw.gather(other).to_list())), dtype=pl.String))
+    return pl.select(pl.when(ok).then(raw.str.strip_chars(_PY_SPACE))).to_series()
 
 
 def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) -> pl.DataFrame:
     """The rows of `df` (prompt records of one Parquet batch, `_pos` their position in it) that `_prompt` would accept,
     as it would type them, checked column by column; every other row is left to `_prompt` (its error names the file,
     line and field). The checks are those of `_prompt` on the plain shape of a prompt: `text` (no `messages`), ids that
-    are strings or integers, `created_at` a timestamp or an ISO string, `lang` a string. ASCII texts and ids, and times
-    of the usual ISO shape, are read column-wise to what `_prompt`'s Python gives them (tests/test_columnar.py holds the
-    two to the same rows and refusals); every other value goes through the same Python functions `_prompt` uses."""
+    are strings or integers, `created_at` a timestamp or an ISO string, `lang` a string. Ids and texts are stripped, and
+    times of the usual ISO shape read, column-wise to what `_prompt`'s Python gives them (tests/test_columnar.py holds
+    the two to the same rows and refusals); texts that are not ASCII are NFC-normalised by Python's `unicodedata`, and
+    times of other shapes read by the same Python functions `_prompt` uses."""
     none = df.clear().select("_pos")
     cols = df.schema
     for name in ("prompt_id", "user_id"):
@@ -186,14 +199,9 @@ def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) 
         plain &= pl.col("messages").is_null()
     df = df.filter(plain)
 
-    # ids stripped and texts NFC-normalised and stripped as `_prompt` does it: column-wise for ASCII values (NFC leaves
-    # them as they are; `_ASCII_SPACE` is what Python's `strip` removes from them), in Python for the others
-    pid_in, user_in, raw = df["prompt_id"].cast(pl.String), df["user_id"].cast(pl.String), df["text"]
-    pids = _python_where_not_ascii(pid_in, pid_in.str.strip_chars(_ASCII_SPACE), str.strip)
-    users = _python_where_not_ascii(user_in, user_in.str.strip_chars(_ASCII_SPACE), str.strip)
-    stripped = raw.str.strip_chars(_ASCII_SPACE)
-    texts = _python_where_not_ascii(raw, pl.select(pl.when((raw.str.len_chars() <= max_chars) & (stripped != "")).then(stripped)).to_series(),
-                                    lambda r: _text(r) if len(r) <= max_chars and r.strip() else None)
+    # ids stripped and texts NFC-normalised and stripped as `_prompt` does it
+    pids, users, raw = _stripped_ids(df["prompt_id"]), _stripped_ids(df["user_id"]), df["text"]
+    texts = _long_texts(raw, max_chars)
     ok = (texts.is_not_null() & (texts.str.len_chars() <= max_chars) & (pids != "") & (users != "")).fill_null(False)
     texts = pl.select(pl.when(ok).then(texts)).to_series()
     keep = ok.to_list()
@@ -280,6 +288,66 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
         "ranks": [int(r) for r in ranks],
         "origin": rec.origin,
     }
+
+
+_INT_TYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+
+
+def _plain_labels(df: pl.DataFrame, kinds: np.ndarray, max_chars: int) -> pl.DataFrame | None:
+    """The label rows of `df` (`kinds`: "demonstration" or "ranking" per row) checked and typed column-wise as
+    `_demonstration` and `_ranking` would type them, with `kind`, `given_id` (the label's own id, null where the
+    default id is used) and `_pos`; None unless every row passes those checks (the caller then takes the rows one
+    by one, whose errors name the line and field). Which prompt ids exist, ordinals and repeated ids are not checked
+    here."""
+    cols = df.schema
+    if not set(kinds.tolist()) <= {"demonstration", "ranking"}:
+        return None
+    for name in ("prompt_id", "labeler_id"):
+        if cols.get(name) not in _ID_TYPES or df[name].null_count():
+            return None
+    out = []
+    for kind, fields in (("demonstration", ("completion",)), ("ranking", ("completions", "ranks"))):
+        part = df.filter(pl.Series(kinds == kind))
+        if not part.height:
+            continue
+        if any(name not in cols or part[name].null_count() for name in fields):
+            return None
+        id_type = cols.get(f"{kind}_id", pl.Null)
+        if id_type not in _ID_TYPES and id_type != pl.Null:
+            return None
+        given = part[f"{kind}_id"] if f"{kind}_id" in cols else pl.Series([None] * part.height, dtype=pl.String)
+        # `data.get(id) or default`: an empty string and an integer 0 take the default id too
+        own = given.is_not_null() & ((given != 0) if id_type in _INT_TYPES else (given.cast(pl.String) != ""))
+        given = pl.select(pl.when(own).then(given.cast(pl.String))).to_series()
+        typed = {"given_id": given}
+        if kind == "demonstration":
+            if cols["completion"] != pl.String:
+                return None
+            typed["completion"] = _long_texts(part["completion"], max_chars)
+            if typed["completion"].null_count():
+                return None
+        else:
+            if cols["completions"] != pl.List(pl.String) or not (isinstance(cols["ranks"], pl.List) and cols["ranks"].inner in _INT_TYPES):
+                return None
+            comps, ranks = part["completions"], part["ranks"]
+            sizes = comps.list.len()
+            flat, flat_ranks = comps.explode(), ranks.explode()
+            if ((sizes < 2) | (ranks.list.len() != sizes)).any() or flat.null_count() or flat_ranks.null_count():
+                return None
+            if flat_ranks.min() < 0 or flat_ranks.max() >= 2**63:  # `_ranking`'s range: the column is Int64
+                return None
+            texts = _long_texts(flat, max_chars, allow_empty=True)
+            if texts.null_count():
+                return None
+            offsets = np.concatenate([[0], np.cumsum(sizes.to_numpy())]).astype(np.int64)
+            typed["completions"] = pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), texts.to_arrow()))
+            typed["ranks"] = ranks.cast(pl.List(pl.Int64))
+        out.append(pl.DataFrame({"kind": [kind] * part.height, "prompt_id": _stripped_ids(part["prompt_id"]),
+                                 "labeler_id": _stripped_ids(part["labeler_id"]), **typed, "_pos": part["_pos"]}))
+    rows = pl.concat(out, how="diagonal_relaxed").sort("_pos") if len(out) > 1 else out[0]
+    if ((rows["prompt_id"] == "") | (rows["labeler_id"] == "")).any():
+        return None
+    return rows
 
 
 class _Rows:
@@ -504,12 +572,66 @@ class Validator:
     def read_labels(self, source) -> None:
         """Validate every demonstration and ranking of a source, after every source's prompts are in."""
         if source.columnar:
-            records = (rec for raw in source.stream_frames(labels_only=True)
-                       for rec in raw.records(i for i, kind in enumerate(raw.kinds()) if kind != "prompt"))
-        else:
-            records = (rec for rec in source.stream() if not is_prompt(rec))
-        for rec in records:
-            self.add(rec)
+            for raw in source.stream_frames(labels_only=True):
+                self.add_label_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind != "prompt"])
+            return
+        for rec in source.stream():
+            if not is_prompt(rec):
+                self.add(rec)
+
+    def add_label_frame(self, raw: RawFrame | RecordBlock, rows) -> None:
+        """The label records of a batch read column by column (`rows`: their positions in it, ascending), as `add`
+        would take them one by one: `label_batch` rows at a time, checked and typed column-wise when every one of
+        them is plain (`_plain_labels`), names a known prompt and brings no repeated id; else one by one."""
+        if not raw.columnar:
+            for rec in raw.records(rows):
+                self.add(rec)
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return
+        frame = raw.frame().with_row_index("_pos")
+        kinds = np.asarray(raw.kinds(), dtype=object)
+        for at in range(0, len(rows), self.label_batch):
+            part = rows[at : at + self.label_batch]
+            if not self._add_plain_labels(frame[part], kinds[part], raw.file, raw.first_line):
+                for rec in raw.records(part):
+                    self.add(rec)
+
+    def _add_plain_labels(self, df: pl.DataFrame, kinds: np.ndarray, file: str, first_line: int) -> bool:
+        """`add` of each row of `df` done column-wise, when `_plain_labels` takes them all, each names a known prompt
+        and no id is repeated (within them or with an earlier label); False, with nothing done, where one does not."""
+        self._flush_labels()  # the labels before these (ordinals, ids seen) are in `label_keys`
+        rows = _plain_labels(df, kinds, self.max_chars)
+        if rows is None:
+            return False
+        pids = rows["prompt_id"]
+        at = self.known.search_sorted(pids).clip(0, max(self.known.len() - 1, 0))
+        if not self.known.len() or not (self.known.gather(at) == pids).all():
+            return False
+        keys = rows["kind"] + ":" + pids
+        earlier = self.label_keys.last_n(keys.unique().to_list())
+        # each prompt's labels of a kind get the ordinals after the last one given, in input order
+        before = keys.replace_strict(list(earlier), list(earlier.values()), default=-1, return_dtype=pl.Int64) if earlier else -1
+        n = before + 1 + keys.to_frame("key").select(pl.int_range(pl.len(), dtype=pl.Int64).over("key")).to_series()
+        ids = rows["given_id"].fill_null(pids + ":" + rows["kind"].str.slice(0, 1) + n.cast(pl.String))
+        if ids.is_duplicated().any() or self.label_keys.first_seen(ids.to_list()):
+            return False  # the record path names the first record of the id
+        origins = file + ":" + (rows["_pos"].cast(pl.Int64) + first_line).cast(pl.String)
+        last = pl.DataFrame({"key": keys, "n": n}).group_by("key").agg(pl.col("n").max())
+        self.label_keys.add(dict(last.iter_rows()), dict(zip(ids.to_list(), origins.to_list())))
+        rows = rows.with_columns(ids.alias("id"), origins.alias("origin"))
+        for kind, table, schema in (("demonstration", self.demos, DEMONSTRATIONS_SCHEMA), ("ranking", self.rankings, RANKINGS_SCHEMA)):
+            part = rows.filter(pl.col("kind") == kind)
+            self.n_in[kind + "s"] += part.height
+            if part.height and kind == "ranking":
+                tied = part["ranks"].list.n_unique() == 1
+                # valid, but no comparison to learn from: not kept, and said so
+                self.dropped += [(origin, "ranking", NAME, "all_completions_tied") for origin in part.filter(tied)["origin"].to_list()]
+                part = part.filter(~tied)
+            if part.height:
+                table.extend(part.rename({"id": f"{kind}_id"}).select(list(schema)).cast(schema))
+        return True
 
     def _close_prompts(self) -> None:
         """Every prompt is in: reject repeated ids (the first valid one stays), sort the ids for label checks."""
@@ -540,6 +662,8 @@ class Validator:
 
     def _flush_labels(self) -> None:
         self._close_prompts()
+        if not self.pending:
+            return
         pending, self.pending = self.pending, []
         ids = pl.Series([_id_value(rec) for rec in pending], dtype=pl.String)
         at = self.known.search_sorted(ids).clip(0, max(self.known.len() - 1, 0))
