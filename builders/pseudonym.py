@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
 import secrets
@@ -37,14 +36,31 @@ def load_key() -> bytes:
     return path.read_text().strip().encode("utf-8")
 
 
+def _hmac_sha256_states(key: bytes):
+    """HMAC-SHA256's inner and outer hashes after the key's block (RFC 2104): copying these per id is the same HMAC
+    as `hmac.new(key, id, sha256)` at less than half the cost (the key is not hashed again for every id)."""
+    block = 64  # SHA-256's block size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(key.translate(bytes(x ^ 0x36 for x in range(256))))
+    outer = hashlib.sha256(key.translate(bytes(x ^ 0x5C for x in range(256))))
+    return inner, outer
+
+
 def pseudonymise(user_ids, key: bytes) -> list[str]:
-    """Map raw user ids to stable 16-hex-digit pseudonyms prefixed with `u_`."""
+    """Map raw user ids to stable 16-hex-digit pseudonyms prefixed with `u_`: the first 64 bits of
+    HMAC-SHA256(key, user id as UTF-8), in hex."""
+    inner, outer = _hmac_sha256_states(key)
     cache: dict[str, str] = {}
     out = []
     for uid in user_ids:
         p = cache.get(uid)
         if p is None:
-            p = "u_" + hmac.new(key, uid.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-            cache[uid] = p
+            h = inner.copy()
+            h.update(uid.encode("utf-8"))
+            o = outer.copy()
+            o.update(h.digest())
+            p = cache[uid] = "u_" + o.hexdigest()[:16]
         out.append(p)
     return out

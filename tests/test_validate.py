@@ -144,6 +144,20 @@ def test_user_ids_are_pseudonymised_on_the_way_in(tmp_path):
     assert len(users) == 1 and users[0].startswith("u_") and "alice" not in users[0]
 
 
+def test_pseudonyms_are_hmac_sha256_so_they_stay_what_earlier_builds_gave():
+    """Splits follow pseudonyms: the same key must give the same pseudonym as before (HMAC-SHA256's first 16 hex
+    digits), for keys shorter than, as long as and longer than SHA-256's block, and ids of any characters."""
+    import hashlib
+    import hmac
+
+    from builders.pseudonym import pseudonymise
+
+    ids = ["alice@example.com", "", "ünïcode 用户", "\U0001f600", "alice@example.com", "x" * 500]
+    for key in (b"", b"k", b"benchmark-key", b"7" * 64, b"8" * 65, bytes(range(256))):
+        want = ["u_" + hmac.new(key, i.encode("utf-8"), hashlib.sha256).hexdigest()[:16] for i in ids]
+        assert pseudonymise(ids, key) == want
+
+
 def test_chat_messages_keep_context_and_last_turn_is_the_text(tmp_path):
     msgs = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Tell me a joke"}]
     row = prompt("a", None, messages=msgs)
