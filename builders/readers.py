@@ -275,6 +275,7 @@ _JSONL_STRINGS = pa.schema([(name, pa.string()) for name in ("source", "prompt_t
 _PRESENCE_NULL = {key: re.compile(rb'"%s"\s*:\s*null\b' % key.encode())
                   for key in ("text", "messages", "source", "user_id", "completion", "completions", "ranks")}
 _BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")  # a line `bytes.strip` leaves empty (a literal first: a fast scan)
+_LEADING_BLANK = re.compile(rb"[ \t\r\x0b\x0c]*\n")  # the same, as the first line
 
 
 def _arrow_types_as_json(t: pa.DataType) -> bool:
@@ -320,16 +321,20 @@ def _jsonl_block(data: bytes, n_lines: int, name: str, first_line: int) -> RawFr
                        name, first_line)
 
 
-def _jsonl_blocks(data: bytes, name: str, first_line: int, lines: int) -> Iterator[RawFrame | RecordBlock]:
-    """Whole lines of a file (`data`, from line `first_line`) as blocks of up to `lines` consecutive non-blank lines."""
-    body = data[:-1] if data.endswith(b"\n") else data
-    n = body.count(b"\n") + 1
-    if n <= lines and not _BLANK_LINE.search(b"\n" + body + b"\n"):
-        yield _jsonl_block(body + b"\n", n, name, first_line)
+def _has_blank_line(data: bytes) -> bool:
+    """Whether whole lines (`data`, each ending in a newline) hold a line `bytes.strip` leaves empty."""
+    return bool(_LEADING_BLANK.match(data) or _BLANK_LINE.search(data))
+
+
+def _jsonl_blocks(data: bytes, name: str, first_line: int, lines: int, n: int) -> Iterator[RawFrame | RecordBlock]:
+    """Whole lines of a file (`data`, `n` lines from line `first_line`, each ending in a newline) as blocks of up to
+    `lines` consecutive non-blank lines. The usual case, one block of the whole data, copies nothing."""
+    if n <= lines and not _has_blank_line(data):
+        yield _jsonl_block(data, n, name, first_line)
         return
     run: list[bytes] = []
     start = first_line
-    for i, line in enumerate(body.split(b"\n")):
+    for i, line in enumerate(data[:-1].split(b"\n")):
         if line.strip():
             if not run:
                 start = first_line + i
@@ -354,15 +359,16 @@ def iter_jsonl_frames(path: str | Path, lines: int = 65_536, max_bytes: int = 16
         while chunk := fh.read(max_bytes):
             data = rest + chunk
             cut = data.rfind(b"\n") + 1  # whole lines only; a line longer than a chunk waits for the next
-            data, rest = data[:cut], data[cut:]
+            data, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
             if data:
                 interrupts.check()
                 seen_any = seen_any or bool(data.strip())
-                yield from _jsonl_blocks(data, name, line, lines)
-                line += data.count(b"\n")
+                n = data.count(b"\n")
+                yield from _jsonl_blocks(data, name, line, lines, n)
+                line += n
     if rest.strip():
         seen_any = True
-        yield from _jsonl_blocks(rest, name, line, lines)
+        yield from _jsonl_blocks(rest + b"\n", name, line, lines, rest.count(b"\n") + 1)
     if not seen_any:
         raise InputError("file is empty: no records", file=name)
 
