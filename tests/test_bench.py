@@ -4,6 +4,7 @@ scored against (injected duplicates are caught, injected personal data does not 
 from __future__ import annotations
 
 import json
+import os
 
 import polars as pl
 import pytest
@@ -93,3 +94,29 @@ def test_memory_bench_runs_every_stage_but_the_text_models(bench_log, capsys):
     stages = [line.split(" | ")[0].strip("| ") for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert stages == ["validate", "dedup", "cap_per_user", "split_by_user", "classify", "write"]
     assert "peak" in table.splitlines()[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="thread affinity is Linux-only")
+def test_the_one_core_measurement_pins_every_thread_of_the_process():
+    """polars' and Arrow's thread pools start at import: pinning the calling thread alone left them on the other cores
+    and the "one core" rate was 30-40% off."""
+    import threading
+
+    from builders.bench.run import _pin_threads
+
+    pl.select(pl.int_range(100_000).sum())  # its pool is up
+    started = threading.Event()
+    stop = threading.Event()
+    worker = threading.Thread(target=lambda: started.set() or stop.wait(5))
+    worker.start()
+    started.wait(5)
+    cpus = os.sched_getaffinity(0)
+    try:
+        _pin_threads({min(cpus)})
+        tids = os.listdir("/proc/self/task")
+        assert len(tids) > 2 and all(os.sched_getaffinity(int(t)) == {min(cpus)} for t in tids)
+    finally:
+        _pin_threads(cpus)
+        stop.set()
+        worker.join()
+    assert all(os.sched_getaffinity(int(t)) == cpus for t in os.listdir("/proc/self/task"))

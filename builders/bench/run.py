@@ -232,6 +232,18 @@ def _as_jsonl(log_dir: Path) -> Path:
     return out
 
 
+def _pin_threads(cpus: set[int]) -> None:
+    """Every thread of this process (polars' and Arrow's pools too) on `cpus`. `os.sched_setaffinity(0, ...)` moves
+    the calling thread alone: the pools started at import stayed on the other cores, and the "one core" rate measured
+    that way was 30-40% lower than the same code run under `taskset` (76,000-86,000 against 119,000-129,000
+    records/s at 1M)."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
+
+
 def _validate_alone(specs: list[str]) -> dict:
     """Reading and validating the sources in this process alone (one core, no spill, no sketches), as the build's
     pass 1 does it: prompts a batch of columns at a time, then the labels."""
@@ -246,7 +258,7 @@ def _validate_alone(specs: list[str]) -> dict:
                   prompt_sink=lambda frame: frame.select(keep))
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if cpus:
-        os.sched_setaffinity(0, {min(cpus)})  # one core, every thread of this process on it
+        _pin_threads({min(cpus)})  # one core, every thread of this process on it
     t0 = time.perf_counter()
     for source in sources:
         for _ in v.read_prompts(source):
@@ -257,7 +269,7 @@ def _validate_alone(specs: list[str]) -> dict:
     _, result = v.finish()
     total_s = time.perf_counter() - t0
     if cpus:
-        os.sched_setaffinity(0, cpus)
+        _pin_threads(cpus)
     records = sum(result.counts_in.values())
     return {"prompts": result.counts_in["prompts"], "records": records, "prompts_per_s": round(result.counts_in["prompts"] / prompts_s),
             "records_per_s": round(records / total_s)}
@@ -285,7 +297,7 @@ def _size_section(r: dict, title: str, what: str, note: str) -> list[str]:
     if "validate_one_core" in r:
         v = r["validate_one_core"]
         lines += [f"Reading and validating alone, in one process on one core (no spill, no sketches): {v['prompts']:,} prompts "
-                  f"at **{v['prompts_per_s']:,} rows/s**; with the labels (read again, record by record), {v['records']:,} "
+                  f"at **{v['prompts_per_s']:,} rows/s**; with the labels (read again, checked column-wise a batch at a time), {v['records']:,} "
                   f"records at **{v['records_per_s']:,} rows/s**.", ""]
     if "validate_one_core_jsonl" in r:
         v = r["validate_one_core_jsonl"]
