@@ -214,7 +214,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         ledger = Ledger(out / ".ledger")
         v = Validator(key=load_key(), on_error=settings.on_error, max_chars=settings.max_prompt_chars, chunk_rows=chunk_rows,
                       prompt_sink=spilled.add, origin_of=spilled.origins, label_sink=labels.sink, label_keys=str(spill / "label-keys.sqlite"))
-        with tqdm(desc="read + validate", unit=" records", disable=not progress, mininterval=2) as bar:
+        with tqdm(desc="read + validate prompts", unit=" records", disable=not progress, mininterval=2) as bar:
             spilled_files = 0
             for source in sources:  # prompts first, so every label can be checked against every prompt id
                 for n in v.read_prompts(source):
@@ -222,8 +222,10 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
                         spilled_files = len(spilled.prompt_files)
                         release_memory()
                     bar.update(n)
+        # the second read: every record of the files that may hold labels (files found holding prompts only are skipped)
+        with tqdm(desc="read + validate labels", unit=" records", disable=not progress, mininterval=2) as bar:
             for source in sources:
-                v.read_labels(source)
+                v.read_labels(source, on_read=bar.update)
         tables, result = v.finish()
         del v
         for kind, ids in (("prompt", tables.prompts["prompt_id"]), ("demonstration", tables.demonstrations["demonstration_id"]),

@@ -497,6 +497,15 @@ def test_the_labels_pass_skips_jsonl_files_the_prompts_pass_found_holding_only_p
     assert sum(raw.height for raw in src.stream_frames(tally=True)) == src.accounting()["read"]
     assert labels_pass() == {"b-mixed.jsonl"}
 
+    # the build's progress bar of the labels pass moves by the records that pass read
+    v = Validator(key=KEY, on_error="skip")
+    for _ in v.read_prompts(src):
+        pass
+    steps = []
+    v.read_labels(src, on_read=steps.append)
+    mixed = sum(1 for line in (tmp_path / "b-mixed.jsonl").read_bytes().split(b"\n") if line.strip())
+    assert len(steps) > 1 and sum(steps) == mixed
+
 
 def test_records_of_a_large_batch_come_in_parts_with_their_rows_and_values(tmp_path):
     """A batch's records are made a few thousand at a time (not the whole batch's Python objects at once): every

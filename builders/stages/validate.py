@@ -569,15 +569,20 @@ class Validator:
                 self.add(rec)
             yield 1
 
-    def read_labels(self, source) -> None:
-        """Validate every demonstration and ranking of a source, after every source's prompts are in."""
+    def read_labels(self, source, on_read=None) -> None:
+        """Validate every demonstration and ranking of a source, after every source's prompts are in. `on_read(n)`,
+        when given, is told the number of records each step read (a batch, or one record), for a progress bar."""
         if source.columnar:
             for raw in source.stream_frames(labels_only=True):
                 self.add_label_frame(raw, [i for i, kind in enumerate(raw.kinds()) if kind != "prompt"])
+                if on_read is not None:
+                    on_read(raw.height)
             return
         for rec in source.stream():
             if not is_prompt(rec):
                 self.add(rec)
+            if on_read is not None:
+                on_read(1)
 
     def add_label_frame(self, raw: RawFrame | RecordBlock, rows) -> None:
         """The label records of a batch read column by column (`rows`: their positions in it, ascending), as `add`
