@@ -359,7 +359,7 @@ def iter_jsonl_frames(path: str | Path, lines: int = 65_536, max_bytes: int = 16
         while chunk := fh.read(max_bytes):
             data = rest + chunk
             cut = data.rfind(b"\n") + 1  # whole lines only; a line longer than a chunk waits for the next
-            data, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+            data, rest = data[:cut], data[cut:]  # a slice of the whole is the same object: no copy
             if data:
                 interrupts.check()
                 seen_any = seen_any or bool(data.strip())
