@@ -135,7 +135,12 @@ class LocalEngine(_Engine):
             self._folder = tempfile.mkdtemp(prefix="instructkit-engine-")
             self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
             self._finalizer = weakref.finalize(self, _stop_pool, self._pool, self._folder)
-            self._pool.submit(int).result()  # the executor forks its workers on the first task: now
+            # the executor forks its workers on the first task: now. A Ctrl-C there would reach a worker before it
+            # set its own handlers and kill it: the pool would fail broken, not interrupted. Held, the workers start
+            # with a handler that only records it (then set their own), and this process is interrupted after
+            with interrupts.held():
+                first = self._pool.submit(int)
+            first.result()
         return self._pool
 
     def _payload(self, fn: Callable) -> tuple[str, str]:

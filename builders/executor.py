@@ -192,10 +192,6 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
     spill = out / ".spill"
     spill.mkdir(parents=True)
     own_engine = engine is None
-    if own_engine:
-        engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
-        if hasattr(engine, "start"):
-            engine.start()
 
     def stage_done(name, result, t0):
         release_memory()
@@ -205,6 +201,10 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
             on_stage(name, result, seconds[name])
 
     try:
+        if own_engine:  # inside the try: an interrupt while the workers start still stops them
+            engine = make_engine(settings.engine, workers=settings.workers, address=settings.ray_address, progress=progress)
+            if hasattr(engine, "start"):
+                engine.start()
         # pass 1: validate, spill the prompts, keep the decision columns
         t0 = time.perf_counter()
         sources = [load_source(spec, on_error=settings.on_error) for spec in settings.sources]
@@ -289,7 +289,7 @@ def execute(settings: BuildSettings, out: Path, stages: tuple[Stage, ...], *, cl
         shutil.rmtree(out / ".ledger", ignore_errors=True)  # the write stage removes it on every other path
         raise
     finally:
-        if own_engine:
+        if own_engine and engine is not None:
             engine.close()
         shutil.rmtree(spill, ignore_errors=True)
 

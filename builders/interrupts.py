@@ -4,11 +4,14 @@ Python turns SIGINT into a KeyboardInterrupt at the next bytecode, wherever that
 callback that C code runs (pyarrow's `to_pylist` calls into Python and ignores what is raised there), the
 exception is swallowed and the build goes on to the end. The CLI installs `interrupt` for both signals: it
 records the interrupt as well as raising it, and the long loops call `check()` between records and batches, which
-raises it again if it was lost."""
+raises it again if it was lost. `held()` defers both signals over a step that must finish once begun (swapping
+the outputs in, forking the workers)."""
 
 from __future__ import annotations
 
 import signal
+import threading
+from contextlib import contextmanager
 
 _pending = False
 
@@ -45,3 +48,43 @@ def restore(previous: dict) -> None:
     _pending = False
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def arrived() -> bool:
+    """Whether an interrupt arrived since `install()`: whatever error a command then fails with is its consequence
+    (a worker the signal killed breaks the pool, a half-done step fails later), and the command was interrupted."""
+    return _pending
+
+
+@contextmanager
+def held():
+    """Defer SIGINT and SIGTERM until the block is done: a signal that arrives inside runs its handler (raising
+    KeyboardInterrupt, or the default action) at the block's end. Main thread only; elsewhere a no-op.
+
+    The handlers are swapped for one that records the signal, rather than the signals masked: a mask holds them off
+    the thread that set it only, and once polars or a process pool have started threads the kernel hands a
+    process's signal to one of those, whose C handler has Python raise it in the main thread all the same. Processes
+    forked inside the block start with the recording handler too, so a signal that reaches them before their own
+    set-up cannot kill them half-started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrivals: list[tuple[int, object]] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is signal.SIG_IGN or handler is None:  # ignored stays ignored; None: set outside Python, left alone
+            continue
+        previous[sig] = signal.signal(sig, lambda signum, frame: arrivals.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if arrivals:
+            signum, frame = arrivals[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            else:  # SIG_DFL: the signal's own action (SIGTERM ends the process)
+                signal.raise_signal(signum)

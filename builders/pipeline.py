@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
+from builders import interrupts
 from builders.settings import BuildSettings
 from builders.stages import cap, classify, dedup, pii, split
 from builders.stages.pii import PiiScanner
@@ -45,7 +45,7 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
     try:
         report = execute(settings, tmp, STAGES, classifier=classifier, scanner=scanner, engine=engine, progress=progress,
                          chunk_rows=chunk_rows, batch_rows=batch_rows, on_stage=on_stage)
-        with signals_held():  # all outputs are swapped in, or none: an interrupt waits for the swap
+        with interrupts.held():  # all outputs are swapped in, or none: an interrupt waits for the swap
             for name in OUTPUT_NAMES:  # swap each output in; the old one moves into tmp and goes with it
                 target = out / name
                 if target.exists():
@@ -53,7 +53,7 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
                 (tmp / name).replace(target)
         succeeded = True
     finally:
-        with signals_held():  # a second Ctrl-C does not leave half a temporary folder behind
+        with interrupts.held():  # a second Ctrl-C does not leave half a temporary folder behind
             shutil.rmtree(tmp, ignore_errors=True)
             if created and not succeeded and out.exists() and not any(out.iterdir()):
                 out.rmdir()  # a failed first build leaves no empty --out folder
@@ -79,20 +79,3 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
-
-
-@contextmanager
-def signals_held():
-    """Defer SIGINT and SIGTERM until the block is done (main thread only; elsewhere a no-op)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -48,17 +48,26 @@ def main(argv: list[str] | None = None) -> int:
     handlers = interrupts.install()  # Ctrl-C and SIGTERM stop a command the same way, so its cleanup runs
     try:
         return args.func(args, rest) if getattr(args, "passes_rest", False) else args.func(args)
-    except KeyboardInterrupt:
-        # the stages' and the build's `finally` blocks have removed temporary folders and spills by now
-        print("instructkit: interrupted", file=sys.stderr)
-        return 130
     except (InputError, PushRefused) as exc:
         if args.verbose:
             traceback.print_exc()
         print(f"instructkit: error: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        # an error after Ctrl-C is its consequence (a worker it reached broke the pool): the command was interrupted
+        if isinstance(exc, KeyboardInterrupt) or interrupts.arrived():
+            return _interrupted(args.verbose and not isinstance(exc, KeyboardInterrupt))
+        raise
     finally:
         interrupts.restore(handlers)
+
+
+def _interrupted(show_error: bool) -> int:
+    # the stages' and the build's `finally` blocks have removed temporary folders and spills by now
+    if show_error:
+        traceback.print_exc()
+    print("instructkit: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -238,3 +238,94 @@ def test_an_interrupt_swallowed_inside_c_code_still_stops_the_reading(tmp_path, 
         next(load_source(f"parquet:{path}").stream())
     monkeypatch.setattr(interrupts, "_pending", False)
     assert len(list(load_source(f"parquet:{path}").stream())) == 2
+
+
+def _in_a_fresh_process(script: str) -> list[str]:
+    """Run `script` in a new Python (the signal state a command starts with, none of the test session's threads and
+    handlers) and return what it printed, a line at a time."""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_signal_inside_held_waits_for_the_block_even_with_other_threads_running():
+    """The output swap and the workers' fork hold Ctrl-C to their end. Masking the signal held it off the main thread
+    only: with polars' threads started, the kernel handed it to one of them and Python raised it mid-swap."""
+    assert _in_a_fresh_process("""if True:
+        import os, signal, time
+        import polars as pl
+        from builders import interrupts
+
+        pl.DataFrame({"a": list(range(200_000))}).sort("a")  # polars' thread pool is running now
+        interrupts.install()
+        try:
+            with interrupts.held():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)  # the handler would run here, mid-block, if the signal were not held
+                print("block-done")
+        except KeyboardInterrupt:
+            print("raised-after", interrupts.arrived())
+        interrupts.install()
+        with interrupts.held():  # nothing arrives: nothing is raised
+            print("quiet-block", interrupts.arrived())
+    """) == ["block-done", "raised-after", "True", "quiet-block", "False"]
+
+
+def test_ctrl_c_while_the_workers_fork_is_an_interrupt_not_a_broken_pool():
+    """Ctrl-C reaches the whole process group. Arriving while the pool forked its workers, it killed a worker before
+    the worker set its own handlers, or stopped the pool's thread half-started, and the build failed with a
+    RuntimeError (status 1) instead of stopping with 130. Here it reaches the parent and each worker in the fork."""
+    assert _in_a_fresh_process("""if True:
+        import os, signal
+        from concurrent.futures import ProcessPoolExecutor
+        import builders.engine
+        from builders import interrupts
+
+        real_submit, real_init = ProcessPoolExecutor.submit, builders.engine._init_worker
+
+        def submit_as_ctrl_c_arrives(self, *args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return real_submit(self, *args, **kwargs)
+
+        def init_after_ctrl_c():
+            os.kill(os.getpid(), signal.SIGINT)  # before the worker's own handlers
+            real_init()
+
+        ProcessPoolExecutor.submit, builders.engine._init_worker = submit_as_ctrl_c_arrives, init_after_ctrl_c
+        interrupts.install()
+        engine = builders.engine.LocalEngine(2, progress=False)
+        try:
+            engine.start()
+        except KeyboardInterrupt:
+            print("interrupted")
+        ProcessPoolExecutor.submit = real_submit
+        workers = {engine._pool.submit(os.getpid).result(timeout=30) for _ in range(20)}
+        print(len(engine.worker_pids), workers <= set(engine.worker_pids))  # both alive: the pool works
+        engine.close()
+        print(engine.worker_pids)
+    """) == ["interrupted", "2", "True", "[]"]
+
+
+def test_an_error_that_follows_an_interrupt_exits_as_interrupted(monkeypatch, capsys):
+    """Whatever a command fails with after Ctrl-C arrived (a pool that a worker's death broke, a thread stopped
+    half-started) is the interrupt's doing: status 130 and one line, as for a KeyboardInterrupt. Other errors are
+    raised as they were."""
+    import builders.cli
+    from builders import interrupts
+
+    def broken_by_an_interrupt(args):
+        try:
+            interrupts.interrupt()
+        except KeyboardInterrupt:
+            pass  # swallowed, as in at-fork hooks and pyarrow's callbacks
+        raise RuntimeError("cannot join thread before it is started")
+
+    def broken(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(builders.cli, "_cmd_build", broken_by_an_interrupt)
+    assert main(["build", "--out", "x"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "instructkit: interrupted"
+    monkeypatch.setattr(builders.cli, "_cmd_build", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["build", "--out", "x"])
