@@ -261,7 +261,7 @@ def test_labels_checked_column_wise_equal_the_record_path(tmp_path, seed, label_
 
 
 def test_label_ids_and_ranks_of_other_types_take_the_column_wise_path_as_the_record_path(tmp_path, label_record_calls):
-    """Integer label ids (0 takes the default id, as an empty string does), integer ids of prompts and labelers,
+    """Integer label ids (0 is an id: it took the default id, as an empty string does), integer ids of prompts and labelers,
     ranks of a narrower integer type: the same rows as one by one, all of them column-wise; a repeated integer id is
     refused naming its first record, as one by one."""
     def write(demo_ids):
@@ -272,13 +272,13 @@ def test_label_ids_and_ranks_of_other_types_take_the_column_wise_path_as_the_rec
         return _write(tmp_path / "typed.parquet", rows, prompt_id=pa.int32(), labeler_id=pa.int64(), demonstration_id=pa.uint8(),
                       ranking_id=pa.int64(), ranks=pa.list_(pa.int8()))
 
-    path = write([0, 1, 2, 0, None, 0])
+    path = write([0, 1, 2, None, None, 5])
     want = _by_records(path)
     label_record_calls.clear()
     got = _by_frames(path, batch_size=100, label_batch=100)
     _same(want, got)
     assert label_record_calls == [] and got[1].dropped.height == 0
-    assert got[0].demonstrations["demonstration_id"].to_list() == ["0:d0", "1", "2", "3:d0", "4:d0", "0:d1"]
+    assert got[0].demonstrations["demonstration_id"].to_list() == ["0", "1", "2", "3:d0", "4:d0", "5"]
     assert got[0].rankings["ranking_id"].to_list() == [str(100 + i) for i in range(6)]
 
     path = write([0, 1, 2, 1, None, 105])  # 1 twice; 105 is a ranking's id

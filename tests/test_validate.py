@@ -81,7 +81,11 @@ def test_a_lang_or_label_id_of_another_type_is_refused_with_its_line_on_both_rea
     rows = [prompt("a", "ok"), prompt("b", "ok", lang=["en"]), prompt("c", "ok", lang=5),
             {"prompt_id": "a", "labeler_id": "l", "completion": "x", "demonstration_id": ["d1"]},
             {"prompt_id": "a", "labeler_id": "l", "completions": ["x", "y"], "ranks": [0, 1], "ranking_id": {"id": 1}},
-            {"prompt_id": "a", "labeler_id": "l", "completion": "y", "demonstration_id": 7}]
+            {"prompt_id": "a", "labeler_id": "l", "completion": "y", "demonstration_id": 7},
+            # 0 is an id; false and an empty list are not ids, and were taken as none given
+            {"prompt_id": "a", "labeler_id": "l", "completion": "z", "demonstration_id": 0},
+            {"prompt_id": "a", "labeler_id": "l", "completion": "w", "demonstration_id": False},
+            {"prompt_id": "a", "labeler_id": "l", "completions": ["x", "y"], "ranks": [0, 1], "ranking_id": []}]
     f = write_jsonl(tmp_path / "p.jsonl", rows)
     with pytest.raises(InputError, match=r"p.jsonl:2: field 'lang': must be a string or null: got list"):
         run(f)
@@ -91,11 +95,13 @@ def test_a_lang_or_label_id_of_another_type_is_refused_with_its_line_on_both_rea
         pass
     v.read_labels(src)
     for tables, result in (run(f, on_error="skip"), v.finish()):
-        assert tables.prompts["prompt_id"].to_list() == ["a"] and tables.demonstrations["demonstration_id"].to_list() == ["7"]
+        assert tables.prompts["prompt_id"].to_list() == ["a"] and tables.demonstrations["demonstration_id"].to_list() == ["7", "0"]
         reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
         assert reasons == {f"{f}:2": "invalid: field 'lang': must be a string or null", f"{f}:3": "invalid: field 'lang': must be a string or null",
                            f"{f}:4": "invalid: field 'demonstration_id': must be a string, got list",
-                           f"{f}:5": "invalid: field 'ranking_id': must be a string, got dict"}
+                           f"{f}:5": "invalid: field 'ranking_id': must be a string, got dict",
+                           f"{f}:8": "invalid: field 'demonstration_id': must be a string, got bool",
+                           f"{f}:9": "invalid: field 'ranking_id': must be a string, got list"}
 
 
 def test_ten_megabyte_prompt_is_rejected_not_loaded_into_outputs(tmp_path):

@@ -246,15 +246,22 @@ def _optional_str(rec: RawRecord, fld: str) -> str | None:
     return value
 
 
+def _given(value) -> bool:
+    """Whether a label's id field holds an id of its own: absent (None) and the empty string do not; 0 does."""
+    return value is not None and value != ""
+
+
 def _label_id(data: dict, kind: str, pid: str, n: int) -> str:
     """A label's id: its own, or `{prompt_id}:d{n}` / `:r{n}` (n: the prompt's labels of that kind before it)."""
-    return str(data.get(f"{kind}_id") or f"{pid}:{kind[0]}{n}")
+    value = data.get(f"{kind}_id")
+    return str(value) if _given(value) else f"{pid}:{kind[0]}{n}"
 
 
 def _check_label_id(rec: RawRecord, kind: str) -> None:
-    """A label's own id, when given, is a string or an integer, as `_req_str` takes ids (a list was kept as its repr);
-    absent or empty, the default id is used."""
-    if not isinstance(rec.data.get(f"{kind}_id") or "", str):
+    """A label's own id, when given, is a string or an integer, as `_req_str` takes ids (a list was kept as its repr;
+    an integer 0, an empty list and `false` were taken as no id); absent or empty, the default id is used."""
+    value = rec.data.get(f"{kind}_id")
+    if _given(value) and not isinstance(value, str):
         _req_str(rec, f"{kind}_id")
 
 
@@ -315,8 +322,7 @@ def _plain_labels(df: pl.DataFrame, kinds: np.ndarray, max_chars: int) -> pl.Dat
         if id_type not in _ID_TYPES and id_type != pl.Null:
             return None
         given = part[f"{kind}_id"] if f"{kind}_id" in cols else pl.Series([None] * part.height, dtype=pl.String)
-        # `data.get(id) or default`: an empty string and an integer 0 take the default id too
-        own = given.is_not_null() & ((given != 0) if id_type in _INT_TYPES else (given.cast(pl.String) != ""))
+        own = given.is_not_null() & (given.cast(pl.String) != "")  # as `_given`: null and "" take the default id
         given = pl.select(pl.when(own).then(given.cast(pl.String))).to_series()
         typed = {"given_id": given}
         if kind == "demonstration":
