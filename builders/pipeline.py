@@ -36,13 +36,16 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
 
         classifier = load_model(settings.classifier)
     out = Path(settings.out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
-    (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
-    succeeded = False
+    created, tmp, succeeded = False, None, False
     try:
+        # each folder made and recorded, or not made: an interrupt in between would leave it behind
+        with interrupts.held():
+            created = not out.exists()
+            out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+        with interrupts.held():
+            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+            (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
         report = execute(settings, tmp, STAGES, classifier=classifier, scanner=scanner, engine=engine, progress=progress,
                          chunk_rows=chunk_rows, batch_rows=batch_rows, on_stage=on_stage)
         with interrupts.held():  # all outputs are swapped in, or none: an interrupt waits for the swap
@@ -54,7 +57,8 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
         succeeded = True
     finally:
         with interrupts.held():  # a second Ctrl-C does not leave half a temporary folder behind
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
             if created and not succeeded and out.exists() and not any(out.iterdir()):
                 out.rmdir()  # a failed first build leaves no empty --out folder
     return report

@@ -271,6 +271,32 @@ def test_a_signal_inside_held_waits_for_the_block_even_with_other_threads_runnin
     """) == ["block-done", "raised-after", "True", "quiet-block", "False"]
 
 
+def test_ctrl_c_just_as_the_build_makes_its_temporary_folder_leaves_nothing(tmp_path):
+    """The temporary folder was made before the `try` that removes it: Ctrl-C right after it was made left it behind
+    (and the new, empty --out folder with it)."""
+    out = tmp_path / "new" / "out"
+    assert _in_a_fresh_process(f"""if True:
+        import os, signal, tempfile
+        from builders import interrupts, pipeline
+        from builders.settings import BuildSettings
+
+        real_mkdtemp = tempfile.mkdtemp
+
+        def mkdtemp_as_ctrl_c_arrives(*args, **kwargs):
+            folder = real_mkdtemp(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)
+            return folder
+
+        tempfile.mkdtemp = mkdtemp_as_ctrl_c_arrives
+        interrupts.install()
+        try:
+            pipeline.build(BuildSettings(out={str(out)!r}), classifier=object(), progress=False)
+        except KeyboardInterrupt:
+            print("interrupted")
+    """) == ["interrupted"]
+    assert not out.exists()
+
+
 def test_ctrl_c_while_the_workers_fork_is_an_interrupt_not_a_broken_pool():
     """Ctrl-C reaches the whole process group. Arriving while the pool forked its workers, it killed a worker before
     the worker set its own handlers, or stopped the pool's thread half-started, and the build failed with a
