@@ -129,3 +129,21 @@ def test_the_one_core_measurement_pins_every_thread_of_the_process():
         stop.set()
         worker.join()
     assert all(a == cpus for a in affinities())
+
+
+def test_the_targets_row_of_a_build_only_size_judges_1m_by_its_time_and_10m_by_its_peak():
+    """A 1M build-only run of 418 s was marked "met: 1.00×" (its peak against its own) though 1M's target is 5 minutes."""
+    from builders.bench.run import markdown
+
+    def build_only(n, wall_s, peak):
+        stage = {"stage": "validate", "rows_in": n, "rows_out": n, "seconds": 1.0, "peak_rss_mb": peak}
+        return {"n": n, "seed": 0, "wall_s": wall_s, "peak_rss_mb": peak, "worker_peak_mb": 500, "workers": 2, "stages": [stage]}
+
+    def targets(results):
+        return [line for line in markdown(results, "instructkit bench run").splitlines() if line.startswith("| 1")]
+
+    slow, fast, big, too_big = build_only(1_000_000, 418.0, 2432), build_only(1_000_000, 290.0, 2432), build_only(10_000_000, 7000.0, 2600), build_only(10_000_000, 7000.0, 3000)
+    assert targets([slow])[0].endswith("| **missed**: 418 s, 2,432 MB |")
+    assert targets([fast])[0].endswith("| met: 290 s, 2,432 MB |")
+    assert targets([slow, big])[1].endswith("| met: 1.07× 1M's peak; 7,000 s, peak 2,600 MB |")
+    assert targets([slow, too_big])[1].endswith("| **missed**: 1.23× 1M's peak; 7,000 s, peak 3,000 MB |")
