@@ -241,9 +241,11 @@ def test_an_interrupt_swallowed_inside_c_code_still_stops_the_reading(tmp_path, 
 
 
 def _in_a_fresh_process(script: str) -> list[str]:
-    """Run `script` in a new Python (the signal state a command starts with, none of the test session's threads and
-    handlers) and return what it printed, a line at a time."""
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    """Run `script` in a new Python with Ctrl-C enabled, as a terminal runs a command (none of the test session's
+    threads and handlers; a test run started as a background job has SIGINT ignored, and its children with it), and
+    return what it printed, a word at a time."""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
