@@ -38,12 +38,10 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
     out = Path(settings.out)
     created, tmp, succeeded = False, None, False
     try:
-        # each folder made and recorded, or not made: an interrupt in between would leave it behind
-        with interrupts.held():
-            created = not out.exists()
-            out.mkdir(parents=True, exist_ok=True)
+        created = not out.exists()  # set before the folder is made: an interrupt after it still removes it
+        out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
-        with interrupts.held():
+        with interrupts.held():  # made and recorded, or not made: an interrupt in between would leave it behind
             tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
             (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
         report = execute(settings, tmp, STAGES, classifier=classifier, scanner=scanner, engine=engine, progress=progress,

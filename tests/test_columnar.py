@@ -261,7 +261,7 @@ def test_labels_checked_column_wise_equal_the_record_path(tmp_path, seed, label_
 
 
 def test_label_ids_and_ranks_of_other_types_take_the_column_wise_path_as_the_record_path(tmp_path, label_record_calls):
-    """Integer label ids (0 is an id: it took the default id, as an empty string does), integer ids of prompts and labelers,
+    """Integer label ids (0 included: it is an id, not an absent one), integer ids of prompts and labelers,
     ranks of a narrower integer type: the same rows as one by one, all of them column-wise; a repeated integer id is
     refused naming its first record, as one by one."""
     def write(demo_ids):

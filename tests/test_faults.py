@@ -43,11 +43,17 @@ def built_out(tmp_path_factory, scanner, classifier) -> Path:
     return out
 
 
+def _ctrl_c_enabled() -> None:
+    """A child's SIGINT at its default, as a terminal runs a command: a test run started as a background job has it
+    ignored, and its children with it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_build(log: Path, out: Path, stderr_path: Path) -> subprocess.Popen:
     """`instructkit build` in its own process group with Ctrl-C enabled, as a terminal runs it."""
     return subprocess.Popen([*CLI, "-v", "build", "--source", f"parquet:{log}", "--out", str(out), "--quiet", "--workers", "2"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(stderr_path, "w"), start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_ctrl_c_enabled)
 
 
 def _wait_for(condition, timeout: float = 120) -> None:
@@ -241,11 +247,10 @@ def test_an_interrupt_swallowed_inside_c_code_still_stops_the_reading(tmp_path, 
 
 
 def _in_a_fresh_process(script: str) -> list[str]:
-    """Run `script` in a new Python with Ctrl-C enabled, as a terminal runs a command (none of the test session's
-    threads and handlers; a test run started as a background job has SIGINT ignored, and its children with it), and
-    return what it printed, a word at a time."""
+    """Run `script` in a new Python with Ctrl-C enabled (none of the test session's threads and handlers) and return
+    what it printed, a word at a time."""
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                          preexec_fn=_ctrl_c_enabled)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 

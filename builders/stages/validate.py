@@ -298,7 +298,6 @@ def _ranking(rec: RawRecord, n: int, max_chars: int) -> dict:
     }
 
 
-
 def _plain_labels(df: pl.DataFrame, kinds: np.ndarray, max_chars: int) -> pl.DataFrame | None:
     """The label rows of `df` (`kinds`: "demonstration" or "ranking" per row) checked and typed column-wise as
     `_demonstration` and `_ranking` would type them, with `kind`, `given_id` (the label's own id, null where the
