@@ -21,6 +21,7 @@ from pathlib import Path
 import regex as re
 
 from builders.pii.identifiers import Span
+from builders.pii.prefilter import StartGate
 
 PERSON = "PERSON"
 DATA = Path(__file__).resolve().parent / "data"
@@ -39,6 +40,8 @@ _RELATION = (r"wife|husband|son|daughter|friend|boss|manager|mother|father|mom|m
 _TITLES = (r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Sig\.ra|Sig|Sra|Sr|Srta|Herr|Frau|Fr|Hr|Dott|Dott\.ssa|"
            r"Ing|Avv|Rev|Capt|Lt|Sgt|Col|Gen|Hon|Shri|Smt|Kumari|Univ\.Prof")
 _END = r"(?![\w'’])"
+# "Name:", "Full legal name:", "Name of the tenant:"; the one cue that may begin with any word (no other holds "name")
+_NAME_LABEL = r"\b(?:[\w'’]+[ \t]+){0,3}name(?:[ \t]+[\w'’]+){0,3}[ \t]*:"
 # After these a capitalised word is a person's name, whatever NER says.
 STRONG_CUE = (
     rf"(?i:\b(?:my|his|her|their|our|your)[ \t]+(?:(?:full|first|last|maiden|legal|real)[ \t]+)?(?:name|nickname)[ \t]+is|"
@@ -49,7 +52,7 @@ STRONG_CUE = (
     rf"prepared|created|shared|booked|ordered|paid|authored|directed|produced|painted|composed|sung|played)[ \t]+by|"
     rf"\bnamed|\bcalled|\b(?:my|our|his|her|their|your)[ \t]+(?:new[ \t]+|old[ \t]+|best[ \t]+|dear[ \t]+|late[ \t]+)?(?:{_RELATION}),?|"
     rf"\b(?:{_RELATION}|family|widow|widower|parents|children|estate|memory|funeral|wedding|birthday|grave)[ \t]+(?:to|of)|"
-    rf"\b(?:[\w'’]+[ \t]+){{0,3}}name(?:[ \t]+[\w'’]+){{0,3}}[ \t]*:|\b(?:maiden[ \t]+|full[ \t]+|first[ \t]+|last[ \t]+|legal[ \t]+|sur)?name(?:[ \t]+(?:is|was|of|on|in))?[ \t]*[:\-]?|"
+    rf"{_NAME_LABEL}|\b(?:maiden[ \t]+|full[ \t]+|first[ \t]+|last[ \t]+|legal[ \t]+|sur)?name(?:[ \t]+(?:is|was|of|on|in))?[ \t]*[:\-]?|"
     rf"\bme[ \t]+and|\b(?:said|whispered|shouted|replied|wrote|says)[ \t]+to|"
     rf"\b(?:tell|ask|forward(?:[ \t]+(?:this|it|that))?[ \t]+to|send(?:[ \t]+(?:this|it|that))?[ \t]+to|reply[ \t]+to|write[ \t]+to|"
     rf"remind|invite|thank|text|pay|owe|owes|marry|married|dating|congratulate|introduce[ \t]+(?:me|us)[ \t]+to)|"
@@ -94,6 +97,8 @@ NAME_WORD = r"(?:\p{Lu}[\p{L}\p{M}]*(?:['’-]\p{L}[\p{L}\p{M}]*)*|\p{Lu}\.)"  #
 NAME = rf"{NAME_WORD}(?:[ \t]+(?:{NAME_PARTICLE}[ \t]+){{0,2}}{NAME_WORD}){{0,3}}"
 NAME_RE = re.compile(rf"(?<![\w'’-]){NAME}")
 CUE_NAME = re.compile(rf"(?:{STRONG_CUE}|(?P<title>{TITLE_CUE}))[ \t]*[,:\-]?[ \t]*\n?[ \t]*(?P<name>{NAME})")
+# the words where CUE_NAME may start, in a text without "name" (builders/pii/prefilter.py)
+_CUE_GATE = StartGate(folded=[STRONG_CUE.replace(_NAME_LABEL + "|", "", 1)], exact=[TITLE_CUE])
 INTRO_NAME_RE = re.compile(INTRO_NAME.format(name=NAME))
 WEAK_CUE_NAME = re.compile(rf"{WEAK_CUE}[ \t]+(?P<name>{NAME})")
 PREPOSITION_NAME = re.compile(rf"{PREPOSITION_CUE}[ \t]+(?P<name>{NAME})")
@@ -286,7 +291,7 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
         if label == PERSON and not any(map(str.isdigit, text[a:b])) and not _ordinary_word(text[a:b]):
             named.append((a, b, 0.85))
     # 2. a capitalised word after a strong cue or a title, a lower-case one after "my name is"
-    for m in CUE_NAME.finditer(text):
+    for m in _cue_names(text):
         span = _trim_name(text, m.start("name"), m.end("name"))
         if not span or (not m.group("title") and _labeled(span, entities, {"NORP", "LANGUAGE"})
                         and _is_english(text[span[0]:span[1]].split()[0])):  # "I'm Italian", not "to Giacomo"
@@ -388,6 +393,13 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
             continue
         out.append(Span(span[0], span[1], PERSON, score))
     return out
+
+
+def _cue_names(text: str):
+    """CUE_NAME.finditer(text): the same matches, tried only at the words that could begin a cue."""
+    if "name" in text.lower():  # the name label cue may start at any word
+        return CUE_NAME.finditer(text)
+    return _CUE_GATE.finditer(CUE_NAME, text)
 
 
 def _header_names(text: str, entities: list[tuple[int, int, str]], direct: list[Span]) -> list[tuple[int, int, float]]:
