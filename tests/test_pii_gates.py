@@ -86,8 +86,14 @@ def test_prefixes_lists_what_a_match_can_start_with():
     assert prefixes(r"(?i:\bDR\.?)", 5, fold=True) == {"dr", "dr."}
     assert prefixes(r"\bDr\.?", 5, fold=False) == {"Dr", "Dr."}
     assert prefixes(r"\bco-?op", 3, fold=True) == {"co-", "coo"}
+    assert prefixes(r"\b(?:ab){3}c", 2, fold=True) == {"ab"}  # settled before its third repetition
+    assert prefixes(r"\b(?:a|bc){2,}", 3, fold=True) == {"aa", "aaa", "aab", "abc", "bca", "bcb"}
     with pytest.raises(Unbounded):
         prefixes(r"\b\w+name", 5, fold=True)
+    with pytest.raises(Unbounded):
+        prefixes(r"(?i:\bdr)", 5, fold=False)
+    with pytest.raises(Unbounded):
+        prefixes(r"(?i)\bdr", 5, fold=False)
     with pytest.raises(Unbounded):
         prefixes(r"\b[^x]y", 5, fold=True)
 

@@ -52,6 +52,8 @@ def prefixes(pattern: str, length: int, *, fold: bool) -> frozenset[str]:
                 else:
                     raise Unbounded(f"{kind} in {pattern[:60]!r}")
             return done | {s + c for s in todo for c in chars}
+        if op == C.SUBPATTERN and arg[1] & C.SRE_FLAG_IGNORECASE and not fold:
+            raise Unbounded(f"a case-insensitive part in {pattern[:60]!r}, whose prefixes were asked case-sensitively")
         if op in (C.SUBPATTERN, C.ATOMIC_GROUP):
             return seq(arg[-1] if op == C.SUBPATTERN else arg, states)
         if op == C.BRANCH:
@@ -59,16 +61,16 @@ def prefixes(pattern: str, length: int, *, fold: bool) -> frozenset[str]:
         if op in _REPEATS:
             low, high, sub = arg
             out, cur = set(), states
-            for k in range(0, low + length + 1):
+            for k in range(0, low + length + 2):
                 if k >= low:
                     out |= cur
                 if k == high:
-                    break
+                    return out
                 nxt = seq(sub, cur)
-                if nxt == cur:
-                    break
+                if nxt == cur:  # more repetitions change nothing: every count from here on, `low` included, gives cur
+                    return out | cur
                 cur = nxt
-            return out
+            raise Unbounded(f"a repetition in {pattern[:60]!r} that never stops adding prefixes")
         raise Unbounded(f"{op} in {pattern[:60]!r}")
 
     def seq(nodes, states: set[str]) -> set[str]:
@@ -76,7 +78,10 @@ def prefixes(pattern: str, length: int, *, fold: bool) -> frozenset[str]:
             states = one(node, states)
         return states
 
-    return frozenset(seq(sre_parse.parse(pattern), {""}))
+    parsed = sre_parse.parse(pattern)
+    if parsed.state.flags & C.SRE_FLAG_IGNORECASE and not fold:
+        raise Unbounded(f"{pattern[:60]!r} is case-insensitive; its prefixes were asked case-sensitively")
+    return frozenset(seq(parsed, {""}))
 
 
 def starts_at_word(pattern: str) -> bool:
