@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import regex as re
 
+from builders.pii.prefilter import matches_at
+
 # USPS Publication 28, Appendix C1 (street suffixes: names and standard abbreviations), and common UK names.
 USPS_SUFFIXES = """
 allee alley ally aly anex annex annx anx arc arcade av ave aven avenu avenue avn avnue bayou bayoo byu bch beach bend bnd
@@ -175,13 +177,7 @@ def _streets(text: str):
         last_end = w.end()
     starts = sorted({s.start() for a, b in regions for s in _WORD_START.finditer(text, a, b)}
                     | {s.start() for s in _HOUSE_START.finditer(text)})
-    end = 0
-    for at in starts:
-        if at >= end:
-            m = STREET.match(text, at)
-            if m:
-                yield m
-                end = m.end()
+    return matches_at(STREET, text, starts)
 
 
 def find_addresses(text: str) -> list[tuple[int, int]]:

@@ -145,11 +145,16 @@ class StartGate:
 
     def finditer(self, pattern, text: str):
         """pattern.finditer(text), for the pattern this gate was made from."""
-        end = 0
-        for g in (self._ascii if text.isascii() else self._unicode).finditer(text):
-            at = g.start()
-            if at >= end:
-                m = pattern.match(text, at)
-                if m:
-                    yield m
-                    end = m.end()
+        return matches_at(pattern, text, (g.start() for g in (self._ascii if text.isascii() else self._unicode).finditer(text)))
+
+
+def matches_at(pattern, text: str, starts):
+    """pattern.finditer(text) where every match starts at one of `starts` (ascending positions): the pattern is
+    asked at each, from the end of the previous match on, as finditer would move on."""
+    end = 0
+    for at in starts:
+        if at >= end:
+            m = pattern.match(text, at)
+            if m:
+                yield m
+                end = m.end()
