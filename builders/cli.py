@@ -30,13 +30,14 @@ def _add_build(sub) -> None:
 
 def _cmd_build(args) -> int:
     from builders.flags import flag_names, given
-    from builders.pipeline import build
     from builders.settings import BuildSettings
 
     overrides = given(args, BuildSettings)
     flags = {k: v for k, v in flag_names(BuildSettings).items() if k in overrides}
     with naming(flags, args.config):
         settings = BuildSettings.from_yaml(args.config, **overrides) if args.config else BuildSettings(**overrides)
+        from builders.pipeline import build  # polars, the stages: only once the settings are known to be good
+
         report = build(settings, progress=not args.quiet)
     _print_summary(report, settings.out)
     return 0

@@ -3,12 +3,14 @@ swaps the outputs in atomically."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from builders import interrupts
+from builders.errors import InputError
 from builders.settings import BuildSettings
 from builders.stages import cap, classify, dedup, pii, split
 from builders.stages.pii import PiiScanner
@@ -31,19 +33,25 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
     from builders.executor import execute
 
     settings = settings or BuildSettings()
-    if classifier is None:
-        from taxonomy.model import load_model
-
-        classifier = load_model(settings.classifier)
     out = Path(settings.out)
+    if out.exists() and not out.is_dir():  # before the minutes of loading models, not after
+        raise InputError("is a file, not a folder: give a folder for sft/, rm/, ppo/ and build_report.json", field="out",
+                         detail=str(out))
     created, tmp, succeeded = False, None, False
     try:
         created = not out.exists()  # set before the folder is made: an interrupt after it still removes it
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-        with interrupts.held():  # made and recorded, or not made: an interrupt in between would leave it behind
-            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
-            (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(out)
+            with interrupts.held():  # made and recorded, or not made: an interrupt in between would leave it behind
+                tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+                (tmp / OWNER_FILE).write_text(str(os.getpid()), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write there: {exc.strerror or exc}", field="out", detail=str(out)) from None
+        if classifier is None:
+            from taxonomy.model import load_model
+
+            classifier = load_model(settings.classifier)
         report = execute(settings, tmp, STAGES, classifier=classifier, scanner=scanner, engine=engine, progress=progress,
                          chunk_rows=chunk_rows, batch_rows=batch_rows, on_stage=on_stage)
         with interrupts.held():  # all outputs are swapped in, or none: an interrupt waits for the swap
@@ -53,6 +61,11 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
                     target.replace(tmp / f"old-{name}")
                 (tmp / name).replace(target)
         succeeded = True
+    except Exception as exc:
+        if _out_of_space(exc):  # spills and outputs need about the input's size on --out's disk
+            raise InputError("no space left on the disk of the output folder (a build needs about the input's size "
+                             "there for its spills and outputs)", field="out", detail=str(out)) from None
+        raise
     finally:
         with interrupts.held():  # a second Ctrl-C does not leave half a temporary folder behind
             if tmp is not None:
@@ -63,6 +76,11 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
 
 
 OWNER_FILE = ".owner-pid"
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """A full disk, as Python (OSError ENOSPC) or polars/Arrow (an IO error whose message carries it) report it."""
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
 def remove_stale_temporaries(out: Path) -> list[Path]:

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-SOURCES = ("labeler", "api")
-PROMPT_TYPES = ("plain", "few_shot", "user_based")
-ROLES = ("system", "user", "assistant")
-KINDS = ("prompt", "demonstration", "ranking")
+from builders.vocabulary import KINDS, PROMPT_TYPES, ROLES, SOURCES  # noqa: F401 (the schema's vocabularies)
+
 
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 

@@ -10,6 +10,9 @@ import yaml
 
 from builders.errors import InputError
 from builders.flags import check_choices, setting
+from builders.vocabulary import SOURCES
+
+MAX_TEXT_CHARS = 1_000_000  # spaCy's default nlp.max_length: the PII stage's NER refuses longer texts (E088)
 
 
 @dataclass
@@ -27,7 +30,7 @@ class BuildSettings:
               help='`fail`: stop at the first malformed record; `skip`: drop it and list it in the report.')
     max_prompt_chars: int = setting(100_000,
               help=('Longer prompts, demonstrations or completions are rejected as malformed (a 10 MB paste is not a '
-                    'prompt).'))
+                    'prompt). At most 1,000,000: the PII stage\'s language model reads no longer text.'))
 
     dedup_prefix_chars: int = setting(200,
               help=('Prompts are compared on their first 200 normalised characters: few-shot templates share preambles '
@@ -61,6 +64,10 @@ class BuildSettings:
 
     ppo_sources: list[str] = setting(default_factory=lambda: ["api"], metavar="SOURCE,...",
               help='Prompt sources that feed the PPO dataset (the paper used customer prompts only).')
+    allow_empty: bool = setting(False,
+              help=('Write a dataset that ends up with no rows (e.g. a log with prompts but no labels gives no SFT or '
+                    'RM data) as a folder `load_dataset` reads with 0 rows; by default an empty dataset is an error '
+                    'that says why.'))
     license: str | None = setting(None,
               help='Licence in the dataset cards; by default taken from the sources.')
 
@@ -93,6 +100,13 @@ class BuildSettings:
             raise InputError("must be at least 1", field="workers")
         if self.cap_per_user < 1:
             raise InputError("must be at least 1", field="cap_per_user")
+        if not 1 <= self.max_prompt_chars <= MAX_TEXT_CHARS:
+            raise InputError(f"must be between 1 and {MAX_TEXT_CHARS:,} (the PII stage's language model reads no longer "
+                             "text)", field="max_prompt_chars")
+        unknown = [s for s in self.ppo_sources if s not in SOURCES]
+        if unknown or not self.ppo_sources:
+            raise InputError(f"prompt sources are {', '.join(SOURCES)}" + (f": got {', '.join(map(repr, unknown))}" if unknown else
+                             ": give at least one"), field="ppo_sources")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides) -> "BuildSettings":

@@ -275,3 +275,16 @@ def test_repeated_prompt_ids_keep_the_first_and_labels_still_find_it(tmp_path):
             v.add(rec)
     v._close_prompts()
     assert v.known.to_list() == ["a", "b", "c"]
+
+
+def test_a_label_of_a_rejected_prompt_says_its_prompt_was_rejected_and_where(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [
+        prompt("a", "ok"),
+        prompt("b", "bad source", source="twitter"),
+        {"prompt_id": "b", "labeler_id": "l", "completion": "a reply to a rejected prompt"},
+        {"prompt_id": "nope", "labeler_id": "l", "completion": "orphan"},
+    ])
+    _, result = run(f, on_error="skip")
+    reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
+    assert reasons[f"{f}:3"] == "invalid: field 'prompt_id': its prompt was rejected"
+    assert reasons[f"{f}:4"] == "invalid: field 'prompt_id': no prompt with this prompt_id"

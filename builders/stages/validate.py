@@ -505,6 +505,7 @@ class Validator:
         self.prompt_table: pl.DataFrame | None = None  # set once every prompt is in
         self.known: pl.Series | None = None  # the valid prompt ids, sorted
         self.pending: list[RawRecord] = []  # labels waiting for a batch check of their prompt ids
+        self.rejected_prompts: dict[str, str] = {}  # id → record of each prompt rejected here: its labels say so
         self.label_keys = _LabelKeys(label_keys)
 
     def _reject(self, origin: str, kind: str, err: InputError) -> None:
@@ -512,6 +513,12 @@ class Validator:
             raise err
         # grouped by fault: no path, line or raw value in the reason (the record id carries file:line)
         self.dropped.append((origin, kind, NAME, f"invalid: {err.category()}"))
+
+    def _reject_prompt(self, rec: RawRecord, err: InputError) -> None:
+        self._reject(rec.origin, "prompt", err)
+        pid = rec.data.get("prompt_id") if isinstance(rec.data, dict) else None
+        if isinstance(pid, (str, int)) and not isinstance(pid, bool) and str(pid).strip():  # as _req_str reads it
+            self.rejected_prompts.setdefault(str(pid).strip(), rec.origin)
 
     def add(self, rec: RawRecord) -> None:
         self.n_in[_input_kind(rec)] += 1
@@ -525,7 +532,7 @@ class Validator:
         try:
             row = _prompt(rec, self.max_chars)
         except InputError as err:
-            self._reject(rec.origin, "prompt", err)
+            self._reject_prompt(rec, err)
             return
         row["_row"] = self.next_row
         self.next_row += 1
@@ -551,7 +558,7 @@ class Validator:
             try:
                 row = _prompt(rec, self.max_chars)
             except InputError as err:
-                self._reject(rec.origin, "prompt", err)
+                self._reject_prompt(rec, err)
                 continue
             row["_pos"] = rec.line - raw.first_line
             slow.append(row)
@@ -708,6 +715,9 @@ class Validator:
             if kind not in ("demonstration", "ranking"):
                 raise InputError("unknown record kind (prompt, demonstration or ranking)", file=rec.file, line=rec.line, field="kind", detail=f"got {kind!r}")
             pid = _req_str(rec, "prompt_id")
+            if not is_known and pid in self.rejected_prompts:
+                raise InputError("its prompt was rejected", file=rec.file, line=rec.line, field="prompt_id",
+                                 detail=f"{pid!r} at {self.rejected_prompts[pid]}")
             if not is_known:
                 raise InputError("no prompt with this prompt_id", file=rec.file, line=rec.line, field="prompt_id", detail=repr(pid))
             n = last_n[f"{kind}:{pid}"] = last_n.get(f"{kind}:{pid}", -1) + 1

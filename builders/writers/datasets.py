@@ -18,6 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builders.errors import InputError
 from builders.memory import release_memory
 from builders.stages import drop_rows
 from builders.stages.split import SPLITS
@@ -123,6 +124,13 @@ class SortedShards:
             df.write_parquet(path, compression="lz4")
             self.parts.append(path)
 
+    def write_empty(self) -> dict[str, dict]:
+        """A train split of no rows (the schema only), for a dataset the user allowed to be empty."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # no row group at all: `datasets` reads a 0-row group with a batch size of 0 and fails
+        pq.ParquetWriter(_shard_path(self.folder, "train", 0, 1), self.schema, compression="zstd").close()
+        return {"train": {"num_examples": 0, "num_bytes": 0}}
+
     def finish(self) -> dict[str, dict]:
         self.folder.mkdir(parents=True, exist_ok=True)
         keys = pl.concat([pl.read_parquet(p, columns=["split", *self.key]).select(
@@ -206,13 +214,31 @@ class Outputs:
         """The use case of every API prompt, in the order the batches came."""
         return pl.concat(self._api_categories).cast(pl.String).to_list() if self._api_categories else []
 
-    def finish(self) -> dict[str, dict[str, dict]]:
-        """Write every file; returns dataset -> config -> split -> {num_examples, num_bytes}."""
+    def finish(self, allow_empty: bool = False) -> dict[str, dict[str, dict]]:
+        """Write every file; returns dataset -> config -> split -> {num_examples, num_bytes}. A config with no rows
+        is left without files (an error for the caller to raise), or with `allow_empty` written as a 0-row train
+        split that `load_dataset` reads with the right features."""
         infos: dict[str, dict] = {}
         for (name, cfg), shards in self.shards.items():
-            infos.setdefault(name, {})[cfg] = shards.finish()
+            infos.setdefault(name, {})[cfg] = shards.finish() or (shards.write_empty() if allow_empty else {})
         shutil.rmtree(self.spill, ignore_errors=True)
         return infos
+
+
+_LABELS = {"sft": ("demonstrations", "demonstration"), "rm": ("rankings", "ranking")}
+
+
+def _why_empty(name: str, accounting: dict, ppo_sources: list[str]) -> str:
+    """One clause on why a dataset has no rows, from the build's accounting."""
+    if name == "ppo":
+        return f"ppo: 0 prompts after the pipeline: no kept prompt has a source in --ppo-sources ({', '.join(ppo_sources)})"
+    kind, one = _LABELS[name]
+    what = "comparisons" if name == "rm" else "demonstrations"
+    validated = accounting[kind]["validated"]
+    if not validated:
+        return f"{name}: 0 {what} after the pipeline: the input has no {one} records"
+    return (f"{name}: 0 {what} after the pipeline: none of the {validated:,} {kind} read reached it (with "
+            f"--allow-empty, build_report.json lists each dropped record and why)")
 
 
 def write_outputs(out: Path, settings, *, outputs: Outputs, ledger, stages, sources, classifier, seconds: dict) -> dict:
@@ -222,11 +248,15 @@ def write_outputs(out: Path, settings, *, outputs: Outputs, ledger, stages, sour
     from builders.writers.card import write_card
     from builders.writers.report import build_report, write_report
 
-    infos = outputs.finish()
+    infos = outputs.finish(settings.allow_empty)
     for s in sources:
         ledger.drop(s.dropped_rows())
     report = build_report(settings, outputs=outputs, ledger=ledger, infos=infos, stages=stages, sources=sources,
                           classifier=classifier)
+    empty = [name for name, cfgs in infos.items() if not cfgs["default"]]
+    if empty:
+        raise InputError("; ".join(_why_empty(name, report["accounting"], settings.ppo_sources) for name in empty)
+                         + ". Nothing was written; give --allow-empty to write empty datasets anyway")
     for name, cfgs in infos.items():
         write_card(out / name, name, {cfg: (*DATASETS[name][cfg], splits) for cfg, splits in cfgs.items()}, report)
     write_report(report, ledger.dropped_rows(), out / "build_report.json")

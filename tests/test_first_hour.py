@@ -1,0 +1,85 @@
+"""What a new user meets in the first hour: instant help, one-line errors before any model loads, no silently
+empty datasets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from instructkit.cli import main
+from tests.conftest import ROOT, write_jsonl
+
+HEAVY = ("sklearn", "torch", "transformers", "polars", "spacy", "scipy", "pandas", "pyarrow", "datasets", "trl",
+         "presidio_analyzer")
+# `train sft|rm|ppo --help` list TRL's own options (TrlParser), which need TRL and so torch: the one exception
+COMMANDS = [[], ["build"], ["push"], ["pii"], ["classify"], ["taxonomy", "train"], ["taxonomy", "eval"], ["bench", "run"],
+            ["bench", "pii"], ["bench", "generate"], ["eval"], ["score-toxicity"]]
+
+
+def _heavy_modules_after(argv: list[str]) -> list[str]:
+    code = ("import sys\nfrom instructkit.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1].replace("'", '"'))
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "instructkit")
+def test_help_imports_no_heavy_library(command):
+    assert _heavy_modules_after([*command, "--help"]) == []
+
+
+def test_a_bad_setting_is_refused_before_any_heavy_import():
+    assert _heavy_modules_after(["build", "--ppo-sources", "apii"]) == []
+
+
+def test_an_unknown_ppo_source_is_refused_with_the_known_ones(capsys):
+    assert main(["build", "--ppo-sources", "api,apii"]) == 2
+    assert capsys.readouterr().err.strip() == "instructkit: error: --ppo-sources: prompt sources are labeler, api: got 'apii'"
+
+
+def test_a_prompt_limit_longer_than_the_pii_stage_reads_is_refused(capsys):
+    assert main(["build", "--max-prompt-chars", "6000000"]) == 2
+    assert "--max-prompt-chars: must be between 1 and 1,000,000" in capsys.readouterr().err
+
+
+def test_an_output_path_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    afile = tmp_path / "outfile.txt"
+    afile.write_text("mine")
+    assert main(["build", "--out", str(afile), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (f"instructkit: error: --out: is a file, not a folder: give a folder for "
+                                               f"sft/, rm/, ppo/ and build_report.json: {afile}")
+    assert main(["build", "--out", str(afile / "sub"), "--quiet"]) == 2
+    assert "--out: cannot write there" in capsys.readouterr().err
+    assert afile.read_text() == "mine"
+
+
+def _prompts_only(tmp_path):
+    rows = [{"prompt_id": f"p{i}", "user_id": f"u{i % 5}", "source": "api",
+             "text": f"Write a poem about the number {i} and the sea {i * 7}."} for i in range(12)]
+    return write_jsonl(tmp_path / "prompts.jsonl", rows)
+
+
+@pytest.mark.slow
+def test_a_log_without_labels_is_an_error_that_says_which_datasets_and_why(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["build", "--source", f"jsonl:{_prompts_only(tmp_path)}", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "sft: 0 demonstrations after the pipeline: the input has no demonstration records" in err
+    assert "rm: 0 comparisons after the pipeline: the input has no ranking records" in err
+    assert "--allow-empty" in err and "ppo:" not in err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_allow_empty_writes_empty_datasets_with_their_features(tmp_path):
+    from datasets import load_dataset
+
+    out = tmp_path / "out"
+    assert main(["build", "--source", f"jsonl:{_prompts_only(tmp_path)}", "--out", str(out), "--quiet", "--allow-empty"]) == 0
+    sft = load_dataset(str(out / "sft"), streaming=True)["train"]  # datasets refuses a 0-row split unless streaming
+    assert list(sft) == [] and {"prompt", "completion", "messages"} <= set(sft.features)
+    assert json.loads((out / "build_report.json").read_text())["datasets"]["sft"]["default"] == {"train": 0}
+    assert load_dataset(str(out / "ppo"))["train"].num_rows > 0
