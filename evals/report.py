@@ -38,7 +38,7 @@ def headline(results: dict) -> dict[str, str]:
     m, row = results["metrics"], {}
     if "winrate" in m:
         w = m["winrate"]
-        judge = w.get("judge_label") or w.get("judge", "?")
+        judge = w.get("judge_label") or w.get("judge", "?").replace("_", " ")  # runs from before judge_label
         row[f"win-rate vs baseline (judge: {judge})"] = _ci(w["overall"])
         row[f"length-controlled win-rate (judge: {judge})"] = _lc(w["length_controlled"])
         if w.get("judge_note"):
@@ -198,7 +198,7 @@ def _per_prompt(d: str, results: dict) -> dict[str, tuple[dict[str, float], dict
     m = results["metrics"]
     files = []
     if "winrate" in m:
-        judge = m["winrate"].get("judge_label") or m["winrate"].get("judge", "?")
+        judge = m["winrate"].get("judge_label") or m["winrate"].get("judge", "?").replace("_", " ")
         files.append(("winrate_samples.jsonl", {f"win-rate vs baseline (judge: {judge})": "outcome"}))
     if "truthfulqa" in m:
         files.append(("truthfulqa_samples.jsonl", {"% truthful (judged)": "truthful",
