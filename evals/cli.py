@@ -39,15 +39,12 @@ def _cmd_eval(args) -> int:
         return _cmd_train_toxicity(args)
     if args.compare:
         if args.compare[0] != "compare" or len(args.compare) < 2:
-            raise SystemExit("usage: instructkit eval compare DIR [DIR ...]   or   instructkit eval train-judge   or   "
-                             "instructkit eval --model CKPT ...")
+            print("usage: instructkit eval compare DIR [DIR ...]   or   instructkit eval train-judge   or   "
+                  "instructkit eval --model CKPT ...", file=sys.stderr)
+            return 2
         from evals.report import compare
 
-        try:
-            print(compare(args.compare[1:]))
-        except FileNotFoundError as exc:
-            print(f"instructkit: error: {exc}", file=sys.stderr)
-            return 2
+        print(compare(args.compare[1:]))  # a folder or results.json that is not one raises InputError: one line, status 2
         return 0
     from builders.errors import InputError, with_flag
     from builders.flags import given

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from builders.flags import setting
 
 TASKS = ("winrate", "truthfulqa", "toxicity")
+# github.com/sylinrl/TruthfulQA at a commit whose data/v0/TruthfulQA.csv is the original 817-question release
+TRUTHFULQA_COMMIT = "d71c110897f5d31c5d7f309e7bc316c152f6f031"
 
 
 @dataclass
@@ -18,7 +20,8 @@ class EvalConfig:
                                 "openai:BASE_URL#MODEL")
     tasks: list[str] = setting(default_factory=lambda: list(TASKS), metavar="TASK,...",
                                help="comma-separated subset of winrate,truthfulqa,toxicity")
-    limit: int | None = setting(None, help="at most this many prompts / questions per task")
+    limit: int | None = setting(None, help="at most this many prompts / questions per task: a random subset drawn "
+                                "with --seed (TruthfulQA's MC and generation tasks get the same questions)")
     data_dir: str | None = setting(None, help="local copies of the public benchmarks (e.g. ../shared/data); default: the Hub")
     out: str = setting("eval_out", help="output folder; rerunning into it resumes from cached generations")
     prompts: str = setting("builders/ppo", help="win-rate prompts: a built PPO folder (its test split) or a file")
@@ -29,8 +32,9 @@ class EvalConfig:
                                     help="TruthfulQA generation judges: reference (compare with the question's reference "
                                     "answers; `instructkit eval train-judge` trains them once), tfidf, or auto: reference "
                                     "when trained for this data, else tfidf")
-    truthfulqa_revision: str = setting("main", help="branch, tag or commit of github.com/sylinrl/TruthfulQA for the "
-                                       "judge data (online only)")
+    truthfulqa_revision: str = setting(TRUTHFULQA_COMMIT, help="commit (or branch, tag) of github.com/sylinrl/TruthfulQA "
+                                       "for the questions (data/v0/TruthfulQA.csv) and the judge data (online only); "
+                                       "default: a commit that serves the original 817-question release")
     max_new_tokens: int = setting(128, help="reply length cap (replies end at their end-of-turn token)")
     temperature: float = setting(0.7, help="win-rate sampling temperature (pure nucleus sampling)")
     top_p: float = setting(0.95, help="nucleus sampling's top-p")

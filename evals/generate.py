@@ -1,10 +1,12 @@
-"""Generations from any Hugging Face causal LM, cached on disk by model, prompt and decoding settings, so an
+"""Generations from any Hugging Face causal LM, cached on disk by the model's weights (a hash of them, not its path:
+a checkpoint retrained into the same folder is not served old answers), prompt and decoding settings, so an
 interrupted evaluation resumes where it stopped. The model's chat template is used when it has one."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,11 +87,48 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
-class GenerationCache:
-    """Append-only JSONL of {key, text}: one file per (model, decoding settings)."""
+WEIGHT_FILES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
-    def __init__(self, folder: str | Path, model_id: str, decoding: Decoding):
-        self.path = Path(folder) / f"{_digest(model_id, decoding.key())}.jsonl"
+
+def weights_fingerprint(model_or_path, memo: str | Path | None = None) -> str:
+    """sha256 of a checkpoint's weights. A local folder: its weight files' bytes, streamed (remembered in `memo`, a
+    JSON file, per path, size and modification time, so an unchanged folder is hashed once). Anything else (a Hub
+    id, a loaded model): the state dict's tensors, by name, dtype, shape and bytes."""
+    folder = Path(model_or_path) if isinstance(model_or_path, (str, Path)) else None
+    if folder is not None and folder.is_dir():
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.name.endswith(WEIGHT_FILES))  # what from_pretrained reads
+        if files:
+            stamp = json.dumps([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
+            seen = json.loads(Path(memo).read_text(encoding="utf-8")) if memo and Path(memo).exists() else {}
+            if stamp in seen:
+                return seen[stamp]
+            h = hashlib.sha256()
+            for f in files:
+                h.update(f.name.encode() + b"\0")
+                with open(f, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            if memo:
+                seen[stamp] = h.hexdigest()
+                Path(memo).parent.mkdir(parents=True, exist_ok=True)
+                tmp = Path(f"{memo}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(seen), encoding="utf-8")
+                tmp.replace(memo)
+            return h.hexdigest()
+    if folder is not None:
+        raise ValueError(f"{model_or_path}: not a folder with weights; pass the loaded model to hash its tensors")
+    h = hashlib.sha256()
+    for name, t in sorted(model_or_path.state_dict().items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class GenerationCache:
+    """Append-only JSONL of {key, text}: one file per (model weights, decoding settings)."""
+
+    def __init__(self, folder: str | Path, weights: str, decoding: Decoding):
+        self.path = Path(folder) / f"{_digest(weights, decoding.key())}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: dict[str, str] = {}
         if self.path.exists():
@@ -122,6 +161,9 @@ class Generator:
         self.model = AutoModelForCausalLM.from_pretrained(model_id, trust_remote_code=trust_remote_code).to(self.device).eval()
         self.stop_ids = stop_token_ids(self.tok, self.model)
         self.cache_dir = cache_dir
+        # the cache key: the weights, whatever path they were loaded from
+        self.weights = (weights_fingerprint(model_id, Path(cache_dir) / "weights.json") if Path(model_id).is_dir()
+                        else weights_fingerprint(self.model)) if cache_dir else None
         self.batch_size = batch_size
         self.progress = progress
         self.calls = 0  # prompts actually run through the model (cache misses)
@@ -141,7 +183,7 @@ class Generator:
     def generate(self, prompts: list, decoding: Decoding, *, n: int = 1, chat: bool = True, desc: str = "generate",
                  on_batch: Callable[[int], None] | None = None) -> list[list[str]]:
         """`n` samples per prompt; cached by (model, decoding, rendered prompt, sample index)."""
-        cache = GenerationCache(self.cache_dir, self.model_id, decoding) if self.cache_dir else None
+        cache = GenerationCache(self.cache_dir, self.weights, decoding) if self.cache_dir else None
         rendered = [self.render(p, chat=chat) for p in prompts]
         keys = [[_digest(r, str(i)) for i in range(n)] for r in rendered]
         todo = [(pi, si) for pi in range(len(prompts)) for si in range(n) if not (cache and keys[pi][si] in cache.done)]

@@ -37,12 +37,17 @@ def loglik(model, tok, context: str, continuation: str) -> float:
     return float(logp[n_ctx - 1:].gather(1, target[:, None]).sum())
 
 
-def independent_mc(model_path: str, data_dir: Path, limit: int | None = None) -> dict:
+def independent_mc(model_path: str, data_dir: Path, limit: int | None = None, seed: int = 0) -> dict:
+    """MC1 and MC2 on the questions `instructkit eval --limit N --seed S` scores (all of them without a limit)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evals.truthfulqa import mc_indices, questions
 
     tok = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
-    rows = json.loads((Path(data_dir) / "truthfulqa" / "mc_task_v0.json").read_text(encoding="utf-8"))[:limit]
+    rows = json.loads((Path(data_dir) / "truthfulqa" / "mc_task_v0.json").read_text(encoding="utf-8"))
+    if limit:
+        rows = [rows[i] for i in mc_indices([r["question"] for r in rows], questions(data_dir, limit, seed))[0]]
     mc1, mc2 = [], []
     for r in rows:
         context = PREAMBLE + "\n\nQ: " + r["question"] + "\nA:"
@@ -59,9 +64,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(prog="python -m evals.mc_check", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="a local Hugging Face folder")
     ap.add_argument("--data-dir", required=True, help="folder holding truthfulqa/mc_task_v0.json")
-    ap.add_argument("--limit", type=int, help="the first N questions (as `instructkit eval --limit N`)")
+    ap.add_argument("--limit", type=int, help="N questions drawn as `instructkit eval --limit N --seed S` draws them")
+    ap.add_argument("--seed", type=int, default=0, help="the seed of that draw (default 0, as `instructkit eval`)")
     a = ap.parse_args()
-    print(json.dumps(independent_mc(a.model, Path(a.data_dir), a.limit), indent=2))
+    print(json.dumps(independent_mc(a.model, Path(a.data_dir), a.limit, a.seed), indent=2))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,25 @@ from pathlib import Path
 
 
 def _ci(m: dict) -> str:
-    lo, hi = m.get("ci95", [float("nan"), float("nan")])
-    flag = " (n < 10)" if m.get("small_sample") else ""
+    lo, hi = m.get("ci95") or [float("nan"), float("nan")]
+    flag = " (small: Wilson)" if m.get("small_sample") else ""
     return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]{flag}"
+
+
+def _lc(lc: dict) -> str:
+    """The length-controlled win-rate as text: "not fitted" when it is not, "extrapolated" when lengths barely overlap."""
+    if lc.get("value") is None:
+        return "not fitted"
+    text = _ci(lc) if lc.get("ci95") else f"{lc['value']:.3f}"
+    return text + (" (extrapolated)" if lc.get("extrapolated") else "")
+
+
+def _users(v: dict) -> str:
+    return "?" if v.get("users") is None else str(v["users"])
+
+
+MULTIPLE_COMPARISONS = ("Slice intervals are marginal 95% intervals: with ~10 slices about one may exclude its true value by "
+                        "chance.")
 
 
 JUDGE_KINDS = {"tfidf": "TF-IDF + logistic regression",
@@ -21,9 +37,12 @@ def headline(results: dict) -> dict[str, str]:
     """The numbers a user compares across runs, formatted with their intervals."""
     m, row = results["metrics"], {}
     if "winrate" in m:
-        row["win-rate vs baseline"] = _ci(m["winrate"]["overall"])
-        lc = m["winrate"]["length_controlled"]
-        row["length-controlled win-rate"] = _ci(lc) if "ci95" in lc else f"{lc['value']:.3f}"
+        w = m["winrate"]
+        judge = w.get("judge_label") or w.get("judge", "?").replace("_", " ")  # runs from before judge_label
+        row[f"win-rate vs baseline (judge: {judge})"] = _ci(w["overall"])
+        row[f"length-controlled win-rate (judge: {judge})"] = _lc(w["length_controlled"])
+        if w.get("judge_note"):
+            row["win-rate judge note"] = w["judge_note"]
     if "truthfulqa" in m:
         t = m["truthfulqa"]
         row["TruthfulQA MC1"] = _ci(t["mc"]["mc1"])
@@ -57,7 +76,7 @@ def write_report(results: dict, out: Path) -> None:
     lines += [f"| {k} | {v} |" for k, v in headline(results).items()]
     if "winrate" in m:
         w = m["winrate"]
-        lines += ["", f"## Win-rate by use case (judge: {w['judge']})", ""]
+        lines += ["", f"## Win-rate by use case (judge: {w.get('judge_label') or w['judge']})", ""]
         if w.get("judge_note"):
             lines += [f"Note: {w['judge_note']}.", ""]
         if w.get("invalid_judgements"):
@@ -65,14 +84,34 @@ def write_report(results: dict, out: Path) -> None:
                       "(asked twice) and are left out.", ""]
         if w["overall"].get("resampled"):
             lines += [f"Intervals resample whole users ({w['overall']['resampled']}): a user's prompts are not independent.", ""]
-        lines += ["| use case | n | win-rate [95%] | wins / ties / losses |", "|---|---|---|---|"]
-        lines += [f"| {c} | {v['n']} | {_ci(v)} | {v['wins']} / {v['ties']} / {v['losses']} |" for c, v in w["by_category"].items()]
+        lines += [f"Use cases are {w.get('categories', 'predicted by the taxonomy classifier')}: a slice holds the prompts "
+                  "assigned to that use case, misclassified ones included.", "",
+                  "| use case | prompts / users | win-rate [95%] | wins / ties / losses |", "|---|---|---|---|"]
+        lines += [f"| {c} | {v['n']} / {_users(v)} | {_ci(v)} | {v['wins']} / {v['ties']} / {v['losses']} |" for c, v in w["by_category"].items()]
         if any(v.get("small_sample") for v in w["by_category"].values()):
-            lines += ["", "(n < 10): too few prompts for a bootstrap; the interval is Wilson's, and wide for a reason."]
+            lines += ["", "(small: Wilson): fewer than 30 prompts, fewer than 10 users or every outcome equal: a bootstrap "
+                      "interval would be too narrow, so the interval is Wilson's (over users when they are few), and wide "
+                      "for a reason."]
+        if any(v.get("users") is None for v in w["by_category"].values()):
+            lines += ["", "Users \"?\": the prompts name no user, so each prompt counts as its own user."]
+        lines += ["", MULTIPLE_COMPARISONS]
         lc = w["length_controlled"]
+        lo, hi = lc.get("log_length_ratio_5_95", [float("nan")] * 2)
+        overlap = (f"{lc.get('near_equal_length_share', float('nan')):.0%} of pairs are of about equal length (|log length "
+                   f"ratio| < 0.1); the log ratio runs from {lo:.2f} to {hi:.2f} (5-95%).")
+        if lc.get("value") is None:
+            lc_text = f"The length-controlled win-rate is not fitted ({lc.get('note', '')}); raw {w['overall']['value']:.3f}."
+        else:
+            lc_text = (f"Length-controlled win-rate {_lc(lc)} (raw {w['overall']['value']:.3f}); the gap is how much of the win "
+                       "the length difference explains.")
+            if lc.get("extrapolated"):
+                lc_text += (" It is extrapolated: under 10% of pairs are near equal length, so the value is the fitted "
+                            "curve far from the data and its interval does not show the model-form error.")
+            if lc.get("failed_resamples"):
+                lc_text += (f" {lc['failed_resamples']} of {lc['resamples']} bootstrap resamples could not be fitted "
+                            "(one-sided outcomes) and count as their raw win-rate.")
         lines += ["", f"Length: model answers average {w['mean_length']['model']:.0f} characters, baseline "
-                  f"{w['mean_length']['baseline']:.0f}. Length-controlled win-rate {lc['value']:.3f} (raw {w['overall']['value']:.3f}); "
-                  "the gap is how much of the win the length difference explains."]
+                  f"{w['mean_length']['baseline']:.0f}; {overlap} {lc_text}"]
         fig, ax = plt.subplots(figsize=(7, 3.5))
         cats = list(w["by_category"])
         vals = [w["by_category"][c]["value"] for c in cats]
@@ -133,15 +172,96 @@ def write_report(results: dict, out: Path) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def compare(dirs: list[str]) -> str:
-    """A Markdown table with one column per run."""
-    runs = []
-    for d in dirs:
-        path = Path(d) / "results.json"
+def _load_run(d: str) -> dict:
+    from builders.errors import InputError
+
+    path = Path(d) / "results.json"
+    if not Path(d).is_dir():
+        raise InputError("no such folder (give `instructkit eval` output folders)", file=d)
+    if not path.exists():
+        raise InputError("not an `instructkit eval` output folder (no results.json)", file=d)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+        headline(results)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"is not JSON ({exc.msg} at line {exc.lineno})", file=str(path)) from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InputError(f"is not an `instructkit eval` results file (missing or malformed {exc})", file=str(path)) from None
+    return results
+
+
+def _per_prompt(d: str, results: dict) -> dict[str, tuple[dict[str, float], dict[str, str]]]:
+    """Per-prompt outcomes a run saved, by headline metric: ({prompt id: outcome}, {prompt id: user})."""
+    from builders.errors import InputError
+
+    out: dict = {}
+    m = results["metrics"]
+    files = []
+    if "winrate" in m:
+        judge = m["winrate"].get("judge_label") or m["winrate"].get("judge", "?").replace("_", " ")
+        files.append(("winrate_samples.jsonl", {f"win-rate vs baseline (judge: {judge})": "outcome"}))
+    if "truthfulqa" in m:
+        files.append(("truthfulqa_samples.jsonl", {"% truthful (judged)": "truthful",
+                                                   "% truthful and informative (judged)": "truthful_and_informative"}))
+    for name, metrics in files:
+        path = Path(d) / name
         if not path.exists():
-            raise FileNotFoundError(f"{d}: not an `instructkit eval` output folder (no results.json)")
-        runs.append((d, headline(json.loads(path.read_text(encoding="utf-8")))))
+            continue
+        from evals.winrate import prompt_id
+
+        values: dict = {k: ({}, {}) for k in metrics}
+        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                key = row["question"].strip() if "question" in row else (row.get("prompt_id") or prompt_id(row["prompt"]))
+                for metric, field in metrics.items():
+                    v = (row["truthful"] and row["informative"]) if field == "truthful_and_informative" else row[field]
+                    if v is not None:
+                        values[metric][0][key] = float(v)
+                        if row.get("user") is not None:
+                            values[metric][1][key] = str(row["user"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"not a per-prompt outcome row ({exc})", file=str(path), line=line_no) from None
+        out.update(values)
+    return out
+
+
+def paired_differences(dirs: list[str], seed: int = 0) -> list[tuple[str, str, dict]]:
+    """(metric, run, interval) of run minus the first run on the prompts both scored, for every metric whose
+    per-prompt outcomes both runs saved: a paired bootstrap (over users when the prompts name them)."""
+    from evals.stats import paired_difference
+
+    runs = [(d, _per_prompt(d, _load_run(d))) for d in dirs]
+    base_dir, base = runs[0]
+    out = []
+    for d, other in runs[1:]:
+        for metric, (a, users) in base.items():
+            if metric not in other:
+                continue
+            b = other[metric][0]
+            shared = sorted(set(a) & set(b))
+            if not shared:
+                continue
+            groups = [users.get(k) for k in shared]
+            groups = groups if all(u is not None for u in groups) else None
+            out.append((metric, d, paired_difference([b[k] for k in shared], [a[k] for k in shared], seed=seed, groups=groups)))
+    return out
+
+
+def compare(dirs: list[str]) -> str:
+    """A Markdown table with one column per run, then paired differences against the first run on shared prompts."""
+    runs = [(d, headline(_load_run(d))) for d in dirs]
     keys = list(dict.fromkeys(k for _, h in runs for k in h))
     lines = ["| metric | " + " | ".join(Path(d).name or d for d, _ in runs) + " |", "|---" * (len(runs) + 1) + "|"]
     lines += ["| " + k + " | " + " | ".join(h.get(k, "–") for _, h in runs) + " |" for k in keys]
+    diffs = paired_differences(dirs) if len(dirs) > 1 else []
+    if diffs:
+        first = Path(dirs[0]).name or dirs[0]
+        lines += ["", f"Paired differences against {first} on the prompts both runs scored (paired bootstrap 95%; "
+                  "the marginal intervals above overlap more than a paired comparison does):", "",
+                  "| metric | run | difference [95%] | shared prompts |", "|---|---|---|---|"]
+        lines += [f"| {metric} | {Path(d).name or d} | {v['value']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
+                  f"{' (small)' if v.get('small_sample') else ''} | {v['n']} |" for metric, d, v in diffs]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.stats import rate
+from evals.stats import rate, sample_indices
 
 HERE = Path(__file__).resolve().parent
 QA_PRIMER = (
@@ -65,23 +65,68 @@ def render_tasks(data_dir: Path | None, work: Path) -> tuple[list[str], str | No
     return ["instructkit_truthfulqa_mc1", "instructkit_truthfulqa_mc2"], str(tasks_dir)
 
 
+def normalise_question(q: str) -> str:
+    """A question as both TruthfulQA files spell it: case, spacing and quote marks aside (the CSV and the MC file
+    differ in such details), so the two can be matched question by question."""
+    q = q.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"').replace("\u201d", '"')
+    return " ".join(q.lower().split())
+
+
+def mc_indices(docs_questions: list[str], wanted: list[str]) -> tuple[list[int], int]:
+    """Indices in the MC task's documents of the `wanted` questions (the generation task's), sorted, and how many
+    wanted questions the MC documents do not hold."""
+    where = {}
+    for i, q in enumerate(docs_questions):
+        where.setdefault(normalise_question(q), i)
+    found = [where[normalise_question(q)] for q in wanted if normalise_question(q) in where]
+    return sorted(set(found)), len(wanted) - len(found)
+
+
 def run_mc(model_id: str, data_dir: Path | None, work: Path, limit: int | None, trust_remote_code: bool = False,
-           batch_size: int = 8) -> dict:
+           batch_size: int = 8, seed: int = 0, questions_file: Path | None = None) -> dict:
+    """MC1 and MC2 through lm-eval. With `limit`, on the questions the generation task draws (`questions` with the
+    same limit and seed, from `questions_file`, by default data_dir's CSV), matched by their text, so the two tasks
+    score the same questions. MC1 is a proportion: its interval is Wilson's from the accuracy and n; MC2 (a mean of
+    probabilities) keeps a normal interval from lm-eval's standard error, clipped to [0, 1]."""
     import lm_eval
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from evals.stats import wilson_ci
 
     tasks, include = render_tasks(data_dir, work)
     tm = TaskManager(include_path=include) if include else TaskManager()
+    samples, missing = None, 0
+    if limit:
+        task_objs = get_task_dict(tasks, tm)
+        docs = [d["question"] for d in task_objs[tasks[0]].eval_docs]
+        source = questions_file or (Path(data_dir) / "truthfulqa" / QUESTIONS_CSV if data_dir else None)
+        wanted = questions_from(source, limit, seed) if source else [docs[i] for i in sample_indices(len(docs), limit, seed)]
+        idx, missing = mc_indices(docs, wanted)
+        if not idx:
+            raise RuntimeError("none of the drawn TruthfulQA questions is in the multiple-choice data")
+        samples = {t: idx for t in tasks}
     res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_id},trust_remote_code={trust_remote_code}",
-                                  tasks=tasks, task_manager=tm, limit=limit, batch_size=batch_size, device="cpu" if not _cuda() else None,
-                                  log_samples=False)
-    out = {}
+                                  tasks=tasks, task_manager=tm, samples=samples, batch_size=batch_size,
+                                  device="cpu" if not _cuda() else None, log_samples=False)
+    # lm-eval's own count of the questions it scored; 817 (the whole set) if it gives none
+    n = int(res.get("n-samples", {}).get(tasks[0], {}).get("effective") or (len(samples[tasks[0]]) if samples else 817))
+    out: dict = {}
     for task, name in zip(tasks, ("mc1", "mc2")):
         r = res["results"][task]
-        out[name] = {"value": float(r["acc,none"]), "stderr": float(r.get("acc_stderr,none", float("nan")))}
-        v, se = out[name]["value"], out[name]["stderr"]
-        out[name]["ci95"] = [max(0.0, v - 1.96 * se), min(1.0, v + 1.96 * se)]  # normal interval from lm-eval's stderr
-    out["n"] = int(limit) if limit else 817
+        v = float(r["acc,none"])
+        try:
+            se = float(r.get("acc_stderr,none", "nan"))
+        except (TypeError, ValueError):  # lm-eval writes "N/A" when it has no standard error
+            se = float("nan")
+        if name == "mc1":
+            ci, how = list(wilson_ci(round(v * n), n)), "wilson"
+        else:
+            # np.clip keeps a missing stderr's NaN (min/max would turn it into a [0, 1]-looking bound)
+            ci, how = [float(np.clip(v + z * se, 0.0, 1.0)) for z in (-1.96, 1.96)], "normal (lm-eval's stderr)"
+        out[name] = {"value": v, "stderr": se, "ci95": ci, "interval": how, "n": n}
+    out["n"] = n
+    if missing:
+        out["questions_not_in_mc_data"] = missing
     return out
 
 
@@ -289,10 +334,18 @@ def corrected_with_interval(truth: np.ndarray, info: np.ndarray, ct: dict, ci: d
                    "n": n} for k, name in enumerate(names)}
 
 
-def questions(data_dir: Path, limit: int | None) -> list[str]:
-    with open(Path(data_dir) / "truthfulqa" / "TruthfulQA_v0_original.csv", encoding="utf-8-sig") as fh:
+QUESTIONS_CSV = "TruthfulQA_v0_original.csv"
+
+
+def questions_from(csv_path: Path, limit: int | None, seed: int = 0) -> list[str]:
+    """The questions of a TruthfulQA CSV: all of them, or a random `limit` of them drawn with `seed` (in file order)."""
+    with open(csv_path, encoding="utf-8-sig") as fh:
         qs = [r["Question"] for r in csv.DictReader(fh)]
-    return qs[:limit] if limit else qs
+    return [qs[i] for i in sample_indices(len(qs), limit, seed)]
+
+
+def questions(data_dir: Path, limit: int | None, seed: int = 0) -> list[str]:
+    return questions_from(Path(data_dir) / "truthfulqa" / QUESTIONS_CSV, limit, seed)
 
 
 def run_generation(gen, data_dir: Path, cache: Path, limit: int | None, decoding, judge: str = "auto",
@@ -300,7 +353,7 @@ def run_generation(gen, data_dir: Path, cache: Path, limit: int | None, decoding
     """% truthful and % truthful-and-informative of the model's answers: as judged, and corrected for the judges'
     measured errors (with intervals that include them)."""
     judges, judge_info = load_judges(data_dir, cache, judge, progress)
-    qs = questions(data_dir, limit)
+    qs = questions(data_dir, limit, seed=decoding.seed)
     prompts = [QA_PRIMER + f"Q: {q}\nA:" for q in qs]
     answers = [s[0].split("\n")[0].strip() for s in gen.generate(prompts, decoding, chat=False, desc="truthfulqa: answer")]
     truth, info = judge_labels(judges["truth"], qs, answers), judge_labels(judges["info"], qs, answers)

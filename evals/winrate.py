@@ -1,4 +1,5 @@
-"""Preference win-rate of a model against a baseline on held-out prompts, as in the paper's human evaluation.
+"""Preference win-rate of a model against a baseline on held-out prompts: the paper's human preference evaluation,
+with an automatic judge standing in for the labelers (a reward model judge is not a human one: see RM_JUDGE_NOTE).
 
 Both models answer the same prompts with the same decoding settings and seed. A judge compares each pair:
 - `RewardModelJudge`: a reward model (sequence classifier); the higher reward wins, equal rewards tie;
@@ -11,6 +12,7 @@ win-rate and counted (`invalid_judgements`), never read as a vote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from evals.stats import length_controlled, win_rate
+from evals.stats import length_controlled, sample_indices, win_rate
 
 JUDGE_TEMPLATE = (
     "You are comparing two assistant responses to the same user request. Pick the one that follows the request "
@@ -33,6 +35,13 @@ RETRY_NOTE = "\n\nYour previous reply named neither response. Reply with exactly
 _VERDICT = re.compile(r"(?<![A-Za-z])([AB])(?![A-Za-z])")
 RM_JUDGE_NOTE = ("the judge is a reward model: if it is the one the policy was optimised against, the win-rate is biased "
                  "towards the policy (it learned to please this judge); prefer a held-out judge (--judge llm:... or openai:...)")
+JUDGE_LABELS = {"reward_model": "reward model", "local_llm": "local LLM", "openai_compatible": "OpenAI-compatible LLM"}
+NO_CATEGORY = "(no use case)"  # a prompt whose category is missing: a slice of its own, never a crash
+
+
+def prompt_id(prompt) -> str:
+    """A prompt's stable id (a hash of its text): how two runs' outcomes on the same prompt are paired."""
+    return hashlib.sha256(json.dumps(prompt, ensure_ascii=False, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def parse_verdict(reply: str | None) -> str | None:
@@ -142,10 +151,11 @@ def make_judge(spec: str, trust_remote_code: bool = False):
     raise ValueError(f"unknown judge {spec!r}: use rm:PATH, llm:PATH or openai:URL#MODEL")
 
 
-def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list, list[str], list[str] | None]:
-    """Prompts, their use cases and their users: the test split of a built PPO folder (users never seen in
-    training), or a JSONL/Parquet file with `prompt`, `messages` or `text` (categories are classified when
-    missing; users from a `user` or `user_id` column when there is one)."""
+def load_prompts(source: str, limit: int | None, classifier=None, seed: int = 0) -> tuple[list, list[str], list[str] | None, str]:
+    """Prompts, their use cases, their users and where the use cases came from: the test split of a built PPO
+    folder (users never seen in training; use cases predicted by the taxonomy classifier at build time), or a
+    JSONL/Parquet file with `prompt`, `messages` or `text` (use cases from a `category` column, else predicted now;
+    users from a `user` or `user_id` column when there is one). `limit` draws a random subset seeded by `seed`."""
     path = Path(source)
     if path.is_dir() or not path.suffix:
         from datasets import load_dataset
@@ -153,6 +163,7 @@ def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list,
         ds = load_dataset(source, split="test")
         prompts, cats = list(ds["prompt"]), list(ds["category"]) if "category" in ds.column_names else None
         users = list(ds["user"]) if "user" in ds.column_names else None
+        source_of_cats = "predicted by the taxonomy classifier (at build time)"
     else:
         from builders.tablefile import read_table
 
@@ -162,20 +173,25 @@ def load_prompts(source: str, limit: int | None, classifier=None) -> tuple[list,
         cats = [r["category"] for r in rows] if "category" in df.columns else None
         user_col = next((c for c in ("user", "user_id") if c in df.columns), None)
         users = [str(r[user_col]) for r in rows] if user_col else None
-    if limit:
-        prompts, cats, users = prompts[:limit], (cats[:limit] if cats else None), (users[:limit] if users else None)
+        source_of_cats = "from the prompts file's category column"
+    keep = sample_indices(len(prompts), limit, seed)
+    prompts, cats, users = [prompts[i] for i in keep], ([cats[i] for i in keep] if cats else None), ([users[i] for i in keep] if users else None)
     if cats is None:
         from taxonomy import load_default
 
         texts = [p if isinstance(p, str) else next((m["content"] for m in reversed(p) if m["role"] == "user"), "") for p in prompts]
         cats, _ = (classifier or load_default()).predict(texts)
-    return prompts, cats, users
+        source_of_cats = "predicted by the taxonomy classifier"
+    return prompts, cats, users, source_of_cats
 
 
-def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list[str], decoding, out_dir: Path | None = None,
-                     users: list[str] | None = None) -> dict:
+def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list[str | None], decoding, out_dir: Path | None = None,
+                     users: list[str] | None = None, categories_source: str = "predicted by the taxonomy classifier") -> dict:
     """Win-rate with 95% intervals that resample users (a user's prompts are not independent) when users are known,
-    overall, by use case (slices under 10 prompts flagged `small_sample`) and at equal length."""
+    overall, by use case (each slice with its prompts and users; Wilson's interval where a bootstrap cannot be
+    trusted, flagged `small_sample`) and at equal length (with how far the lengths overlap). Each prompt's outcome
+    goes to winrate_samples.jsonl with the prompt's id, so `eval compare` can pair two runs."""
+    categories = [NO_CATEGORY if c is None else str(c) for c in categories]
     model_answers = [s[0] for s in model_gen.generate(prompts, decoding, desc="win-rate: model")]
     base_answers = [s[0] for s in base_gen.generate(prompts, decoding, desc="win-rate: baseline")]
     outcomes = judge.outcomes(prompts, model_answers, base_answers)
@@ -184,7 +200,7 @@ def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list
     g = [users[i] for i in valid] if users else None
     cats = [categories[i] for i in valid]
     result = {
-        "judge": judge.name,
+        "judge": judge.name, "judge_label": JUDGE_LABELS.get(judge.name, judge.name), "categories": categories_source,
         "judged": len(valid), "invalid_judgements": len(outcomes) - len(valid),
         "overall": win_rate(o, seed=decoding.seed, groups=g),
         "by_category": {c: win_rate([x for x, k in zip(o, cats) if k == c], seed=decoding.seed,
@@ -199,6 +215,7 @@ def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list
         result["judge_note"] = RM_JUDGE_NOTE
     if out_dir:
         with open(Path(out_dir) / "winrate_samples.jsonl", "w", encoding="utf-8") as fh:
-            for p, c, m, b, o in zip(prompts, categories, model_answers, base_answers, outcomes):
-                fh.write(json.dumps({"prompt": p, "category": c, "model": m, "baseline": b, "outcome": o}, ensure_ascii=False) + "\n")
+            for i, (p, c, m, b, o) in enumerate(zip(prompts, categories, model_answers, base_answers, outcomes)):
+                fh.write(json.dumps({"prompt_id": prompt_id(p), "user": users[i] if users else None, "prompt": p, "category": c,
+                                     "model": m, "baseline": b, "outcome": o}, ensure_ascii=False) + "\n")
     return result

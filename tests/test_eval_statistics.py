@@ -193,7 +193,7 @@ def test_tiny_slices_are_flagged_with_a_wilson_interval_not_a_zero_width_one():
 
     one = win_rate([1.0])
     assert one["small_sample"] and one["ci95"][0] < 0.5 and one["ci95"][1] == 1.0
-    assert "small_sample" not in win_rate([1.0, 0.0] * 10)
+    assert "small_sample" not in win_rate([1.0, 0.0] * 20)
 
 
 def test_intervals_resample_users_when_a_users_prompts_move_together():
@@ -213,7 +213,7 @@ def test_truthfulqa_data_comes_from_the_repositorys_real_layout_and_is_checked_b
 
     assert TRUTHFULQA_FILES == {"finetune_truth_v0.jsonl": "data/finetune_truth.jsonl",
                                 "finetune_info_v0.jsonl": "data/finetune_info.jsonl",
-                                "TruthfulQA_v0_original.csv": "TruthfulQA.csv"}
+                                "TruthfulQA_v0_original.csv": "data/v0/TruthfulQA.csv"}
     if FULL_DATA:  # the whole files, as the repository serves them
         check_truthfulqa_file("TruthfulQA_v0_original.csv", (shared / "truthfulqa" / "TruthfulQA_v0_original.csv").read_bytes())
         check_truthfulqa_file("finetune_truth_v0.jsonl", (shared / "truthfulqa" / "finetune_truth_v0.jsonl").read_bytes())

@@ -180,6 +180,26 @@ def test_generation_cache_resumes_an_interrupted_run(tiny_ckpts, tmp_path):
     assert g3.generate(prompts, d) == out and g3.calls == 0
 
 
+def test_the_generation_cache_is_not_reused_when_the_weights_at_a_path_change(tmp_path):
+    from evals.generate import Decoding, Generator
+    from trainers.tiny import save_tiny
+
+    ckpt = save_tiny(tmp_path / "ckpt", seed=1)
+    prompts = [f"Say {i}." for i in range(3)]
+    d = Decoding(max_new_tokens=4, temperature=0.0)
+    Generator(str(ckpt), cache_dir=tmp_path / "cache", progress=False).generate(prompts, d)
+    again = Generator(str(ckpt), cache_dir=tmp_path / "cache", progress=False)
+    again.generate(prompts, d)
+    assert again.calls == 0  # same weights: served from the cache
+    save_tiny(ckpt, seed=2)  # retrained into the same folder
+    retrained = Generator(str(ckpt), cache_dir=tmp_path / "cache", progress=False)
+    retrained.generate(prompts, d)
+    assert retrained.calls == 3 and retrained.weights != again.weights
+    from evals.generate import weights_fingerprint  # a Hub id: the loaded tensors are hashed
+
+    assert weights_fingerprint(retrained.model) == weights_fingerprint(retrained.model) != weights_fingerprint(again.model)
+
+
 @pytest.mark.slow
 def test_full_suite_offline_on_tiny_checkpoints(tiny_ckpts, shared, sample_build, tmp_path):
     from instructkit.cli import main
@@ -198,6 +218,9 @@ def test_full_suite_offline_on_tiny_checkpoints(tiny_ckpts, shared, sample_build
     assert m["truthfulqa"]["generation"]["judges"]["truth"]["held_out_accuracy"] > 0.6
     assert set(m["toxicity"]["conditions"]) == {"none", "respectful", "toxic"}
     assert results["versions"]["torch"] and results["seeds"]["decoding"] == 0
+    assert set(results["data"]["truthfulqa"]["files"]) >= {"TruthfulQA_v0_original.csv", "mc_task_v0.json"}
+    assert results["data"]["truthfulqa_judges"] and results["data"]["toxicity_scorer"]["scorer"]
+    assert len(results["data"]["model_weights_sha256"]) == 64 and m["truthfulqa"]["mc"]["n"] == 6
     for f in ("report.md", "winrate_by_category.png", "truthfulqa.png", "toxicity.png"):
         assert (out / f).stat().st_size > 0
     assert main(["eval", "compare", str(out), str(out)]) == 0
