@@ -180,7 +180,7 @@ def test_hh_rlhf_build_on_a_slice(shared, tmp_path, scanner, classifier):
     part = tmp_path / "in" / "helpful-base"
     part.mkdir(parents=True)
     (part / "test.jsonl").write_text("".join(lines), encoding="utf-8")
-    report = build(BuildSettings(out=str(tmp_path / "out"), sources=[f"hh-rlhf:{tmp_path / 'in'}"]),
+    report = build(BuildSettings(out=str(tmp_path / "out"), sources=[f"hh-rlhf:{tmp_path / 'in'}"], allow_empty=True),  # no demonstrations: sft is empty
                    classifier=classifier, scanner=scanner, progress=False)
     pairs = datasets.load_dataset(str(tmp_path / "out" / "rm"))
     assert sum(pairs[s].num_rows for s in pairs) == report["accounting"]["rankings"]["in_outputs"]

@@ -39,18 +39,18 @@ def test_every_build_setting_is_a_flag_and_a_config_key_with_the_same_name(tmp_p
         assert flag in flags, f.name
         assert f.metadata["help"]
     config = tmp_path / "c.yaml"
-    config.write_text("dedup-threshold: 0.9\nsplit_ratios: {train: 0.6, validation: 0.2, test: 0.2}\nppo_sources: [api, sample]\n")
+    config.write_text("dedup-threshold: 0.9\nsplit_ratios: {train: 0.6, validation: 0.2, test: 0.2}\nppo_sources: [api, labeler]\n")
     assert BuildSettings.from_yaml(config).split_ratios == {"train": 0.6, "validation": 0.2, "test": 0.2}
 
 
 def test_settings_that_were_config_only_are_flags_that_reach_the_build(tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["build", "--out", str(out), "--quiet", "--split-ratios", "train=0.5,validation=0.25,test=0.25",
-               "--ppo-sources", "api,sample", "--max-prompt-chars", "5000", "--dedup-threshold", "0.9", "--on-error", "skip"])
+               "--ppo-sources", "api,labeler", "--max-prompt-chars", "5000", "--dedup-threshold", "0.9", "--on-error", "skip"])
     assert rc == 0
     settings = json.loads((out / "build_report.json").read_text())["settings"]
     assert settings["split_ratios"] == {"train": 0.5, "validation": 0.25, "test": 0.25}
-    assert settings["ppo_sources"] == ["api", "sample"] and settings["max_prompt_chars"] == 5000
+    assert settings["ppo_sources"] == ["api", "labeler"] and settings["max_prompt_chars"] == 5000
     assert settings["dedup_threshold"] == 0.9
 
 

@@ -124,7 +124,7 @@ def test_thousands_of_skipped_records_are_counted_by_reason_never_listed_in_a_ca
     rows += [prompt(f"b{i}", f"Secret request {i}", user=f"u{i}", source=f"bot-{i}-private") for i in range(3000)]
     log = write_jsonl(tmp_path / "private_logs.jsonl", rows)
     out = tmp_path / "out"
-    assert main(["build", "--source", f"jsonl:{log}", "--out", str(out), "--on-error", "skip", "--quiet"]) == 0
+    assert main(["build", "--source", f"jsonl:{log}", "--out", str(out), "--on-error", "skip", "--quiet", "--allow-empty"]) == 0
     console = capsys.readouterr().out
     assert max(len(line) for line in console.splitlines() if not line.startswith("wrote")) < 200 and "bot-" not in console
     for name in ("sft", "rm", "ppo"):
@@ -149,7 +149,7 @@ def test_ambiguous_or_lossy_input_is_an_error_or_a_reported_choice(tmp_path, sca
             {"prompt_id": "p", "labeler_id": "l", "completions": ["a", "b", "c"], "ranks": [1, 1, 1]},
             {"prompt_id": "p", "labeler_id": "l", "completions": ["a", "b"], "ranks": [0, 1]}]
     out = tmp_path / "o2"
-    report = build(BuildSettings(sources=[f"jsonl:{write_jsonl(tmp_path / 'tied.jsonl', rows)}"], out=str(out)),
+    report = build(BuildSettings(sources=[f"jsonl:{write_jsonl(tmp_path / 'tied.jsonl', rows)}"], out=str(out), allow_empty=True),
                    classifier=classifier, scanner=scanner, progress=False)
     validate = next(s for s in report["stages"] if s["name"] == "validate")
     assert validate["records"]["ranking"]["dropped"] == {"all_completions_tied": 1}

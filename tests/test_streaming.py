@@ -71,7 +71,8 @@ def test_labels_may_come_before_their_prompt(tmp_path, scanner, classifier):
         {"prompt_id": "a", "user_id": "u1", "source": "labeler", "text": "What is the capital of France?"},
         {"prompt_id": "a", "labeler_id": "l2", "completion": "It is Paris."},
     ])
-    build(BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out")), classifier=classifier, scanner=scanner, progress=False)
+    build(BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out"), allow_empty=True), classifier=classifier,
+          scanner=scanner, progress=False)
     sft = pl.concat([pl.read_parquet(f) for f in (tmp_path / "out" / "sft").rglob("*.parquet")])
     # ids follow the file's order of the labels, as in the in-memory build
     assert sorted(zip(sft["demonstration_id"], sft["completion"].list.first().struct.field("content"))) == [
@@ -95,7 +96,7 @@ def test_a_repeated_prompt_id_in_another_chunk_names_both_lines(on_error, tmp_pa
             for i in range(9)]
     rows.append({"prompt_id": "p1", "user_id": "u9", "source": "api", "text": "A different prompt reusing an id."})
     log = write_jsonl(tmp_path / "log.jsonl", rows)
-    settings = BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out"), on_error=on_error)
+    settings = BuildSettings(sources=[f"jsonl:{log}"], out=str(tmp_path / "out"), on_error=on_error, allow_empty=True)
     if on_error == "fail":
         with pytest.raises(InputError) as err:
             build(settings, classifier=classifier, scanner=scanner, progress=False, chunk_rows=4)
