@@ -149,18 +149,20 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 class WeightAverage:
     """An exponential moving average of a model's weights (the paper's decay 0.992), with the usual warm-up of the
-    decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights."""
+    decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights.
+    The average is kept in fp32 on each weight's own device: a 16-bit average cannot move by 0.008·Δ at a time.
+    Make it from the prepared (placed) model, `accelerator.unwrap_model(policy)`, not the model as loaded."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay, self.updates = decay, 0
-        self.shadow = [p.detach().clone() for p in model.parameters()]
+        self.shadow = [p.detach().to(torch.float32, copy=True) for p in model.parameters()]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for s, p in zip(self.shadow, model.parameters()):
-            s.mul_(d).add_(p.detach(), alpha=1 - d)
+            s.mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
@@ -233,7 +235,9 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     set_seed(args.seed, device_specific=True)  # every process samples its own responses
     rng = random.Random(args.seed + rank)  # pretraining batches, per process
     tok = load_tokenizer(args.policy, args.trust_remote_code)
-    kw = {"trust_remote_code": args.trust_remote_code}
+    # fp32 whatever the checkpoint was saved in (transformers loads its dtype by default): AdamW on 16-bit weights
+    # rounds most PPO-sized updates away; 16-bit compute comes from accelerate's mixed precision instead
+    kw = {"trust_remote_code": args.trust_remote_code, "dtype": torch.float32}
     policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
     ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
     value = TokenValues(AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw))
@@ -250,9 +254,10 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
     params = list(policy.parameters()) + list(value.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=1e-5)
+    # not given to `acc.prepare`: accelerate steps a prepared scheduler once per process at each optimizer step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(args.warmup_steps))
-    average = WeightAverage(policy, args.ema_decay) if args.ema_decay > 0 else None
-    policy, value, optimizer, scheduler = acc.prepare(policy, value, optimizer, scheduler)
+    policy, value, optimizer = acc.prepare(policy, value, optimizer)
+    average = WeightAverage(acc.unwrap_model(policy), args.ema_decay) if args.ema_decay > 0 else None
     ref = acc.prepare_model(ref, evaluation_mode=True)
     device = acc.device
     pad_id = tok.pad_token_id
