@@ -148,6 +148,9 @@ def test_two_processes_share_one_batch_instead_of_repeating_it(tiny, tmp_path):
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["processes"] == 2 and m["episodes"] == 16
     assert [h["distinct_prompts"] for h in m["history"]] == [8, 8]  # each batch: 8 different prompts over both processes
+    # one scheduler step per optimizer step: the warm-up runs as on one process (before: 2x fast, 4.6e-6 then 8.2e-6)
+    one = ppo.train(_args(tiny, tmp_path / "one", max_new_tokens=4, dataset=str(data)), reward_fn=_zero_reward, prompts=PROMPTS)
+    assert [h["lr"] for h in m["history"]] == pytest.approx([h["lr"] for h in one["history"]]) == [2.8e-6, 4.6e-6]
 
 
 def _recorded_ppo(args) -> tuple[dict, list[list[torch.Tensor]]]:
@@ -216,3 +219,52 @@ def test_the_saved_policy_is_the_moving_average_of_the_weights_train_stepped_thr
     assert last_gap > 1e-4  # the average is not the last weights
     for s, e in zip(saved.parameters(), expected):
         assert torch.allclose(s.double(), e, atol=1e-6, rtol=0), float((s.double() - e).abs().max())
+
+
+def test_a_value_model_with_another_tokenizer_is_refused(tiny, tmp_path):
+    """The value model reads the policy's token ids: with another vocabulary it would read other words (or none)."""
+    from builders.errors import InputError
+
+    other = save_tiny(tmp_path / "other", texts=["completely different words for another vocabulary"] * 50, kind="reward")
+    with pytest.raises(InputError, match="tokenizer differs from the policy's"):
+        ppo.train(_args(tiny, tmp_path / "out", value_model=str(other)), reward_fn=_zero_reward, prompts=PROMPTS)
+
+
+def test_the_pretraining_loss_does_not_depend_on_the_padding_side(tiny):
+    from transformers import AutoTokenizer
+
+    model, tok = _load(tiny), AutoTokenizer.from_pretrained(tiny)
+    texts = ["a short one", "a much longer pretraining text that needs no padding at all here"]
+    with torch.no_grad():
+        losses = []
+        for side in ("right", "left"):
+            tok.padding_side = side
+            losses.append(float(ppo.pretrain_loss(model, tok, texts, 64, "cpu")))
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_grpo_and_rloo_count_episodes_over_every_process_and_stop_where_ppo_does(tiny, tmp_path):
+    """TRL stops only at the tokenizer's EOS and the generation config's: the chat turn's end is given to it. Each TRL
+    step samples 4 completions per process, so two processes take half the steps for the same total_episodes."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from evals.generate import stop_token_ids
+
+    base = tmp_path / "base"
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tok.eos_token = "<pad>"  # a base model's EOS; its SFT chat template ends turns with <|im_end|>
+    tok.save_pretrained(base)
+    m = _load(tiny)
+    m.generation_config.eos_token_id = tok.eos_token_id
+    m.save_pretrained(base)
+    data = tmp_path / "data"
+    data.mkdir()
+    Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for algo in ("grpo", "rloo"):
+        args = ppo.PpoArguments(policy=str(base), reward_model=str(tiny), dataset=str(data), output_dir=str(tmp_path / algo),
+                                algo=algo, total_episodes=32)
+        trainer = ppo.trl_trainer(args, n_proc=2)
+        assert end in trainer.eos_token_ids and set(trainer.eos_token_ids) == set(stop_token_ids(tok, m) + [end])
+        assert trainer.args.max_steps == 32 // (4 * 2)

@@ -116,6 +116,7 @@ def test_ppo_raises_a_planted_reward_with_bounded_kl(tiny, ppo_inputs, tmp_path)
     from transformers import LlamaForSequenceClassification
 
     LlamaForSequenceClassification.from_pretrained(tiny, num_labels=1).save_pretrained(tmp_path / "value")
+    load_tokenizer(str(tiny)).save_pretrained(tmp_path / "value")
     prompts, ptx_texts = ppo_inputs
     m = _run_ppo(tiny, tmp_path / "ppo", prompts, ptx_texts, ptx_coef=0.0, value_model=str(tmp_path / "value"))
     scores = [h["mean_score"] for h in m["history"]]
@@ -130,6 +131,7 @@ def test_ptx_term_lowers_the_pretraining_loss(tiny, ppo_inputs, tmp_path):
     from transformers import LlamaForSequenceClassification
 
     LlamaForSequenceClassification.from_pretrained(tiny, num_labels=1).save_pretrained(tmp_path / "value")
+    load_tokenizer(str(tiny)).save_pretrained(tmp_path / "value")
     prompts, ptx_texts = ppo_inputs
     kw = dict(episodes=160, value_model=str(tmp_path / "value"))
     plain = _run_ppo(tiny, tmp_path / "plain", prompts, ptx_texts, ptx_coef=0.0, **kw)
@@ -176,3 +178,15 @@ def test_train_cli_reads_yaml_and_command_line_overrides(tiny, planted_data, tmp
                  "--max_train_samples", "32"]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["train_rows"] == 32 and not (tmp_path / "wrong").exists()
+
+
+def test_only_the_main_process_writes_metrics(tiny, planted_data, tmp_path, monkeypatch):
+    """Under accelerate launch every process runs sft.main; the others must not write the same files at once."""
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)
+    out = tmp_path / "sft"
+    sft.main(sft.SftArguments(dataset=str(planted_data / "sft"), max_train_samples=8),
+             SFTConfig(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8, **COMMON),
+             ModelConfig(model_name_or_path=str(tiny)))
+    assert (out / "config.json").exists() and not (out / "metrics.json").exists()  # the model: Trainer's save, main only

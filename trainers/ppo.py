@@ -73,7 +73,7 @@ class PpoArguments:
     ptx_dataset_config: str | None = field(default=None, metadata={"help": "config name of a Hub ptx_dataset"})
     ptx_text_column: str = field(default="text", metadata={"help": "column of ptx_dataset holding the text"})
     ptx_max_texts: int = field(default=200_000, metadata={"help": "pretraining texts read from ptx_dataset at most"})
-    ptx_batch_size: int = field(default=8, metadata={"help": "pretraining sequences per update"})
+    ptx_batch_size: int = field(default=8, metadata={"help": "pretraining sequences per update, over every process"})
     ptx_max_tokens: int = field(default=128, metadata={"help": "pretraining sequences are cut to this length"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     seed: int = field(default=0, metadata={"help": "seeds sampling and shuffling (each process adds its rank)"})
@@ -197,6 +197,15 @@ def load_ptx_texts(spec: str, column: str, config: str | None = None, limit: int
     return texts
 
 
+def same_tokens(tok, other, policy: str, value: str) -> None:
+    """The value model reads the policy's token ids: its tokenizer must be the policy's (same vocabulary)."""
+    if tok.get_vocab() != other.get_vocab():
+        from builders.errors import InputError
+
+        raise InputError(f"the value model reads the policy's token ids, but its tokenizer differs from the policy's ({policy}): "
+                         "give a value_model (or reward_model) trained from the same tokenizer", flag="--value_model", file=value)
+
+
 def rm_scorer(reward_model, tok, offset: float) -> Callable[[list[list[dict]]], torch.Tensor]:
     """Score full conversations (prompt + response) with the RM, shifted by its offset."""
     return lambda convs: score(reward_model, tok, convs) + offset
@@ -225,7 +234,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
     acc = Accelerator()
     n_proc, rank = acc.num_processes, acc.process_index
-    for name in ("rollout_batch_size", "mini_batch_size"):
+    for name in ("rollout_batch_size", "mini_batch_size", "ptx_batch_size"):
         if getattr(args, name) % n_proc:
             raise ValueError(f"{name}={getattr(args, name)} must be a multiple of the {n_proc} processes (it counts all of them)")
     if args.rollout_batch_size % args.mini_batch_size:
@@ -240,7 +249,9 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     kw = {"trust_remote_code": args.trust_remote_code, "dtype": torch.float32}
     policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
     ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
-    value = TokenValues(AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw))
+    value_path = args.value_model or args.reward_model
+    same_tokens(tok, load_tokenizer(value_path, args.trust_remote_code), args.policy, value_path)
+    value = TokenValues(AutoModelForSequenceClassification.from_pretrained(value_path, num_labels=1, **kw))
     stop_ids = stop_token_ids(tok, policy)
     if reward_fn is None:
         rm = AutoModelForSequenceClassification.from_pretrained(args.reward_model, num_labels=1, **kw).eval().requires_grad_(False)
@@ -322,7 +333,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                 vf_loss = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
                 loss = pg_loss + args.vf_coef * vf_loss
                 if use_ptx:
-                    ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size, len(ptx_texts))),
+                    ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size // n_proc, len(ptx_texts))),
                                              args.ptx_max_tokens, device)
                     loss = loss + args.ptx_coef * ptx_loss
                     stats["ptx_loss"].append(ptx_loss.item())
@@ -392,7 +403,8 @@ def plot_curves(history: list[dict], path: Path) -> Path | None:
 
 def pretrain_loss(model, tok, texts: list[str], max_tokens: int, device) -> torch.Tensor:
     """Mean next-token loss on raw text: the PPO-ptx term (−E[log π(x)], per token)."""
-    enc = tok(texts, truncation=True, max_length=max_tokens, padding=True, return_tensors="pt").to(device)
+    # padded on the right whatever the tokenizer's side: positions then count from each text's first token
+    enc = tok(texts, truncation=True, max_length=max_tokens, padding=True, padding_side="right", return_tensors="pt").to(device)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     return model(**enc, labels=labels).loss
 
@@ -406,35 +418,51 @@ def unused_by_trl(args: PpoArguments) -> list[str]:
     return [f.name for f in fields(PpoArguments) if f.name not in TRL_SETTINGS and getattr(args, f.name) != getattr(defaults, f.name)]
 
 
-def train_trl(args: PpoArguments) -> dict:
-    """GRPO or RLOO from TRL on the same prompts and reward model. Our clip range, epochs, KL coefficient, warm-up
-    and temperature map to TRL's `epsilon`, `num_iterations`, `beta`, `warmup_steps` and `temperature`; sampling is
-    pure (no top-k, no penalties). A PPO-only setting (ptx, GAE λ, value clipping, batch sizes, ...) set away from
-    its default is an error: TRL would silently ignore it."""
+def trl_trainer(args: PpoArguments, n_proc: int | None = None):
+    """TRL's GRPO or RLOO trainer on the same prompts and reward model (see `train_trl`); `n_proc` is the number of
+    processes (default: this launch's)."""
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     unused = unused_by_trl(args)
     if unused:
         raise ValueError(f"--algo {args.algo} runs TRL's trainer, which has no use for: {', '.join(unused)} "
                          "(leave them at their defaults, e.g. trainers/configs/grpo.yaml, or use --algo ppo)")
+    n_proc = n_proc or PartialState().num_processes
     ds = load_splits(args.dataset)["train"].select_columns(["prompt"])
+    tok = load_tokenizer(args.policy, args.trust_remote_code)
+    policy = AutoModelForCausalLM.from_pretrained(args.policy, dtype=torch.float32, trust_remote_code=args.trust_remote_code)
+    # TRL stops a completion at the tokenizer's EOS and the model's generation EOS ids only: give it the chat turn's
+    # end too (PPO's stops), or a base model's SFT runs every completion to the length cap
+    policy.generation_config.eos_token_id = stop_token_ids(tok, policy)
     n_gen = 4
+    # each step samples n_gen completions on every process: total_episodes counts completions over all processes
     common = dict(output_dir=args.output_dir, learning_rate=args.learning_rate, per_device_train_batch_size=n_gen,
                   num_generations=n_gen, max_completion_length=args.max_new_tokens, temperature=args.temperature,
                   top_k=0, top_p=1.0, repetition_penalty=1.0, beta=args.kl_coef, epsilon=args.cliprange,
                   num_iterations=args.ppo_epochs, warmup_steps=args.warmup_steps,
-                  max_steps=max(1, args.total_episodes // n_gen), logging_steps=args.log_every, report_to=[], save_strategy="no",
-                  seed=args.seed, trust_remote_code=args.trust_remote_code,
+                  max_steps=max(1, args.total_episodes // (n_gen * n_proc)), logging_steps=args.log_every, report_to=[],
+                  save_strategy="no", seed=args.seed, trust_remote_code=args.trust_remote_code,
                   bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available())
     trainer_cls, config_cls = (GRPOTrainer, GRPOConfig) if args.algo == "grpo" else (RLOOTrainer, RLOOConfig)
-    trainer = trainer_cls(model=args.policy, reward_funcs=args.reward_model, args=config_cls(**common), train_dataset=ds)
+    return trainer_cls(model=policy, reward_funcs=args.reward_model, args=config_cls(**common), train_dataset=ds, processing_class=tok)
+
+
+def train_trl(args: PpoArguments) -> dict:
+    """GRPO or RLOO from TRL on the same prompts and reward model. Our clip range, epochs, KL coefficient, warm-up
+    and temperature map to TRL's `epsilon`, `num_iterations`, `beta`, `warmup_steps` and `temperature`; sampling is
+    pure (no top-k, no penalties) and stops where PPO's does. A PPO-only setting (ptx, GAE λ, value clipping, batch
+    sizes, ...) set away from its default is an error: TRL would silently ignore it."""
+    trainer = trl_trainer(args)
     trainer.train()
     trainer.save_model(args.output_dir)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     metrics = {"stage": "ppo", "algo": args.algo, "settings": {k: v for k, v in asdict(args).items() if k in TRL_SETTINGS},
                "reward_curve": rewards, "first_mean_score": rewards[0] if rewards else math.nan,
                "last_mean_score": rewards[-1] if rewards else math.nan}
-    write_metrics(args.output_dir, metrics)
+    if trainer.is_world_process_zero():
+        write_metrics(args.output_dir, metrics)
     return metrics
 
 

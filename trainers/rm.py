@@ -156,13 +156,15 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
         offset = -float(score(model, tok, list(demos["messages"]), max_length=max_len).mean())
     model.config.reward_offset = offset
     metrics["reward_offset"] = offset
+    main_process = trainer.is_world_process_zero()  # under accelerate launch only one process writes files
     if model is trainer.model:
         trainer.save_model(training_args.output_dir)
-    else:  # LoRA: the merged model, a plain checkpoint for PPO and the evals
+    elif main_process:  # LoRA: the merged model, a plain checkpoint for PPO and the evals
         model.save_pretrained(training_args.output_dir)
-    tok.save_pretrained(training_args.output_dir)
-    (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
-    write_metrics(training_args.output_dir, metrics)
+    if main_process:
+        tok.save_pretrained(training_args.output_dir)
+        (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
+        write_metrics(training_args.output_dir, metrics)
     return metrics
 
 
