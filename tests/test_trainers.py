@@ -190,3 +190,21 @@ def test_only_the_main_process_writes_metrics(tiny, planted_data, tmp_path, monk
              SFTConfig(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8, **COMMON),
              ModelConfig(model_name_or_path=str(tiny)))
     assert (out / "config.json").exists() and not (out / "metrics.json").exists()  # the model: Trainer's save, main only
+
+
+@pytest.mark.slow
+def test_the_shipped_sft_config_keeps_the_last_epoch_past_the_validation_loss_minimum(tiny, planted_data, tmp_path):
+    """The paper's SFT overfits on validation loss after epoch 1 and keeps training (more epochs help RM score and
+    human preference): the shipped config must not hand back its lowest-validation-loss epoch."""
+    from instructkit.cli import main
+
+    out = tmp_path / "sft"
+    assert main(["train", "sft", "--config", "sft", "--model_name_or_path", str(tiny), "--dataset", str(planted_data / "sft"),
+                 "--output_dir", str(out), "--num_train_epochs", "10", "--max_train_samples", "2", "--learning_rate", "0.03",
+                 "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "128",
+                 "--lr_scheduler_type", "constant", "--use_cpu", "true"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    curve = m["eval_loss_curve"]
+    assert len(curve) == 10 and min(curve) < curve[-1] - 0.05, curve  # validation loss turned up before the end
+    assert m["eval_loss"] == pytest.approx(curve[-1], abs=1e-4)  # the model kept is the last epoch's
+    assert len(list(out.glob("checkpoint-*"))) <= 2  # save_total_limit
