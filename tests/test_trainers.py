@@ -208,3 +208,39 @@ def test_the_shipped_sft_config_keeps_the_last_epoch_past_the_validation_loss_mi
     assert len(curve) == 10 and min(curve) < curve[-1] - 0.05, curve  # validation loss turned up before the end
     assert m["eval_loss"] == pytest.approx(curve[-1], abs=1e-4)  # the model kept is the last epoch's
     assert len(list(out.glob("checkpoint-*"))) <= 2  # save_total_limit
+
+
+def test_kway_rm_refuses_reward_settings_it_cannot_honour(tmp_path):
+    from builders.errors import InputError
+
+    for setting in ({"center_rewards_coefficient": 0.01}, {"disable_dropout": False}):
+        with pytest.raises(InputError, match=f"--mode kway cannot honour {next(iter(setting))}"):
+            rm.main(rm.RmArguments(dataset="unused", mode="kway"), RewardConfig(output_dir=str(tmp_path), **setting, **COMMON),
+                    ModelConfig(model_name_or_path="unused"))
+
+
+def test_kway_rm_trains_without_dropout_and_reports_its_pair_accuracy(planted_data, tmp_path, monkeypatch):
+    """A GPT-2-style model carries residual dropout 0.2 from the paper's SFT; pairs mode (TRL) turns dropout off, and
+    so must the K-way trainer. Its pair accuracy was computed and dropped; now it is in metrics.json."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tok = load_tokenizer(str(save_tiny(tmp_path / "tok")))
+    model_dir = tmp_path / "gpt2"
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, resid_pdrop=0.2, embd_pdrop=0.2,
+                                             num_labels=1, pad_token_id=tok.pad_token_id)).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    seen = []
+    real = torch.nn.functional.dropout
+
+    def spy(x, p=0.5, training=True, inplace=False):
+        if training:
+            seen.append(p)
+        return real(x, p, training, inplace)
+
+    monkeypatch.setattr(torch.nn.functional, "dropout", spy)
+    m = rm.main(rm.RmArguments(dataset=str(planted_data / "rm"), mode="kway", sft_dataset=None),
+                RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-3,
+                             **{**COMMON, "logging_steps": 1}),
+                ModelConfig(model_name_or_path=str(model_dir)))
+    assert seen and set(seen) == {0}, set(seen)  # dropout modules ran in training mode, with p = 0
+    assert len(m["train_pair_accuracy_curve"]) == 3 and 0 <= m["train_pair_accuracy"] <= 1
