@@ -68,13 +68,77 @@ def test_rollouts_are_scored_a_chunk_of_sequences_at_a_time(tiny, tmp_path, monk
     real = ppo.token_logprobs
 
     def spy(model, ids, mask, start, temperature=1.0):
-        if not torch.is_grad_enabled():
-            seen.append(ids.shape[0])
+        (trained if torch.is_grad_enabled() else seen).append(ids.shape[0])
         return real(model, ids, mask, start, temperature)
 
+    trained = []
     monkeypatch.setattr(ppo, "token_logprobs", spy)
     ppo.train(_args(tiny, tmp_path, rollout_batch_size=16, mini_batch_size=8, forward_batch_size=4), reward_fn=_zero_reward, prompts=PROMPTS)
     assert seen and max(seen) == 4 and sum(seen) == 2 * 16 * 1  # policy and reference, 16 rollouts, one rollout batch
+    assert trained and max(trained) == 4 and sum(trained) == 16  # training minibatches of 8, in chunks of 4
+
+
+def test_logits_are_computed_for_response_positions_only(tiny):
+    model = _load(tiny)
+    shapes = []
+    model.lm_head.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
+    ids = torch.randint(3, 100, (2, 30))
+    with torch.no_grad():
+        logp = ppo.token_logprobs(model, ids, torch.ones_like(ids), start=24)
+    assert logp.shape == (2, 6) and shapes == [(2, 7, model.config.vocab_size)]  # 6 response tokens, predicted from 7 positions
+
+
+def test_a_minibatch_in_chunks_has_the_gradient_of_the_whole_minibatch(tiny):
+    """Gradient accumulation over `forward_batch_size` chunks must give the same update as one forward of the
+    minibatch (each chunk's loss is divided by the whole minibatch's token count, not its own)."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForSequenceClassification
+
+    acc = Accelerator(cpu=True)
+    policy = _load(tiny)
+    value = ppo.TokenValues(AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 100, (6, 20), generator=g)
+    start = 12
+    r_mask = (torch.arange(8)[None] < torch.tensor([8, 3, 5, 1, 8, 6])[:, None]).long()  # responses of unequal length
+    mask = torch.cat([torch.ones(6, start, dtype=torch.long), r_mask], 1)
+    with torch.no_grad():
+        old_logp = ppo.token_logprobs(policy, ids, mask, start) + 0.1 * torch.randn(6, 8, generator=g)
+        old_values = value(ids, mask, start)
+    roll = {"ids": ids, "mask": mask, "r_mask": r_mask, "start": start, "old_logp": old_logp, "old_values": old_values,
+            "adv": torch.randn(6, 8, generator=g) * r_mask, "returns": torch.randn(6, 8, generator=g)}
+    args = ppo.PpoArguments()
+    grads, stats = [], []
+    for chunk in (6, 4, 1):
+        policy.zero_grad()
+        value.zero_grad()
+        stats.append(ppo.backward_minibatch(policy, value, acc, roll, torch.arange(6), chunk, args))
+        grads.append([p.grad.clone() for p in [*policy.parameters(), *value.parameters()] if p.grad is not None])
+    for other, s in zip(grads[1:], stats[1:]):
+        assert len(other) == len(grads[0]) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0], other))
+        assert s == pytest.approx(stats[0])
+
+
+def test_ptx_eval_loss_is_measured_on_the_saved_weights_and_held_out_texts(tiny, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    texts = [f"Plain text number {i} about the {w}." for i, w in enumerate("sun tree river stone cloud".split() * 10)]
+    used = []
+    real = ppo.pretrain_loss
+
+    def spy(model, tok, batch, max_tokens, device):
+        if torch.is_grad_enabled():
+            used.extend(batch)
+        return real(model, tok, batch, max_tokens, device)
+
+    monkeypatch.setattr(ppo, "pretrain_loss", spy)
+    m = ppo.train(_args(tiny, tmp_path, ptx_coef=1.0, ptx_batch_size=4, learning_rate=1e-3), reward_fn=_zero_reward,
+                  prompts=PROMPTS, ptx_texts=texts)
+    held = texts[-5:]  # a tenth of 50
+    assert used and not set(used) & set(held) and m["ptx_eval_texts"] == 5
+    with torch.no_grad():
+        expected = float(real(_load(tmp_path), AutoTokenizer.from_pretrained(tmp_path), held, 128, "cpu"))
+    assert m["ptx_eval_loss"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_response_cut_by_the_length_cap_pays_the_missing_eos_penalty(tiny, tmp_path):

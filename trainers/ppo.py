@@ -9,7 +9,9 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
 - the paper's schedule: one inner epoch per rollout batch, a short linear warm-up, and the saved policy is an
   exponential moving average of the weights (decay 0.992);
 - rollouts stop at the chat template's end-of-turn token; log-probabilities are those of the sampling distribution
-  (temperature included); logits are computed `forward_batch_size` sequences at a time;
+  (temperature included); logits are computed `forward_batch_size` sequences at a time and for response positions
+  only, in rollouts and in training (a minibatch's gradients accumulated over its chunks);
+- weights in fp32 whatever the checkpoint's dtype (16-bit compute through `accelerate launch --mixed_precision`);
 - many processes (`accelerate launch`): batch sizes and episodes count every process; each process rolls out its
   own share of each batch with its own seed.
 `--algo grpo` and `--algo rloo` hand the same prompts and reward model to TRL's maintained trainers instead.
@@ -48,8 +50,9 @@ class PpoArguments:
     total_episodes: int = field(default=512, metadata={"help": "prompts rolled out in all, over every process (the paper: 256k)"})
     rollout_batch_size: int = field(default=16, metadata={"help": "prompts per rollout, over every process (the paper: 512)"})
     mini_batch_size: int = field(default=8, metadata={"help": "rollouts per gradient step, over every process (the paper: 64)"})
-    forward_batch_size: int = field(default=8, metadata={"help": "sequences per generate or forward call on one process: "
-                                                                  "bounds the memory of logits (batch × length × vocabulary)"})
+    forward_batch_size: int = field(default=8, metadata={"help": "sequences per generate or forward call on one process, in "
+                                                                  "rollouts and training (gradients accumulate): bounds the "
+                                                                  "memory of logits (batch × response length × vocabulary)"})
     ppo_epochs: int = field(default=1, metadata={"help": "passes over each rollout batch (the paper: one)"})
     max_new_tokens: int = field(default=48, metadata={"help": "response length cap"})
     max_prompt_tokens: int = field(default=256, metadata={"help": "longer prompts are skipped and counted (cutting them would "
@@ -94,7 +97,10 @@ def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int, tem
     """log π_T(token_t | tokens_<t) for every response token (positions start..end), where π_T is the distribution
     the tokens were sampled from: the model's logits divided by the sampling temperature."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, start - 1 : -1].float() / temperature
+    # logits only where they predict a response token (the prompt's are never used: with a 150k vocabulary they
+    # would be most of the memory)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=ids.shape[1] - start + 1)
+    logits = out.logits[:, :-1].float() / temperature
     return torch.gather(logits, 2, ids[:, start:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
@@ -143,10 +149,6 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, acc=None) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8) * mask
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
 class WeightAverage:
     """An exponential moving average of a model's weights (the paper's decay 0.992), with the usual warm-up of the
     decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights.
@@ -168,6 +170,30 @@ class WeightAverage:
     def copy_to(self, model: torch.nn.Module) -> None:
         for s, p in zip(self.shadow, model.parameters()):
             p.copy_(s)
+
+
+def backward_minibatch(policy, value, acc, roll: dict, rows: torch.Tensor, chunk: int, args: PpoArguments) -> dict[str, float]:
+    """Backpropagate the clipped policy and value losses of the minibatch `rows` of the rollout `roll`, `chunk`
+    sequences at a time (each chunk's loss is its token sum over the whole minibatch's token count, so the chunks'
+    gradients add up to the minibatch's). Returns the minibatch's loss statistics (token means)."""
+    r_mask = roll["r_mask"]
+    n_tok = r_mask[rows].sum().clamp(min=1)
+    sums = dict.fromkeys(("pg_loss", "vf_loss", "ratio", "clipfrac"), 0.0)
+    for part in rows.split(chunk):
+        m, adv, old_v, ret = r_mask[part].float(), roll["adv"][part], roll["old_values"][part], roll["returns"][part]
+        ratio = torch.exp(token_logprobs(policy, roll["ids"][part], roll["mask"][part], roll["start"], args.temperature)
+                          - roll["old_logp"][part])
+        pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
+        v = value(roll["ids"][part], roll["mask"][part], roll["start"])
+        v_clip = old_v + (v - old_v).clamp(-args.cliprange_value, args.cliprange_value)
+        vf = 0.5 * torch.max((v - ret) ** 2, (v_clip - ret) ** 2)
+        pg_loss, vf_loss = (pg * m).sum() / n_tok, (vf * m).sum() / n_tok
+        acc.backward(pg_loss + args.vf_coef * vf_loss)
+        sums["pg_loss"] += pg_loss.item()
+        sums["vf_loss"] += vf_loss.item()
+        sums["ratio"] += float((ratio.detach() * m).sum() / n_tok)
+        sums["clipfrac"] += float((((ratio.detach() - 1).abs() > args.cliprange).float() * m).sum() / n_tok)
+    return sums
 
 
 def warmup_factor(warmup_steps: int):
@@ -261,6 +287,10 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
         prompts = list(load_splits(args.dataset)["train"]["prompt"])
     if ptx_texts is None and args.ptx_coef > 0:
         ptx_texts = load_ptx_texts(args.ptx_dataset, args.ptx_text_column, args.ptx_dataset_config, args.ptx_max_texts)
+    # the last tenth (at most 64) of the pretraining texts is held out to measure ptx_eval_loss on
+    ptx_texts = list(ptx_texts or [])
+    held_ptx = ptx_texts[len(ptx_texts) - min(64, len(ptx_texts) // 10):] if len(ptx_texts) >= 10 else []
+    ptx_texts = ptx_texts[: len(ptx_texts) - len(held_ptx)]
     use_ptx = args.ptx_coef > 0 and bool(ptx_texts)
 
     params = list(policy.parameters()) + list(value.parameters())
@@ -285,6 +315,14 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     local_mini = args.mini_batch_size // n_proc
     n_rollouts = max(1, args.total_episodes // args.rollout_batch_size)
     shuffle = random.Random(args.seed)  # the same order on every process; each takes its own share of a batch
+    on_gpu = device.type == "cuda"
+    peak = {"rollout": 0.0, "train": 0.0}
+
+    def stage_peak(stage: str) -> None:  # GiB allocated at most during the stage, over all rollout batches
+        if on_gpu:
+            peak[stage] = max(peak[stage], torch.cuda.max_memory_allocated(device) / 2**30)
+            torch.cuda.reset_peak_memory_stats(device)
+
     for it in range(n_rollouts):
         if it * args.rollout_batch_size % len(order) < args.rollout_batch_size:
             shuffle.shuffle(order)
@@ -317,37 +355,30 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             rewards[torch.arange(len(idx)), last] += scores
             adv, returns = gae(rewards.cpu(), old_values.cpu(), r_mask.cpu().float(), args.gamma, args.lam)
             adv, returns = whiten(adv, r_mask.cpu().float(), acc).to(device), returns.to(device)
+        roll = {"ids": ids, "mask": mask, "r_mask": r_mask, "start": start, "old_logp": old_logp, "old_values": old_values,
+                "adv": adv, "returns": returns}
+        stage_peak("rollout")
 
-        # 2. optimise: clipped policy loss, clipped value loss, and the pretraining term
+        # 2. optimise: clipped policy loss, clipped value loss (a chunk of sequences at a time, gradients accumulated
+        #    over the minibatch), and the pretraining term
         stats = {"pg_loss": [], "vf_loss": [], "ptx_loss": [], "clipfrac": [], "ratio": []}
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(len(idx))
             for mb in perm.split(local_mini):
-                m = r_mask[mb].float()
-                new_logp = token_logprobs(policy, ids[mb], mask[mb], start, args.temperature)
-                ratio = torch.exp(new_logp - old_logp[mb])
-                pg = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
-                pg_loss = masked_mean(pg, m)
-                v = value(ids[mb], mask[mb], start)
-                v_clip = old_values[mb] + (v - old_values[mb]).clamp(-args.cliprange_value, args.cliprange_value)
-                vf_loss = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
-                loss = pg_loss + args.vf_coef * vf_loss
+                optimizer.zero_grad()
+                for k, v in backward_minibatch(policy, value, acc, roll, mb, chunk, args).items():
+                    stats[k].append(v)
                 if use_ptx:
                     ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size // n_proc, len(ptx_texts))),
                                              args.ptx_max_tokens, device)
-                    loss = loss + args.ptx_coef * ptx_loss
+                    acc.backward(args.ptx_coef * ptx_loss)
                     stats["ptx_loss"].append(ptx_loss.item())
-                optimizer.zero_grad()
-                acc.backward(loss)
                 acc.clip_grad_norm_(params, args.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 if average:
                     average.update(acc.unwrap_model(policy))
-                stats["pg_loss"].append(pg_loss.item())
-                stats["vf_loss"].append(vf_loss.item())
-                stats["ratio"].append(float(masked_mean(ratio.detach(), m)))
-                stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > args.cliprange).float(), m)))
+        stage_peak("train")
         every_prompt = gather_object(idx)
         all_scores, all_kl = acc.gather(scores), acc.gather(kl.sum(1))
         row = {"rollout": it, "episodes": len(every_prompt), "distinct_prompts": len(set(every_prompt)),
@@ -364,14 +395,16 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                "processes": n_proc, "episodes": sum(h["episodes"] for h in history),
                "prompts_skipped_too_long": len(prompts) - len(usable),
                "first_mean_score": history[0]["mean_score"], "last_mean_score": history[-1]["mean_score"],
-               "last_kl": history[-1]["kl"], "saved_weights": "moving average" if average else "last"}
-    if ptx_texts:
+               "last_kl": history[-1]["kl"], "saved_weights": "moving average" if average else "last",
+               "peak_gpu_memory_gib": peak if on_gpu else None}
+    final = acc.unwrap_model(policy)
+    if average:
+        average.copy_to(final)  # on every process: what is measured below is what is saved
+    if held_ptx:
         with torch.no_grad():
-            metrics["ptx_eval_loss"] = float(pretrain_loss(policy, tok, ptx_texts[:64], args.ptx_max_tokens, device))
+            metrics["ptx_eval_loss"] = float(pretrain_loss(final, tok, held_ptx, args.ptx_max_tokens, device))
+        metrics["ptx_eval_texts"] = len(held_ptx)
     if acc.is_main_process:
-        final = acc.unwrap_model(policy)
-        if average:
-            average.copy_to(final)
         final.save_pretrained(args.output_dir)
         tok.save_pretrained(args.output_dir)
         write_metrics(args.output_dir, metrics)
