@@ -196,21 +196,25 @@ def test_two_processes_share_one_batch_instead_of_repeating_it(tiny, tmp_path):
     """Two processes on the CPU, launched as accelerate's multi-process launcher does (torchrun, with accelerate
     told to use the CPU; `accelerate launch --cpu` starts one process unless MPI is installed): batch sizes and
     episodes count both processes, and each process rolls out its own prompts (before, both rolled out the same
-    prompts with the same seed)."""
+    prompts with the same seed); the learning rate follows the same warm-up as on one process; PPO-ptx runs."""
     from datasets import Dataset
 
     data = tmp_path / "ppo_data"
     data.mkdir()
     Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    ptx = tmp_path / "ptx.txt"
+    ptx.write_text("".join(f"Plain text number {i} about the {w}.\n" for i, w in enumerate("sun tree river stone".split() * 5)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m", "trainers.ppo",
            "--policy", str(tiny), "--reward_model", str(tiny), "--dataset", str(data), "--output_dir", str(tmp_path / "out"),
            "--total_episodes", "16", "--rollout_batch_size", "8", "--mini_batch_size", "4", "--forward_batch_size", "4",
-           "--max_new_tokens", "4", "--log_every", "1000"]
+           "--max_new_tokens", "4", "--log_every", "1000",
+           # PPO-ptx: the policy is forwarded twice per step under DDP; 4 pretraining texts per step over both processes
+           "--ptx_coef", "1.0", "--ptx_dataset", str(ptx), "--ptx_batch_size", "4"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert m["processes"] == 2 and m["episodes"] == 16
+    assert m["processes"] == 2 and m["episodes"] == 16 and m["ptx"] and all(h["ptx_loss"] > 0 for h in m["history"])
     assert [h["distinct_prompts"] for h in m["history"]] == [8, 8]  # each batch: 8 different prompts over both processes
     # one scheduler step per optimizer step: the warm-up runs as on one process (before: 2x fast, 4.6e-6 then 8.2e-6)
     one = ppo.train(_args(tiny, tmp_path / "one", max_new_tokens=4, dataset=str(data)), reward_fn=_zero_reward, prompts=PROMPTS)
@@ -222,7 +226,7 @@ def _recorded_ppo(args) -> tuple[dict, list[list[torch.Tensor]]]:
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
     steps = []
-    n_policy = len(list(torch.nn.Module.parameters(_load(args.policy))))
+    n_policy = len(list(_load(args.policy).parameters()))
     handle = register_optimizer_step_post_hook(
         lambda opt, a, k: steps.append([p.detach().double().clone() for p in opt.param_groups[0]["params"][:n_policy]]))
     try:

@@ -260,7 +260,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
     acc = Accelerator()
     n_proc, rank = acc.num_processes, acc.process_index
-    for name in ("rollout_batch_size", "mini_batch_size", "ptx_batch_size"):
+    for name in ("rollout_batch_size", "mini_batch_size") + (("ptx_batch_size",) if args.ptx_coef > 0 else ()):
         if getattr(args, name) % n_proc:
             raise ValueError(f"{name}={getattr(args, name)} must be a multiple of the {n_proc} processes (it counts all of them)")
     if args.rollout_batch_size % args.mini_batch_size:
