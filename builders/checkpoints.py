@@ -57,7 +57,14 @@ def resolve_model(ref: str | None, *, progress: bool = True) -> str | None:
     out = cache_root() / f"{file.stem}-{key}"
     if (out / "config.json").exists():
         return str(out)
-    convert_gguf(file, out, progress=progress)
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # every process of an `accelerate launch` (or two runs at once) asks for the same folder: one converts, the
+    # others wait for it and find it done
+    with FileLock(f"{out}.lock"):
+        if not (out / "config.json").exists():
+            convert_gguf(file, out, progress=progress)
     return str(out)
 
 
@@ -76,8 +83,7 @@ def convert_gguf(file: Path, out: Path, *, progress: bool = True) -> Path:
     except ImportError as exc:
         raise InputError(f"reading GGUF needs the gguf package ({exc}); pip install gguf", file=str(file)) from None
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    if unexpected or [k for k in missing if "lm_head" not in k]:  # tied output embeddings need no copy
-        raise RuntimeError(f"{file}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    check_gguf_weights(file, missing, unexpected, tied=bool(getattr(model.config, "tie_word_embeddings", False)))
     model.tie_weights()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
@@ -90,6 +96,14 @@ def convert_gguf(file: Path, out: Path, *, progress: bool = True) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def check_gguf_weights(file: Path, missing: list[str], unexpected: list[str], *, tied: bool) -> None:
+    """Every weight of the architecture must come from the GGUF file; only a tied output layer (`lm_head`, which
+    is the embedding matrix) may be absent from it."""
+    if unexpected or [k for k in missing if not (tied and k.startswith("lm_head"))]:
+        raise RuntimeError(f"{file}: weights do not match the architecture (missing {missing[:3]}, unexpected {unexpected[:3]}"
+                           f"{'' if tied else '; lm_head may be missing only when the embeddings are tied'})")
 
 
 def load_text_classifier(model_id: str, *, trust_remote_code: bool = False, field: str | None = None):

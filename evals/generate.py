@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-_MARK = "\x1fEND-OF-TURN-PROBE\x1f"
+# letters only: templates that `trim` the content (Llama-3, Gemma) would strip whitespace or control characters
+_MARK = "ENDOFTURNPROBE"
 
 
 def stop_token_ids(tok, model=None) -> list[int]:

@@ -68,13 +68,77 @@ def test_rollouts_are_scored_a_chunk_of_sequences_at_a_time(tiny, tmp_path, monk
     real = ppo.token_logprobs
 
     def spy(model, ids, mask, start, temperature=1.0):
-        if not torch.is_grad_enabled():
-            seen.append(ids.shape[0])
+        (trained if torch.is_grad_enabled() else seen).append(ids.shape[0])
         return real(model, ids, mask, start, temperature)
 
+    trained = []
     monkeypatch.setattr(ppo, "token_logprobs", spy)
     ppo.train(_args(tiny, tmp_path, rollout_batch_size=16, mini_batch_size=8, forward_batch_size=4), reward_fn=_zero_reward, prompts=PROMPTS)
     assert seen and max(seen) == 4 and sum(seen) == 2 * 16 * 1  # policy and reference, 16 rollouts, one rollout batch
+    assert trained and max(trained) == 4 and sum(trained) == 16  # training minibatches of 8, in chunks of 4
+
+
+def test_logits_are_computed_for_response_positions_only(tiny):
+    model = _load(tiny)
+    shapes = []
+    model.lm_head.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
+    ids = torch.randint(3, 100, (2, 30))
+    with torch.no_grad():
+        logp = ppo.token_logprobs(model, ids, torch.ones_like(ids), start=24)
+    assert logp.shape == (2, 6) and shapes == [(2, 7, model.config.vocab_size)]  # 6 response tokens, predicted from 7 positions
+
+
+def test_a_minibatch_in_chunks_has_the_gradient_of_the_whole_minibatch(tiny):
+    """Gradient accumulation over `forward_batch_size` chunks must give the same update as one forward of the
+    minibatch (each chunk's loss is divided by the whole minibatch's token count, not its own)."""
+    from accelerate import Accelerator
+    from transformers import AutoModelForSequenceClassification
+
+    acc = Accelerator(cpu=True)
+    policy = _load(tiny)
+    value = ppo.TokenValues(AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=1))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 100, (6, 20), generator=g)
+    start = 12
+    r_mask = (torch.arange(8)[None] < torch.tensor([8, 3, 5, 1, 8, 6])[:, None]).long()  # responses of unequal length
+    mask = torch.cat([torch.ones(6, start, dtype=torch.long), r_mask], 1)
+    with torch.no_grad():
+        old_logp = ppo.token_logprobs(policy, ids, mask, start) + 0.1 * torch.randn(6, 8, generator=g)
+        old_values = value(ids, mask, start)
+    roll = {"ids": ids, "mask": mask, "r_mask": r_mask, "start": start, "old_logp": old_logp, "old_values": old_values,
+            "adv": torch.randn(6, 8, generator=g) * r_mask, "returns": torch.randn(6, 8, generator=g)}
+    args = ppo.PpoArguments()
+    grads, stats = [], []
+    for chunk in (6, 4, 1):
+        policy.zero_grad()
+        value.zero_grad()
+        stats.append(ppo.backward_minibatch(policy, value, acc, roll, torch.arange(6), chunk, args))
+        grads.append([p.grad.clone() for p in [*policy.parameters(), *value.parameters()] if p.grad is not None])
+    for other, s in zip(grads[1:], stats[1:]):
+        assert len(other) == len(grads[0]) and all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0], other))
+        assert s == pytest.approx(stats[0])
+
+
+def test_ptx_eval_loss_is_measured_on_the_saved_weights_and_held_out_texts(tiny, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    texts = [f"Plain text number {i} about the {w}." for i, w in enumerate("sun tree river stone cloud".split() * 10)]
+    used = []
+    real = ppo.pretrain_loss
+
+    def spy(model, tok, batch, max_tokens, device):
+        if torch.is_grad_enabled():
+            used.extend(batch)
+        return real(model, tok, batch, max_tokens, device)
+
+    monkeypatch.setattr(ppo, "pretrain_loss", spy)
+    m = ppo.train(_args(tiny, tmp_path, ptx_coef=1.0, ptx_batch_size=4, learning_rate=1e-3), reward_fn=_zero_reward,
+                  prompts=PROMPTS, ptx_texts=texts)
+    held = texts[-5:]  # a tenth of 50
+    assert used and not set(used) & set(held) and m["ptx_eval_texts"] == 5
+    with torch.no_grad():
+        expected = float(real(_load(tmp_path), AutoTokenizer.from_pretrained(tmp_path), held, 128, "cpu"))
+    assert m["ptx_eval_loss"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_response_cut_by_the_length_cap_pays_the_missing_eos_penalty(tiny, tmp_path):
@@ -109,22 +173,6 @@ def test_the_papers_schedule_is_the_default():
     assert [round(f(s), 2) for s in (0, 5, 10, 50)] == [0.1, 0.55, 1.0, 1.0]
 
 
-def test_the_saved_policy_is_the_moving_average_of_its_weights():
-    model = torch.nn.Linear(1, 1, bias=False)
-    with torch.no_grad():
-        model.weight.fill_(0.0)
-    avg = ppo.WeightAverage(model, decay=0.992)
-    expected = 0.0
-    for step in range(1, 6):
-        with torch.no_grad():
-            model.weight.fill_(float(step))
-        avg.update(model)
-        d = min(0.992, (1 + step) / (10 + step))
-        expected = d * expected + (1 - d) * step
-    avg.copy_to(model)
-    assert model.weight.item() == pytest.approx(expected)
-
-
 def test_trls_trainers_refuse_settings_they_would_silently_ignore(tmp_path):
     args = ppo.PpoArguments(algo="grpo", ptx_coef=27.8, ptx_dataset="x.txt", lam=0.9, output_dir=str(tmp_path))
     assert ppo.unused_by_trl(args) == ["lam", "ptx_coef", "ptx_dataset"]
@@ -148,19 +196,143 @@ def test_two_processes_share_one_batch_instead_of_repeating_it(tiny, tmp_path):
     """Two processes on the CPU, launched as accelerate's multi-process launcher does (torchrun, with accelerate
     told to use the CPU; `accelerate launch --cpu` starts one process unless MPI is installed): batch sizes and
     episodes count both processes, and each process rolls out its own prompts (before, both rolled out the same
-    prompts with the same seed)."""
+    prompts with the same seed); the learning rate follows the same warm-up as on one process; PPO-ptx runs."""
     from datasets import Dataset
 
     data = tmp_path / "ppo_data"
     data.mkdir()
     Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    ptx = tmp_path / "ptx.txt"
+    ptx.write_text("".join(f"Plain text number {i} about the {w}.\n" for i, w in enumerate("sun tree river stone".split() * 5)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m", "trainers.ppo",
            "--policy", str(tiny), "--reward_model", str(tiny), "--dataset", str(data), "--output_dir", str(tmp_path / "out"),
            "--total_episodes", "16", "--rollout_batch_size", "8", "--mini_batch_size", "4", "--forward_batch_size", "4",
-           "--max_new_tokens", "4", "--log_every", "1000"]
+           "--max_new_tokens", "4", "--log_every", "1000",
+           # PPO-ptx: the policy is forwarded twice per step under DDP; 4 pretraining texts per step over both processes
+           "--ptx_coef", "1.0", "--ptx_dataset", str(ptx), "--ptx_batch_size", "4"]
     run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert m["processes"] == 2 and m["episodes"] == 16
+    assert m["processes"] == 2 and m["episodes"] == 16 and m["ptx"] and all(h["ptx_loss"] > 0 for h in m["history"])
     assert [h["distinct_prompts"] for h in m["history"]] == [8, 8]  # each batch: 8 different prompts over both processes
+    # one scheduler step per optimizer step: the warm-up runs as on one process (before: 2x fast, 4.6e-6 then 8.2e-6)
+    one = ppo.train(_args(tiny, tmp_path / "one", max_new_tokens=4, dataset=str(data)), reward_fn=_zero_reward, prompts=PROMPTS)
+    assert [h["lr"] for h in m["history"]] == pytest.approx([h["lr"] for h in one["history"]]) == [2.8e-6, 4.6e-6]
+
+
+def _recorded_ppo(args) -> tuple[dict, list[list[torch.Tensor]]]:
+    """Run PPO and record the policy's weights after every optimizer step, as the optimizer holds them."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    steps = []
+    n_policy = len(list(_load(args.policy).parameters()))
+    handle = register_optimizer_step_post_hook(
+        lambda opt, a, k: steps.append([p.detach().double().clone() for p in opt.param_groups[0]["params"][:n_policy]]))
+    try:
+        metrics = ppo.train(args, reward_fn=_e_reward, prompts=PROMPTS)
+    finally:
+        handle.remove()
+    return metrics, steps
+
+
+def _load(path, dtype=None):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, **({"dtype": dtype} if dtype else {}))
+
+
+def _e_reward(convs):
+    return torch.tensor([c[-1]["content"].count("e") / max(1, len(c[-1]["content"])) for c in convs])
+
+
+@pytest.fixture(scope="module")
+def tiny_bf16(tiny, tmp_path_factory):
+    """The tiny model saved in bfloat16, as a Hub chat model or a `--dtype bfloat16` SFT run leaves it."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny_bf16")
+    _load(tiny).to(torch.bfloat16).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(out)
+    assert _load(out).dtype == torch.bfloat16
+    return out
+
+
+@pytest.mark.slow
+def test_ppo_from_a_bf16_checkpoint_moves_the_weights_as_much_as_from_fp32(tiny, tiny_bf16, tmp_path):
+    """The review measured 14% of weights moved in 8 steps from bf16 (AdamW at lr 9e-6 on bf16 weights) vs ~100%."""
+    moved = {}
+    for name, start in (("fp32", tiny), ("bf16", tiny_bf16)):
+        _, steps = _recorded_ppo(_args(start, tmp_path / name, total_episodes=16, mini_batch_size=2, learning_rate=9e-6,
+                                       warmup_steps=0))
+        first = [p.detach().double() for p in _load(start).parameters()]
+        changed = sum(int((w != f).sum()) for w, f in zip(steps[-1], first))
+        moved[name] = changed / sum(f.numel() for f in first)
+        assert len(steps) == 8
+    assert moved["fp32"] > 0.95 and moved["bf16"] > 0.95, moved
+
+
+@pytest.mark.slow
+def test_the_saved_policy_is_the_moving_average_of_the_weights_train_stepped_through(tiny_bf16, tmp_path):
+    """What `train()` saves equals the paper's weight average (decay 0.992, warmed up) computed here from the weights
+    after each optimizer step, starting from the checkpoint: in fp32, even from a bf16 checkpoint."""
+    _, steps = _recorded_ppo(_args(tiny_bf16, tmp_path, total_episodes=16, mini_batch_size=4, learning_rate=1e-3))
+    expected = [p.detach().double() for p in _load(tiny_bf16).parameters()]
+    for n, weights in enumerate(steps, 1):
+        d = min(0.992, (1 + n) / (10 + n))
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights)]
+    saved = _load(tmp_path)
+    assert saved.dtype == torch.float32 and len(steps) == 4
+    last_gap = max(float((w - e).abs().max()) for w, e in zip(steps[-1], expected))
+    assert last_gap > 1e-4  # the average is not the last weights
+    for s, e in zip(saved.parameters(), expected):
+        assert torch.allclose(s.double(), e, atol=1e-6, rtol=0), float((s.double() - e).abs().max())
+
+
+def test_a_value_model_with_another_tokenizer_is_refused(tiny, tmp_path):
+    """The value model reads the policy's token ids: with another vocabulary it would read other words (or none)."""
+    from builders.errors import InputError
+
+    other = save_tiny(tmp_path / "other", texts=["completely different words for another vocabulary"] * 50, kind="reward")
+    with pytest.raises(InputError, match="tokenizer differs from the policy's"):
+        ppo.train(_args(tiny, tmp_path / "out", value_model=str(other)), reward_fn=_zero_reward, prompts=PROMPTS)
+
+
+def test_the_pretraining_loss_does_not_depend_on_the_padding_side(tiny):
+    from transformers import AutoTokenizer
+
+    model, tok = _load(tiny), AutoTokenizer.from_pretrained(tiny)
+    texts = ["a short one", "a much longer pretraining text that needs no padding at all here"]
+    with torch.no_grad():
+        losses = []
+        for side in ("right", "left"):
+            tok.padding_side = side
+            losses.append(float(ppo.pretrain_loss(model, tok, texts, 64, "cpu")))
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
+
+
+def test_grpo_and_rloo_count_episodes_over_every_process_and_stop_where_ppo_does(tiny, tmp_path):
+    """TRL stops only at the tokenizer's EOS and the generation config's: the chat turn's end is given to it. Each TRL
+    step samples 4 completions per process, so two processes take half the steps for the same total_episodes."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from evals.generate import stop_token_ids
+
+    base = tmp_path / "base"
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tok.eos_token = "<pad>"  # a base model's EOS; its SFT chat template ends turns with <|im_end|>
+    tok.save_pretrained(base)
+    m = _load(tiny)
+    m.generation_config.eos_token_id = tok.eos_token_id
+    m.save_pretrained(base)
+    data = tmp_path / "data"
+    data.mkdir()
+    Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for algo in ("grpo", "rloo"):
+        args = ppo.PpoArguments(policy=str(base), reward_model=str(tiny), dataset=str(data), output_dir=str(tmp_path / algo),
+                                algo=algo, total_episodes=32)
+        trainer = ppo.trl_trainer(args, n_proc=2)
+        assert end in trainer.eos_token_ids and set(trainer.eos_token_ids) == set(stop_token_ids(tok, m) + [end])
+        assert trainer.args.max_steps == 32 // (4 * 2)

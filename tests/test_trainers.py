@@ -116,6 +116,7 @@ def test_ppo_raises_a_planted_reward_with_bounded_kl(tiny, ppo_inputs, tmp_path)
     from transformers import LlamaForSequenceClassification
 
     LlamaForSequenceClassification.from_pretrained(tiny, num_labels=1).save_pretrained(tmp_path / "value")
+    load_tokenizer(str(tiny)).save_pretrained(tmp_path / "value")
     prompts, ptx_texts = ppo_inputs
     m = _run_ppo(tiny, tmp_path / "ppo", prompts, ptx_texts, ptx_coef=0.0, value_model=str(tmp_path / "value"))
     scores = [h["mean_score"] for h in m["history"]]
@@ -130,6 +131,7 @@ def test_ptx_term_lowers_the_pretraining_loss(tiny, ppo_inputs, tmp_path):
     from transformers import LlamaForSequenceClassification
 
     LlamaForSequenceClassification.from_pretrained(tiny, num_labels=1).save_pretrained(tmp_path / "value")
+    load_tokenizer(str(tiny)).save_pretrained(tmp_path / "value")
     prompts, ptx_texts = ppo_inputs
     kw = dict(episodes=160, value_model=str(tmp_path / "value"))
     plain = _run_ppo(tiny, tmp_path / "plain", prompts, ptx_texts, ptx_coef=0.0, **kw)
@@ -176,3 +178,69 @@ def test_train_cli_reads_yaml_and_command_line_overrides(tiny, planted_data, tmp
                  "--max_train_samples", "32"]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["train_rows"] == 32 and not (tmp_path / "wrong").exists()
+
+
+def test_only_the_main_process_writes_metrics(tiny, planted_data, tmp_path, monkeypatch):
+    """Under accelerate launch every process runs sft.main; the others must not write the same files at once."""
+    from transformers import Trainer
+
+    monkeypatch.setattr(Trainer, "is_world_process_zero", lambda self: False)
+    out = tmp_path / "sft"
+    sft.main(sft.SftArguments(dataset=str(planted_data / "sft"), max_train_samples=8),
+             SFTConfig(output_dir=str(out), num_train_epochs=1, per_device_train_batch_size=8, **COMMON),
+             ModelConfig(model_name_or_path=str(tiny)))
+    assert (out / "config.json").exists() and not (out / "metrics.json").exists()  # the model: Trainer's save, main only
+
+
+@pytest.mark.slow
+def test_the_shipped_sft_config_keeps_the_last_epoch_past_the_validation_loss_minimum(tiny, planted_data, tmp_path):
+    """The paper's SFT overfits on validation loss after epoch 1 and keeps training (more epochs help RM score and
+    human preference): the shipped config must not hand back its lowest-validation-loss epoch."""
+    from instructkit.cli import main
+
+    out = tmp_path / "sft"
+    assert main(["train", "sft", "--config", "sft", "--model_name_or_path", str(tiny), "--dataset", str(planted_data / "sft"),
+                 "--output_dir", str(out), "--num_train_epochs", "10", "--max_train_samples", "2", "--learning_rate", "0.03",
+                 "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_length", "128",
+                 "--lr_scheduler_type", "constant", "--use_cpu", "true"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    curve = m["eval_loss_curve"]
+    assert len(curve) == 10 and min(curve) < curve[-1] - 0.05, curve  # validation loss turned up before the end
+    assert m["eval_loss"] == pytest.approx(curve[-1], abs=1e-4)  # the model kept is the last epoch's
+    assert len(list(out.glob("checkpoint-*"))) <= 2  # save_total_limit
+
+
+def test_kway_rm_refuses_reward_settings_it_cannot_honour(tmp_path):
+    from builders.errors import InputError
+
+    for setting in ({"center_rewards_coefficient": 0.01}, {"disable_dropout": False}):
+        with pytest.raises(InputError, match=f"--mode kway cannot honour {next(iter(setting))}"):
+            rm.main(rm.RmArguments(dataset="unused", mode="kway"), RewardConfig(output_dir=str(tmp_path), **setting, **COMMON),
+                    ModelConfig(model_name_or_path="unused"))
+
+
+def test_kway_rm_trains_without_dropout_and_reports_its_pair_accuracy(planted_data, tmp_path, monkeypatch):
+    """A GPT-2-style model carries residual dropout 0.2 from the paper's SFT; pairs mode (TRL) turns dropout off, and
+    so must the K-way trainer. Its pair accuracy was computed and dropped; now it is in metrics.json."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tok = load_tokenizer(str(save_tiny(tmp_path / "tok")))
+    model_dir = tmp_path / "gpt2"
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=len(tok), n_layer=1, n_embd=32, n_head=2, resid_pdrop=0.2, embd_pdrop=0.2,
+                                             num_labels=1, pad_token_id=tok.pad_token_id)).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    seen = []
+    real = torch.nn.functional.dropout
+
+    def spy(x, p=0.5, training=True, inplace=False):
+        if training:
+            seen.append(p)
+        return real(x, p, training, inplace)
+
+    monkeypatch.setattr(torch.nn.functional, "dropout", spy)
+    m = rm.main(rm.RmArguments(dataset=str(planted_data / "rm"), mode="kway", sft_dataset=None),
+                RewardConfig(output_dir=str(tmp_path / "rm"), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-3,
+                             **{**COMMON, "logging_steps": 1}),
+                ModelConfig(model_name_or_path=str(model_dir)))
+    assert seen and set(seen) == {0}, set(seen)  # dropout modules ran in training mode, with p = 0
+    assert len(m["train_pair_accuracy_curve"]) == 3 and 0 <= m["train_pair_accuracy"] <= 1

@@ -9,7 +9,9 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
 - the paper's schedule: one inner epoch per rollout batch, a short linear warm-up, and the saved policy is an
   exponential moving average of the weights (decay 0.992);
 - rollouts stop at the chat template's end-of-turn token; log-probabilities are those of the sampling distribution
-  (temperature included); logits are computed `forward_batch_size` sequences at a time;
+  (temperature included); logits are computed `forward_batch_size` sequences at a time and for response positions
+  only, in rollouts and in training (a minibatch's gradients accumulated over its chunks);
+- weights in fp32 whatever the checkpoint's dtype (16-bit compute through `accelerate launch --mixed_precision`);
 - many processes (`accelerate launch`): batch sizes and episodes count every process; each process rolls out its
   own share of each batch with its own seed.
 `--algo grpo` and `--algo rloo` hand the same prompts and reward model to TRL's maintained trainers instead.
@@ -48,8 +50,9 @@ class PpoArguments:
     total_episodes: int = field(default=512, metadata={"help": "prompts rolled out in all, over every process (the paper: 256k)"})
     rollout_batch_size: int = field(default=16, metadata={"help": "prompts per rollout, over every process (the paper: 512)"})
     mini_batch_size: int = field(default=8, metadata={"help": "rollouts per gradient step, over every process (the paper: 64)"})
-    forward_batch_size: int = field(default=8, metadata={"help": "sequences per generate or forward call on one process: "
-                                                                  "bounds the memory of logits (batch × length × vocabulary)"})
+    forward_batch_size: int = field(default=8, metadata={"help": "sequences per generate or forward call on one process, in "
+                                                                  "rollouts and training (gradients accumulate): bounds the "
+                                                                  "memory of logits (batch × response length × vocabulary)"})
     ppo_epochs: int = field(default=1, metadata={"help": "passes over each rollout batch (the paper: one)"})
     max_new_tokens: int = field(default=48, metadata={"help": "response length cap"})
     max_prompt_tokens: int = field(default=256, metadata={"help": "longer prompts are skipped and counted (cutting them would "
@@ -73,7 +76,7 @@ class PpoArguments:
     ptx_dataset_config: str | None = field(default=None, metadata={"help": "config name of a Hub ptx_dataset"})
     ptx_text_column: str = field(default="text", metadata={"help": "column of ptx_dataset holding the text"})
     ptx_max_texts: int = field(default=200_000, metadata={"help": "pretraining texts read from ptx_dataset at most"})
-    ptx_batch_size: int = field(default=8, metadata={"help": "pretraining sequences per update"})
+    ptx_batch_size: int = field(default=8, metadata={"help": "pretraining sequences per update, over every process"})
     ptx_max_tokens: int = field(default=128, metadata={"help": "pretraining sequences are cut to this length"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
     seed: int = field(default=0, metadata={"help": "seeds sampling and shuffling (each process adds its rank)"})
@@ -94,7 +97,10 @@ def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor, start: int, tem
     """log π_T(token_t | tokens_<t) for every response token (positions start..end), where π_T is the distribution
     the tokens were sampled from: the model's logits divided by the sampling temperature."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, start - 1 : -1].float() / temperature
+    # logits only where they predict a response token (the prompt's are never used: with a 150k vocabulary they
+    # would be most of the memory)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=ids.shape[1] - start + 1)
+    logits = out.logits[:, :-1].float() / temperature
     return torch.gather(logits, 2, ids[:, start:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
@@ -143,29 +149,51 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, acc=None) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8) * mask
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
 class WeightAverage:
     """An exponential moving average of a model's weights (the paper's decay 0.992), with the usual warm-up of the
-    decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights."""
+    decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights.
+    The average is kept in fp32 on each weight's own device: a 16-bit average cannot move by 0.008·Δ at a time.
+    Make it from the prepared (placed) model, `accelerator.unwrap_model(policy)`, not the model as loaded."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay, self.updates = decay, 0
-        self.shadow = [p.detach().clone() for p in model.parameters()]
+        self.shadow = [p.detach().to(torch.float32, copy=True) for p in model.parameters()]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for s, p in zip(self.shadow, model.parameters()):
-            s.mul_(d).add_(p.detach(), alpha=1 - d)
+            s.mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
         for s, p in zip(self.shadow, model.parameters()):
             p.copy_(s)
+
+
+def backward_minibatch(policy, value, acc, roll: dict, rows: torch.Tensor, chunk: int, args: PpoArguments) -> dict[str, float]:
+    """Backpropagate the clipped policy and value losses of the minibatch `rows` of the rollout `roll`, `chunk`
+    sequences at a time (each chunk's loss is its token sum over the whole minibatch's token count, so the chunks'
+    gradients add up to the minibatch's). Returns the minibatch's loss statistics (token means)."""
+    r_mask = roll["r_mask"]
+    n_tok = r_mask[rows].sum().clamp(min=1)
+    sums = dict.fromkeys(("pg_loss", "vf_loss", "ratio", "clipfrac"), 0.0)
+    for part in rows.split(chunk):
+        m, adv, old_v, ret = r_mask[part].float(), roll["adv"][part], roll["old_values"][part], roll["returns"][part]
+        ratio = torch.exp(token_logprobs(policy, roll["ids"][part], roll["mask"][part], roll["start"], args.temperature)
+                          - roll["old_logp"][part])
+        pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
+        v = value(roll["ids"][part], roll["mask"][part], roll["start"])
+        v_clip = old_v + (v - old_v).clamp(-args.cliprange_value, args.cliprange_value)
+        vf = 0.5 * torch.max((v - ret) ** 2, (v_clip - ret) ** 2)
+        pg_loss, vf_loss = (pg * m).sum() / n_tok, (vf * m).sum() / n_tok
+        acc.backward(pg_loss + args.vf_coef * vf_loss)
+        sums["pg_loss"] += pg_loss.item()
+        sums["vf_loss"] += vf_loss.item()
+        sums["ratio"] += float((ratio.detach() * m).sum() / n_tok)
+        sums["clipfrac"] += float((((ratio.detach() - 1).abs() > args.cliprange).float() * m).sum() / n_tok)
+    return sums
 
 
 def warmup_factor(warmup_steps: int):
@@ -193,6 +221,15 @@ def load_ptx_texts(spec: str, column: str, config: str | None = None, limit: int
             if limit and len(texts) >= limit:
                 break
     return texts
+
+
+def same_tokens(tok, other, policy: str, value: str) -> None:
+    """The value model reads the policy's token ids: its tokenizer must be the policy's (same vocabulary)."""
+    if tok.get_vocab() != other.get_vocab():
+        from builders.errors import InputError
+
+        raise InputError(f"the value model reads the policy's token ids, but its tokenizer differs from the policy's ({policy}): "
+                         "give a value_model (or reward_model) trained from the same tokenizer", flag="--value_model", file=value)
 
 
 def rm_scorer(reward_model, tok, offset: float) -> Callable[[list[list[dict]]], torch.Tensor]:
@@ -223,7 +260,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
 
     acc = Accelerator()
     n_proc, rank = acc.num_processes, acc.process_index
-    for name in ("rollout_batch_size", "mini_batch_size"):
+    for name in ("rollout_batch_size", "mini_batch_size") + (("ptx_batch_size",) if args.ptx_coef > 0 else ()):
         if getattr(args, name) % n_proc:
             raise ValueError(f"{name}={getattr(args, name)} must be a multiple of the {n_proc} processes (it counts all of them)")
     if args.rollout_batch_size % args.mini_batch_size:
@@ -233,10 +270,14 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     set_seed(args.seed, device_specific=True)  # every process samples its own responses
     rng = random.Random(args.seed + rank)  # pretraining batches, per process
     tok = load_tokenizer(args.policy, args.trust_remote_code)
-    kw = {"trust_remote_code": args.trust_remote_code}
+    # fp32 whatever the checkpoint was saved in (transformers loads its dtype by default): AdamW on 16-bit weights
+    # rounds most PPO-sized updates away; 16-bit compute comes from accelerate's mixed precision instead
+    kw = {"trust_remote_code": args.trust_remote_code, "dtype": torch.float32}
     policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
     ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
-    value = TokenValues(AutoModelForSequenceClassification.from_pretrained(args.value_model or args.reward_model, num_labels=1, **kw))
+    value_path = args.value_model or args.reward_model
+    same_tokens(tok, load_tokenizer(value_path, args.trust_remote_code), args.policy, value_path)
+    value = TokenValues(AutoModelForSequenceClassification.from_pretrained(value_path, num_labels=1, **kw))
     stop_ids = stop_token_ids(tok, policy)
     if reward_fn is None:
         rm = AutoModelForSequenceClassification.from_pretrained(args.reward_model, num_labels=1, **kw).eval().requires_grad_(False)
@@ -246,13 +287,18 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
         prompts = list(load_splits(args.dataset)["train"]["prompt"])
     if ptx_texts is None and args.ptx_coef > 0:
         ptx_texts = load_ptx_texts(args.ptx_dataset, args.ptx_text_column, args.ptx_dataset_config, args.ptx_max_texts)
+    # the last tenth (at most 64) of the pretraining texts is held out to measure ptx_eval_loss on
+    ptx_texts = list(ptx_texts or [])
+    held_ptx = ptx_texts[len(ptx_texts) - min(64, len(ptx_texts) // 10):] if len(ptx_texts) >= 10 else []
+    ptx_texts = ptx_texts[: len(ptx_texts) - len(held_ptx)]
     use_ptx = args.ptx_coef > 0 and bool(ptx_texts)
 
     params = list(policy.parameters()) + list(value.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=1e-5)
+    # not given to `acc.prepare`: accelerate steps a prepared scheduler once per process at each optimizer step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(args.warmup_steps))
-    average = WeightAverage(policy, args.ema_decay) if args.ema_decay > 0 else None
-    policy, value, optimizer, scheduler = acc.prepare(policy, value, optimizer, scheduler)
+    policy, value, optimizer = acc.prepare(policy, value, optimizer)
+    average = WeightAverage(acc.unwrap_model(policy), args.ema_decay) if args.ema_decay > 0 else None
     ref = acc.prepare_model(ref, evaluation_mode=True)
     device = acc.device
     pad_id = tok.pad_token_id
@@ -269,6 +315,14 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     local_mini = args.mini_batch_size // n_proc
     n_rollouts = max(1, args.total_episodes // args.rollout_batch_size)
     shuffle = random.Random(args.seed)  # the same order on every process; each takes its own share of a batch
+    on_gpu = device.type == "cuda"
+    peak = {"rollout": 0.0, "train": 0.0}
+
+    def stage_peak(stage: str) -> None:  # GiB allocated at most during the stage, over all rollout batches
+        if on_gpu:
+            peak[stage] = max(peak[stage], torch.cuda.max_memory_allocated(device) / 2**30)
+            torch.cuda.reset_peak_memory_stats(device)
+
     for it in range(n_rollouts):
         if it * args.rollout_batch_size % len(order) < args.rollout_batch_size:
             shuffle.shuffle(order)
@@ -301,37 +355,30 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             rewards[torch.arange(len(idx)), last] += scores
             adv, returns = gae(rewards.cpu(), old_values.cpu(), r_mask.cpu().float(), args.gamma, args.lam)
             adv, returns = whiten(adv, r_mask.cpu().float(), acc).to(device), returns.to(device)
+        roll = {"ids": ids, "mask": mask, "r_mask": r_mask, "start": start, "old_logp": old_logp, "old_values": old_values,
+                "adv": adv, "returns": returns}
+        stage_peak("rollout")
 
-        # 2. optimise: clipped policy loss, clipped value loss, and the pretraining term
+        # 2. optimise: clipped policy loss, clipped value loss (a chunk of sequences at a time, gradients accumulated
+        #    over the minibatch), and the pretraining term
         stats = {"pg_loss": [], "vf_loss": [], "ptx_loss": [], "clipfrac": [], "ratio": []}
         for _ in range(args.ppo_epochs):
             perm = torch.randperm(len(idx))
             for mb in perm.split(local_mini):
-                m = r_mask[mb].float()
-                new_logp = token_logprobs(policy, ids[mb], mask[mb], start, args.temperature)
-                ratio = torch.exp(new_logp - old_logp[mb])
-                pg = torch.max(-adv[mb] * ratio, -adv[mb] * ratio.clamp(1 - args.cliprange, 1 + args.cliprange))
-                pg_loss = masked_mean(pg, m)
-                v = value(ids[mb], mask[mb], start)
-                v_clip = old_values[mb] + (v - old_values[mb]).clamp(-args.cliprange_value, args.cliprange_value)
-                vf_loss = 0.5 * masked_mean(torch.max((v - returns[mb]) ** 2, (v_clip - returns[mb]) ** 2), m)
-                loss = pg_loss + args.vf_coef * vf_loss
-                if use_ptx:
-                    ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size, len(ptx_texts))),
-                                             args.ptx_max_tokens, device)
-                    loss = loss + args.ptx_coef * ptx_loss
-                    stats["ptx_loss"].append(ptx_loss.item())
                 optimizer.zero_grad()
-                acc.backward(loss)
+                for k, v in backward_minibatch(policy, value, acc, roll, mb, chunk, args).items():
+                    stats[k].append(v)
+                if use_ptx:
+                    ptx_loss = pretrain_loss(policy, tok, rng.sample(ptx_texts, min(args.ptx_batch_size // n_proc, len(ptx_texts))),
+                                             args.ptx_max_tokens, device)
+                    acc.backward(args.ptx_coef * ptx_loss)
+                    stats["ptx_loss"].append(ptx_loss.item())
                 acc.clip_grad_norm_(params, args.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 if average:
                     average.update(acc.unwrap_model(policy))
-                stats["pg_loss"].append(pg_loss.item())
-                stats["vf_loss"].append(vf_loss.item())
-                stats["ratio"].append(float(masked_mean(ratio.detach(), m)))
-                stats["clipfrac"].append(float(masked_mean(((ratio - 1).abs() > args.cliprange).float(), m)))
+        stage_peak("train")
         every_prompt = gather_object(idx)
         all_scores, all_kl = acc.gather(scores), acc.gather(kl.sum(1))
         row = {"rollout": it, "episodes": len(every_prompt), "distinct_prompts": len(set(every_prompt)),
@@ -348,14 +395,16 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
                "processes": n_proc, "episodes": sum(h["episodes"] for h in history),
                "prompts_skipped_too_long": len(prompts) - len(usable),
                "first_mean_score": history[0]["mean_score"], "last_mean_score": history[-1]["mean_score"],
-               "last_kl": history[-1]["kl"], "saved_weights": "moving average" if average else "last"}
-    if ptx_texts:
+               "last_kl": history[-1]["kl"], "saved_weights": "moving average" if average else "last",
+               "peak_gpu_memory_gib": peak if on_gpu else None}
+    final = acc.unwrap_model(policy)
+    if average:
+        average.copy_to(final)  # on every process: what is measured below is what is saved
+    if held_ptx:
         with torch.no_grad():
-            metrics["ptx_eval_loss"] = float(pretrain_loss(policy, tok, ptx_texts[:64], args.ptx_max_tokens, device))
+            metrics["ptx_eval_loss"] = float(pretrain_loss(final, tok, held_ptx, args.ptx_max_tokens, device))
+        metrics["ptx_eval_texts"] = len(held_ptx)
     if acc.is_main_process:
-        final = acc.unwrap_model(policy)
-        if average:
-            average.copy_to(final)
         final.save_pretrained(args.output_dir)
         tok.save_pretrained(args.output_dir)
         write_metrics(args.output_dir, metrics)
@@ -387,7 +436,8 @@ def plot_curves(history: list[dict], path: Path) -> Path | None:
 
 def pretrain_loss(model, tok, texts: list[str], max_tokens: int, device) -> torch.Tensor:
     """Mean next-token loss on raw text: the PPO-ptx term (−E[log π(x)], per token)."""
-    enc = tok(texts, truncation=True, max_length=max_tokens, padding=True, return_tensors="pt").to(device)
+    # padded on the right whatever the tokenizer's side: positions then count from each text's first token
+    enc = tok(texts, truncation=True, max_length=max_tokens, padding=True, padding_side="right", return_tensors="pt").to(device)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     return model(**enc, labels=labels).loss
 
@@ -401,35 +451,51 @@ def unused_by_trl(args: PpoArguments) -> list[str]:
     return [f.name for f in fields(PpoArguments) if f.name not in TRL_SETTINGS and getattr(args, f.name) != getattr(defaults, f.name)]
 
 
-def train_trl(args: PpoArguments) -> dict:
-    """GRPO or RLOO from TRL on the same prompts and reward model. Our clip range, epochs, KL coefficient, warm-up
-    and temperature map to TRL's `epsilon`, `num_iterations`, `beta`, `warmup_steps` and `temperature`; sampling is
-    pure (no top-k, no penalties). A PPO-only setting (ptx, GAE λ, value clipping, batch sizes, ...) set away from
-    its default is an error: TRL would silently ignore it."""
+def trl_trainer(args: PpoArguments, n_proc: int | None = None):
+    """TRL's GRPO or RLOO trainer on the same prompts and reward model (see `train_trl`); `n_proc` is the number of
+    processes (default: this launch's)."""
+    from accelerate import PartialState
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     unused = unused_by_trl(args)
     if unused:
         raise ValueError(f"--algo {args.algo} runs TRL's trainer, which has no use for: {', '.join(unused)} "
                          "(leave them at their defaults, e.g. trainers/configs/grpo.yaml, or use --algo ppo)")
+    n_proc = n_proc or PartialState().num_processes
     ds = load_splits(args.dataset)["train"].select_columns(["prompt"])
+    tok = load_tokenizer(args.policy, args.trust_remote_code)
+    policy = AutoModelForCausalLM.from_pretrained(args.policy, dtype=torch.float32, trust_remote_code=args.trust_remote_code)
+    # TRL stops a completion at the tokenizer's EOS and the model's generation EOS ids only: give it the chat turn's
+    # end too (PPO's stops), or a base model's SFT runs every completion to the length cap
+    policy.generation_config.eos_token_id = stop_token_ids(tok, policy)
     n_gen = 4
+    # each step samples n_gen completions on every process: total_episodes counts completions over all processes
     common = dict(output_dir=args.output_dir, learning_rate=args.learning_rate, per_device_train_batch_size=n_gen,
                   num_generations=n_gen, max_completion_length=args.max_new_tokens, temperature=args.temperature,
                   top_k=0, top_p=1.0, repetition_penalty=1.0, beta=args.kl_coef, epsilon=args.cliprange,
                   num_iterations=args.ppo_epochs, warmup_steps=args.warmup_steps,
-                  max_steps=max(1, args.total_episodes // n_gen), logging_steps=args.log_every, report_to=[], save_strategy="no",
-                  seed=args.seed, trust_remote_code=args.trust_remote_code,
+                  max_steps=max(1, args.total_episodes // (n_gen * n_proc)), logging_steps=args.log_every, report_to=[],
+                  save_strategy="no", seed=args.seed, trust_remote_code=args.trust_remote_code,
                   bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), use_cpu=not torch.cuda.is_available())
     trainer_cls, config_cls = (GRPOTrainer, GRPOConfig) if args.algo == "grpo" else (RLOOTrainer, RLOOConfig)
-    trainer = trainer_cls(model=args.policy, reward_funcs=args.reward_model, args=config_cls(**common), train_dataset=ds)
+    return trainer_cls(model=policy, reward_funcs=args.reward_model, args=config_cls(**common), train_dataset=ds, processing_class=tok)
+
+
+def train_trl(args: PpoArguments) -> dict:
+    """GRPO or RLOO from TRL on the same prompts and reward model. Our clip range, epochs, KL coefficient, warm-up
+    and temperature map to TRL's `epsilon`, `num_iterations`, `beta`, `warmup_steps` and `temperature`; sampling is
+    pure (no top-k, no penalties) and stops where PPO's does. A PPO-only setting (ptx, GAE λ, value clipping, batch
+    sizes, ...) set away from its default is an error: TRL would silently ignore it."""
+    trainer = trl_trainer(args)
     trainer.train()
     trainer.save_model(args.output_dir)
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     metrics = {"stage": "ppo", "algo": args.algo, "settings": {k: v for k, v in asdict(args).items() if k in TRL_SETTINGS},
                "reward_curve": rewards, "first_mean_score": rewards[0] if rewards else math.nan,
                "last_mean_score": rewards[-1] if rewards else math.nan}
-    write_metrics(args.output_dir, metrics)
+    if trainer.is_world_process_zero():
+        write_metrics(args.output_dir, metrics)
     return metrics
 
 

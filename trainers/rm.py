@@ -4,6 +4,9 @@ Two modes (`--mode`):
 - `pairs`: TRL's RewardTrainer on the pairwise comparisons (builders/rm, default config).
 - `kway`: the paper's way: one batch element is one K-way ranking; each completion gets one forward pass and the
   loss averages -log σ(r_w − r_l) over all its C(K,2) untied pairs (builders/rm, config `rankings`).
+Both modes train with dropout off and log the pair accuracy of their training batches (metrics.json). Too-long
+input differs: `pairs` drops a pair whose chosen or rejected conversation exceeds `max_length` (TRL), `kway` keeps
+every completion and cuts it from the left, keeping its end (the reply the score is read at).
 After training, the reward is shifted so that labeler demonstrations (builders/sft) score 0 on average; the
 offset is saved in the model config (`reward_offset`) and in reward_offset.json. Accuracy is reported on the
 validation pairs and, when `--hh_dir` is given, on HH-RLHF test pairs.
@@ -84,16 +87,38 @@ def kway_loss(rewards: torch.Tensor, group_sizes: torch.Tensor, ranks: torch.Ten
     return loss, torch.tensor(correct / max(total, 1))
 
 
+# RewardConfig settings that only TRL's RewardTrainer (pairs mode) acts on, with the values that change nothing
+KWAY_IGNORES = {"center_rewards_coefficient": None, "disable_dropout": True, "pad_to_multiple_of": None,
+                "activation_offloading": False, "chat_template_path": None, "eos_token": None, "pad_token": None}
+
+
+def kway_unsupported(training_args) -> list[str]:
+    """RewardConfig settings given away from their no-op value that the K-way trainer cannot honour."""
+    return [k for k, v in KWAY_IGNORES.items() if getattr(training_args, k, v) != v]
+
+
 def _kway_trainer_cls():
     from transformers import Trainer
 
     class KWayRewardTrainer(Trainer):
-        """transformers' Trainer with the paper's K-way loss; one forward pass per completion."""
+        """transformers' Trainer with the paper's K-way loss; one forward pass per completion. Logs the pair
+        accuracy of the batches since the last log as `accuracy`, as TRL's RewardTrainer does in pairs mode."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._accuracies: list[float] = []
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             rewards = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, 0]
             loss, acc = kway_loss(rewards, inputs["group_sizes"], inputs["ranks"])
+            self._accuracies.append(float(acc))
             return (loss, {"rewards": rewards}) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if self._accuracies and "loss" in logs:
+                logs["accuracy"] = sum(self._accuracies) / len(self._accuracies)
+                self._accuracies.clear()
+            super().log(logs, start_time)
 
     return KWayRewardTrainer
 
@@ -103,6 +128,12 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
 
     if script_args.mode not in ("kway", "pairs"):
         raise ValueError(f"--mode must be kway or pairs, got {script_args.mode!r}")
+    if script_args.mode == "kway" and kway_unsupported(training_args):
+        from builders.errors import InputError
+
+        bad = kway_unsupported(training_args)
+        raise InputError(f"--mode kway cannot honour {', '.join(bad)} (TRL's pairwise RewardTrainer settings): leave "
+                         "them unset, or use --mode pairs", flag="--" + bad[0])
     require_model(model_args.model_name_or_path)
     model_args.model_name_or_path = resolve_model(model_args.model_name_or_path)
     init = model_init_kwargs(model_args, training_args)
@@ -132,6 +163,9 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
 
         train = rankings.map(encode, remove_columns=[c for c in rankings.column_names if c != "ranks"])
         training_args.remove_unused_columns = False
+        from trl.trainer.utils import disable_dropout_in_model
+
+        disable_dropout_in_model(model)  # as TRL's RewardTrainer does in pairs mode (RewardConfig.disable_dropout)
         trainer = _kway_trainer_cls()(model=model, args=training_args, train_dataset=train,
                                       data_collator=RankingCollator(tok.pad_token_id), processing_class=tok)
     result = trainer.train()
@@ -140,6 +174,10 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
 
     metrics = {"stage": "rm", "mode": script_args.mode, "train_rows": len(train), "train_loss": result.training_loss,
                "train_seconds": round(seconds, 2), "loss_curve": loss_curve(trainer.state.log_history)}
+    accuracy = [h["accuracy"] for h in trainer.state.log_history if "accuracy" in h and "loss" in h]
+    if accuracy:  # pair accuracy on the training batches, one value per log
+        metrics["train_pair_accuracy_curve"] = accuracy
+        metrics["train_pair_accuracy"] = accuracy[-1]
     split = script_args.eval_split
     if split in pairs:
         val = pairs[split].select(range(min(script_args.max_eval_pairs, len(pairs[split]))))
@@ -156,13 +194,15 @@ def main(script_args: RmArguments, training_args, model_args) -> dict:
         offset = -float(score(model, tok, list(demos["messages"]), max_length=max_len).mean())
     model.config.reward_offset = offset
     metrics["reward_offset"] = offset
+    main_process = trainer.is_world_process_zero()  # under accelerate launch only one process writes files
     if model is trainer.model:
         trainer.save_model(training_args.output_dir)
-    else:  # LoRA: the merged model, a plain checkpoint for PPO and the evals
+    elif main_process:  # LoRA: the merged model, a plain checkpoint for PPO and the evals
         model.save_pretrained(training_args.output_dir)
-    tok.save_pretrained(training_args.output_dir)
-    (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
-    write_metrics(training_args.output_dir, metrics)
+    if main_process:
+        tok.save_pretrained(training_args.output_dir)
+        (Path(training_args.output_dir) / "reward_offset.json").write_text(json.dumps({"reward_offset": offset}) + "\n")
+        write_metrics(training_args.output_dir, metrics)
     return metrics
 
 

@@ -59,25 +59,31 @@ def main(script_args: SftArguments, training_args, model_args) -> dict:
                          peft_config=peft_config(model_args))
     before = trainer.evaluate()["eval_loss"] if script_args.eval_before and "validation" in ds else None
     result = trainer.train()
+    eval_curve = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     eval_loss = trainer.evaluate()["eval_loss"] if "validation" in ds else None
     model = merged(trainer.model)
+    main_process = trainer.is_world_process_zero()  # under accelerate launch only one process writes files
     if model is trainer.model:
         trainer.save_model(training_args.output_dir)
-    else:  # LoRA: the merged model, a plain checkpoint for the reward model, PPO and the evals
+    elif main_process:  # LoRA: the merged model, a plain checkpoint for the reward model, PPO and the evals
         model.save_pretrained(training_args.output_dir)
-    tok.save_pretrained(training_args.output_dir)
+    if main_process:
+        tok.save_pretrained(training_args.output_dir)
     metrics = {"stage": "sft", "train_rows": len(train), "train_loss": result.training_loss,
                "loss_curve": loss_curve(trainer.state.log_history),
                "model": {"dtype": str(model_args.dtype), "attn_implementation": model_args.attn_implementation,
                          "peft": "lora" if model_args.use_peft else None},
                "residual_dropout": dropout or f"none: {type(model).__name__} has no residual-dropout setting"}
+    if eval_curve:
+        metrics["eval_loss_curve"] = eval_curve  # one per evaluation during training (eval_strategy)
     if eval_loss is not None:
         metrics["eval_loss"] = eval_loss
         metrics["eval_perplexity"] = math.exp(eval_loss)
     if before is not None:
         metrics["eval_loss_before"] = before
         metrics["eval_perplexity_before"] = math.exp(before)
-    write_metrics(training_args.output_dir, metrics)
+    if main_process:
+        write_metrics(training_args.output_dir, metrics)
     return metrics
 
 
