@@ -83,3 +83,11 @@ def test_allow_empty_writes_empty_datasets_with_their_features(tmp_path):
     assert list(sft) == [] and {"prompt", "completion", "messages"} <= set(sft.features)
     assert json.loads((out / "build_report.json").read_text())["datasets"]["sft"]["default"] == {"train": 0}
     assert load_dataset(str(out / "ppo"))["train"].num_rows > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["sft", "rm", "ppo"])
+def test_train_help_prints_the_trainers_options(trainer, capsys):
+    assert main(["train", trainer, "--help"]) == 0  # `rm` crashed on an unescaped % in a help text
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--config" in out

@@ -37,7 +37,7 @@ class RmArguments:
     hh_dir: str | None = field(default=None, metadata={"help": "folder with HH-RLHF */test.jsonl.gz to report accuracy on"})
     max_eval_pairs: int = field(default=2000, metadata={"help": "cap on pairs per accuracy report"})
     eval_split: str = field(default="validation", metadata={"help": "the built split whose pairs the accuracy (with a "
-                                                                     "95% interval over rankings) is reported on"})
+                                                                     "95%% interval over rankings) is reported on"})
 
 
 def hh_pairs(folder: str, limit: int) -> list:
