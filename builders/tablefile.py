@@ -64,15 +64,32 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (), *, require:
         except Exception as exc:  # polars raises several types for unreadable files
             raise InputError(f"not a readable Parquet file ({exc})", file=str(path)) from None
     else:
-        rows = []
+        rows, text_or_not = [], {}
         for rec in iter_records(path):
             if rec.error:
                 raise rec.error
+            _same_kind(rec, text_or_not)
             rows.append(rec.data)
         df = pl.DataFrame(rows, infer_schema_length=None)
     if require and text_columns and not any(c in df.columns for c in text_columns):
         raise InputError(f"needs one of the columns {', '.join(text_columns)}", file=str(path))
     return df
+
+
+def _same_kind(rec, seen: dict) -> None:
+    """A column holds text in every row or in none: polars would silently turn 123 into "123" beside a string.
+    `seen`: column → (is text, first line), updated."""
+    if not isinstance(rec.data, dict):
+        return
+    for name, value in rec.data.items():
+        if value is None:
+            continue
+        is_text = isinstance(value, str)
+        first = seen.setdefault(name, (is_text, rec.line))
+        if first[0] != is_text:
+            got = "text" if is_text else type(value).__name__
+            raise InputError(f"must be {'text' if first[0] else 'the same kind as in earlier rows'}, got {got} (line "
+                             f"{first[1]} has {'text' if first[0] else 'no text'})", file=rec.file, line=rec.line, field=name)
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> None:

@@ -91,3 +91,12 @@ def test_train_help_prints_the_trainers_options(trainer, capsys):
     assert main(["train", trainer, "--help"]) == 0  # `rm` crashed on an unescaped % in a help text
     out = capsys.readouterr().out
     assert out.startswith("usage:") and "--config" in out
+
+
+@pytest.mark.parametrize("command", [["pii"], ["classify"], ["score-toxicity", "--scorer", "profanity-check"]])
+def test_a_number_among_texts_is_an_error_not_quietly_made_text(command, tmp_path, capsys):
+    src = write_jsonl(tmp_path / "mixed.jsonl", [{"id": 1, "text": "Who wrote Hamlet?"}, {"id": 2, "text": 123}])
+    assert main([command[0], "--in", str(src), "--out", str(tmp_path / "o.jsonl"), *command[1:]]) == 2
+    assert capsys.readouterr().err.strip() == (f"instructkit: error: {src}:2: field 'text': must be text, got int "
+                                               "(line 1 has text)")
+    assert not (tmp_path / "o.jsonl").exists()
