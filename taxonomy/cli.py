@@ -9,7 +9,7 @@ from builders.errors import InputError
 
 def register(sub) -> None:
     p = sub.add_parser("taxonomy", help="train or evaluate the use-case classifier on your own labels")
-    tsub = p.add_subparsers(dest="taxonomy_cmd", required=True)
+    tsub = p.add_subparsers(dest="taxonomy_cmd", required=True, metavar="COMMAND")
     t = tsub.add_parser("train", help="train a classifier from CSV/JSONL rows of text,label")
     t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels)")
     t.add_argument("--default", action="store_true", help="train on the shipped labels instead: the written set plus "

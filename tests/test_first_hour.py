@@ -100,3 +100,11 @@ def test_a_number_among_texts_is_an_error_not_quietly_made_text(command, tmp_pat
     assert capsys.readouterr().err.strip() == (f"instructkit: error: {src}:2: field 'text': must be text, got int "
                                                "(line 1 has text)")
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", ["taxonomy", "bench", "train"])
+def test_a_command_without_its_subcommand_names_what_is_missing_in_the_users_words(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(("required: COMMAND", "required: STAGE"))

@@ -12,7 +12,7 @@ from builders.errors import InputError
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmark the prompt pipeline on generated logs against the anchors")
-    bsub = p.add_subparsers(dest="bench_command", required=True)
+    bsub = p.add_subparsers(dest="bench_command", required=True, metavar="COMMAND")
     g = bsub.add_parser("generate", help="write a deterministic synthetic prompt log with known duplicates and PII")
     g.add_argument("--n", type=int, required=True, help="prompts")
     g.add_argument("--out", required=True, help="output folder (canonical-schema Parquet; a name ending .jsonl gives JSONL)")
