@@ -108,3 +108,27 @@ def test_a_command_without_its_subcommand_names_what_is_missing_in_the_users_wor
         main([command])
     assert done.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(("required: COMMAND", "required: STAGE"))
+
+
+def test_a_malformed_repo_id_is_refused_before_anything_is_read(tmp_path, capsys):
+    assert main(["push", "sft", "--out", str(tmp_path), "--repo-id", "not a/valid//id"]) == 2
+    assert capsys.readouterr().err.startswith("instructkit: error: --repo-id: not a Hub repository id ORG/NAME")
+
+
+def test_push_without_a_token_says_how_to_give_one(sample_build, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert main(["push", "sft", "--out", str(sample_build[0]), "--repo-id", "my-org/x"]) == 2
+    assert capsys.readouterr().err.strip() == ("instructkit: error: no Hugging Face token: set HF_TOKEN or run "
+                                               "`hf auth login` (a write token)")
+
+
+def test_push_to_an_unreachable_hub_is_one_line(sample_build):
+    import os
+
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_not_a_real_token", "HF_HUB_OFFLINE": "0"}
+    done = subprocess.run([sys.executable, "-m", "instructkit.cli", "push", "sft", "--out", str(sample_build[0]),
+                           "--repo-id", "my-org/x"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["instructkit: error: cannot reach the Hub at http://127.0.0.1:9 "
+                                                "(ConnectError): check the network, or HF_ENDPOINT"]
+    assert "hf_not_a_real_token" not in done.stdout + done.stderr

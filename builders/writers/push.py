@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from builders.errors import PushRefused
+from builders.errors import InputError, PushRefused
 
 PSEUDONYM = re.compile(r"^u_[0-9a-f]{16}$")
 
@@ -45,16 +45,41 @@ def check_publishable(folder: Path) -> dict:
 
 
 def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
-    from huggingface_hub import HfApi
+    """Upload `folder`; what a user can fix (a malformed repo id, no token, no network, a refused token) is a
+    one-line error before or instead of a traceback."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError
+    from huggingface_hub.utils import validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise InputError(f"not a Hub repository id ORG/NAME ({exc})", flag="--repo-id") from None
     folder = Path(folder)
     if not folder.is_dir():
         raise PushRefused(f"{folder} is not a folder; run `instructkit build` first")
     check_publishable(folder)
+    if get_token() is None:
+        raise PushRefused("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token)")
     api = HfApi()
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    if revision:
-        api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", revision=revision,
-                               commit_message=f"instructkit: upload {folder.name}")
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", revision=revision,
+                                   commit_message=f"instructkit: upload {folder.name}")
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise PushRefused(f"the Hub at {api.endpoint} refused the upload to {repo_id} (HTTP {status}): "
+                          + ("check that the token may write there" if status in (401, 403) else str(exc).splitlines()[0])) from None
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        raise PushRefused(f"cannot reach the Hub at {api.endpoint} ({type(exc).__name__}): check the network, or "
+                          "HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/datasets/{repo_id}")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failed connection, as the socket layer or the Hub client's HTTP library (httpx / httpx2) raises it."""
+    return isinstance(exc, OSError) or any(c.__name__ in ("TransportError", "NetworkError") for c in type(exc).__mro__)
