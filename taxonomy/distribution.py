@@ -3,10 +3,10 @@
 The correction: with P[k, j] = P(predicted j | true k) from held-out predictions on the labeled set (the calibration
 pairs a classifier carries as `cv_true`, `cv_pred`), the predictions of a build follow a multinomial with
 probabilities Pᵀπ for the true shares π. `corrected_shares` is the maximum-likelihood π over the simplex, found by
-EM (Saerens, Latinne & Decaestecker 2002, in its hard-prediction form): it has a solution on the simplex however
-ill-conditioned P is, never negative. Its 95% intervals are percentile intervals over bootstrap draws that resample both uncertainties:
-the build's predictions (multinomial) and each row of P (a Dirichlet draw, so a use case with few calibration
-examples gets a wide row, not a confident one).
+EM (Saerens, Latinne & Decaestecker 2002, in its hard-prediction form), which has a solution on the simplex however
+ill-conditioned P is. Its 95% intervals are percentiles of bootstrap draws that resample both uncertainties: the
+build's predictions (multinomial) and each row of P (a Dirichlet draw, so a use case with few calibration examples
+gets a wide row, not a confident one).
 
 It assumes P(predicted | true) is the same in the calibration set and in the build's prompts. `measure` checks what
 the correction does where the truth is known; `SHOWN` records whether the shipped classifier passed that check
@@ -22,17 +22,17 @@ import numpy as np
 from taxonomy.categories import CATEGORIES
 
 # Measured 2026-12-07 with `python -m taxonomy.distribution` and tests/test_use_case_shares.py (docs/taxonomy.md,
-# "Use-case shares"): the correction fails the known-truth check, so the build shows the classifier's raw shares.
+# 2026-12-07 section): the correction fails the known-truth check, so the build shows the classifier's raw shares.
 SHOWN = False
 NOTE = ("API shares are the classifier's raw counts, not corrected for its errors. The correction (maximum-likelihood "
         "shares by EM over P(predicted | true) from the classifier's held-out predictions on its labeled set, 95% "
         "bootstrap intervals over the prompts and the calibration pairs) assumes P(predicted | true) is the same in "
-        "that labeled set and in the build's prompts. Where that holds (mixtures with shifted shares drawn from the "
-        "calibration pairs) it brings the shares closer to the truth (total variation 0.174 raw, 0.102 corrected) "
-        "and its intervals cover 98% of true shares; but on the embedded sample, whose prompts the classifier labels "
-        "better than its labeled set, it moves them away from the generator's use cases (0.006 raw, 0.161 "
-        "corrected), and on 520 held-out real prompts too (0.063 raw, 0.069 corrected). Measurements: "
-        "instructkit's docs/taxonomy.md.")
+        "that labeled set and in the build's prompts. Measured for the shipped fast model: where that holds "
+        "(mixtures with shifted shares drawn from its calibration pairs) it brings the shares closer to the truth "
+        "(total variation 0.174 raw, 0.102 corrected) and its intervals cover 98% of true shares; but on the "
+        "embedded sample, whose prompts the classifier labels better than its labeled set, it moves them away from "
+        "the generator's use cases (0.006 raw, 0.161 corrected), and on 520 held-out real prompts too (0.063 raw, "
+        "0.069 corrected). Measurements: instructkit's docs/taxonomy.md.")
 PRIOR = 0.1  # Dirichlet prior of each cell of a row of P(predicted | true) in the bootstrap: one pseudo-count a row
 
 
@@ -74,11 +74,16 @@ def corrected_shares(pred: list[str], cv_true: list[str], cv_pred: list[str], *,
 
 
 def _estimate(n_pred: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator):
-    """Point estimate and 95% interval bounds from predicted counts and calibration counts."""
-    n = int(n_pred.sum())
+    """Point estimate and 95% interval bounds from predicted counts and calibration counts. A use case with no
+    calibration pair is one the classifier was not shown: its row is taken as never confused (the shares say
+    nothing about it beyond its own predictions)."""
+    n, k = int(n_pred.sum()), len(n_pred)
+    shown = counts.sum(axis=1) > 0
+    counts = np.where(shown[:, None], counts, np.eye(k))
     point = em_shares(n_pred / n, (counts + 1e-9) / (counts + 1e-9).sum(axis=1, keepdims=True))  # rows' ML estimate
     q_boot = rng.multinomial(n, n_pred / n, size=n_boot) / n
-    p_boot = np.stack([rng.dirichlet(row, size=n_boot) for row in counts + PRIOR], axis=1)  # (B, K, K)
+    p_boot = np.stack([rng.dirichlet(row + PRIOR, size=n_boot) if seen else np.tile(row, (n_boot, 1))
+                       for row, seen in zip(counts, shown)], axis=1)  # (B, K, K)
     boots = em_shares(q_boot, p_boot, tol=1e-7)
     lo, hi = np.quantile(boots, [0.025, 0.975], axis=0)
     return point, np.minimum(lo, point), np.maximum(hi, point)

@@ -126,3 +126,13 @@ def test_the_report_carries_corrected_shares_only_for_a_correction_that_passed(m
     assert set(on) == set(CATEGORIES) and all(v["ci95"][0] <= v["share"] <= v["ci95"][1] for v in on.values())
     labeler = type("Labeler", (), {"cv_pred": None, "shares": lambda self, predicted: None})()
     assert "adjusted_note" not in _use_cases(cats, Counter(cats), len(cats), labeler)
+
+
+def test_a_use_case_the_calibration_pairs_lack_gets_only_its_own_predictions():
+    """A classifier shown three use cases (a labeler's distilled model, say) is not credited with shares of the
+    other seven: they stay at their own (zero) predictions, and the three sum to one."""
+    cv = ["Chat"] * 30 + ["Open QA"] * 30 + ["Classification"] * 30
+    pred = ["Chat"] * 40 + ["Open QA"] * 40 + ["Classification"] * 20
+    res = corrected_shares(pred, cv, cv, n_boot=200)
+    assert all(res[c]["share"] == 0 and res[c]["ci95"] == [0.0, 0.0] for c in CATEGORIES if c not in set(cv))
+    assert res["Chat"]["share"] == pytest.approx(0.4, abs=0.01)
