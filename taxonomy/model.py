@@ -126,12 +126,13 @@ class UseCaseClassifier:
         return cls(pipe, name, list(labels) if cv_pred else None, cv_pred)
 
     def shares(self, predicted: list[str], seed: int = 0) -> dict[str, dict] | None:
-        """Use-case shares of `predicted` labels corrected for this classifier's cross-validated errors."""
+        """Use-case shares of `predicted` labels corrected for this classifier's held-out errors (maximum likelihood
+        with bootstrap intervals, `taxonomy.distribution`); None without calibration pairs."""
         if not self.cv_pred:
             return None
-        from taxonomy.distribution import adjusted_shares
+        from taxonomy.distribution import corrected_shares
 
-        return adjusted_shares(predicted, self.cv_true, self.cv_pred, seed=seed)
+        return corrected_shares(predicted, self.cv_true, self.cv_pred, seed=seed)
 
     @property
     def uses_torch(self) -> bool:

@@ -1,11 +1,10 @@
-"""The use-case taxonomy: clear cases, the tie-break rules, error-corrected shares, the shipped labeled data."""
+"""The use-case taxonomy: clear cases, the tie-break rules, the shipped labeled data (use-case shares: test_use_case_shares.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from taxonomy.categories import CATEGORIES, PAPER_SHARES
-from taxonomy.distribution import adjusted_shares
 from tests.conftest import needs_full_data
 
 PASSAGE = ("The Amazon rainforest spans nine countries and covers about 5.5 million square kilometres. It is home to "
@@ -44,33 +43,12 @@ def test_tie_breaks_for_a_given_passage(classifier, ask, category):
     assert labels == [category]
 
 
-def test_adjusted_shares_undo_a_known_confusion():
-    classes = ["A", "B"]
-    # the classifier calls half of the true A items B, and B items always B
-    cv_true = ["A"] * 400 + ["B"] * 400
-    cv_pred = ["A"] * 200 + ["B"] * 200 + ["B"] * 400
-    true = ["A"] * 600 + ["B"] * 400
-    pred = [("A" if i % 2 else "B") if t == "A" else "B" for i, t in enumerate(true)]
-    res = adjusted_shares(pred, cv_true, cv_pred, classes=classes, n_boot=200)
-    assert res["A"]["raw_share"] < 0.35  # naive counting sees about 30% A
-    assert res["A"]["share"] == pytest.approx(0.6, abs=0.05)
-    lo, hi = res["A"]["ci95"]
-    assert lo <= 0.6 <= hi and sum(v["share"] for v in res.values()) == pytest.approx(1.0, abs=1e-3)
-
-
 def test_shipped_labels_cover_every_category_and_the_paper_shares_sum_to_one():
     from taxonomy.model import LABELED, read_labels
 
     _, labels = read_labels(LABELED)
     assert all(labels.count(c) >= 25 for c in CATEGORIES)
     assert sum(PAPER_SHARES.values()) == pytest.approx(1.0, abs=0.002)  # the paper's rounded percentages
-
-
-def test_build_report_carries_error_corrected_shares(sample_build):
-    _, report = sample_build
-    adj = report["use_cases"]["api_prompts_adjusted"]
-    assert set(adj) == set(CATEGORIES) and sum(v["share"] for v in adj.values()) == pytest.approx(1.0, abs=1e-3)
-    assert all(v["ci95"][0] <= v["share"] <= v["ci95"][1] for v in adj.values())
 
 
 @needs_full_data

@@ -188,7 +188,9 @@ def _worse(good: str, prompt: str, rng: random.Random) -> list[str]:
     ]
 
 
-def build(seed: int = 7) -> dict[str, list[dict]]:
+def build(seed: int = 7, truth: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """The sample's three files as rows; `truth`, when given, is filled with each prompt's use case (prompt id ->
+    Table 1 category, the one the prompt was drawn for), which the files do not carry."""
     rng = random.Random(seed)
     base = datetime(2021, 6, 1, tzinfo=timezone.utc)
     tmpl = _make_prompts(rng)
@@ -203,9 +205,11 @@ def build(seed: int = 7) -> dict[str, list[dict]]:
     prompts, demos, rankings = [], [], []
     clock = [0]
 
-    def add(user, source, ptype, text, answer, *, demo=False, rank=False):
+    def add(cat, user, source, ptype, text, answer, *, demo=False, rank=False):
         clock[0] += 1
         pid = f"s{len(prompts):05d}"
+        if truth is not None:
+            truth[pid] = cat
         prompts.append({"prompt_id": pid, "user_id": user, "source": source, "prompt_type": ptype, "text": text,
                         "created_at": (base + timedelta(minutes=37 * clock[0])).isoformat(), "lang": "en"})
         if demo:
@@ -229,12 +233,12 @@ def build(seed: int = 7) -> dict[str, list[dict]]:
     # Labeler-written prompts: plain, few-shot, user-based; all get demonstrations, many get rankings.
     for i, (c, p, a) in enumerate(tmpl):
         ptype = ["plain", "user_based"][i % 2]
-        add(f"labeler_{i % 12 + 1:02d}", "labeler", ptype, p, a, demo=True, rank=i % 3 == 0)
+        add(c, f"labeler_{i % 12 + 1:02d}", "labeler", ptype, p, a, demo=True, rank=i % 3 == 0)
     for i, prod in enumerate(FEWSHOT_PRODUCTS[:8]):
-        add(f"labeler_{i % 12 + 1:02d}", "labeler", "few_shot", FEWSHOT_PREAMBLE + f"Product: {prod}\nDescription:",
+        add("Generation", f"labeler_{i % 12 + 1:02d}", "labeler", "few_shot", FEWSHOT_PREAMBLE + f"Product: {prod}\nDescription:",
             f"A dependable {prod.lower()} that makes everyday life a little easier.", demo=True, rank=True)
     for c, p, a in pii:
-        add("labeler_05", "labeler", "plain", p, a, demo=True, rank=True)
+        add(c, "labeler_05", "labeler", "plain", p, a, demo=True, rank=True)
     # API prompts: Zipf-like users, near-duplicates, one heavy user above the 200 cap.
     users = [f"api_user_{i:03d}" for i in range(1, 121)]
     for n in range(900):
@@ -242,16 +246,16 @@ def build(seed: int = 7) -> dict[str, list[dict]]:
         cat = rng.choices(cats, w)[0]
         # mostly fresh prompts; some repeat a labeler template, lightly edited (near-duplicate prefixes)
         c, p, a = rng.choice(by_cat[cat]) if rng.random() < 0.15 else (cat, *_api_prompt(cat, rng))
-        add(user, "api", None, variant(p), a, demo=rng.random() < 0.08, rank=rng.random() < 0.45)
+        add(c, user, "api", None, variant(p), a, demo=rng.random() < 0.08, rank=rng.random() < 0.45)
     for n in range(260):
         cat = rng.choices(cats, w)[0]
         p, a = _api_prompt(cat, rng)
-        add("api_power_user", "api", None, f"Request {n}: {p}", a, rank=rng.random() < 0.2)
+        add(cat, "api_power_user", "api", None, f"Request {n}: {p}", a, rank=rng.random() < 0.2)
     # Few-shot templates reused by API users: long shared preamble, different product at the end.
     for n, prod in enumerate(FEWSHOT_PRODUCTS * 2):
-        add(users[n % 15], "api", None, FEWSHOT_PREAMBLE + f"Product: {prod}\nDescription:", f"A dependable {prod.lower()}.", rank=n % 4 == 0)
+        add("Generation", users[n % 15], "api", None, FEWSHOT_PREAMBLE + f"Product: {prod}\nDescription:", f"A dependable {prod.lower()}.", rank=n % 4 == 0)
     for c, p, a in pii:
-        add(rng.choice(users), "api", None, p, a, rank=True)
+        add(c, rng.choice(users), "api", None, p, a, rank=True)
     return {"prompts": prompts, "demonstrations": demos, "rankings": rankings}
 
 

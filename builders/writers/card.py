@@ -76,9 +76,7 @@ Rows: SFT demonstrations, RM comparisons, PPO prompts.
 
 ## Use cases beside the paper's Table 1
 
-Shares of classified prompts: the classifier's own labels and, for API prompts, the shares corrected for its
-errors on held-out labeled prompts (cross-validated, or a tuned model's calibration split; adjusted
-classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
+{_use_case_text(uc)}
 
 {_table(use_header, use)}
 
@@ -93,6 +91,16 @@ classify-and-count with bootstrap intervals). See `taxonomy/` for its accuracy.
 
 {report['license']}
 """
+
+
+def _use_case_text(uc: dict) -> str:
+    """What the use-case table's shares are, and why they are or are not corrected for the classifier's errors."""
+    head = "Shares of classified prompts, by the classifier's own labels"
+    if "api_prompts_adjusted" in uc:
+        head += ("; for API prompts also the shares corrected for its errors on held-out labeled prompts (maximum "
+                 "likelihood over the confusion matrix, bootstrap intervals over the prompts and the calibration pairs)")
+    note = f"\n\nError correction: {uc['adjusted_note']}" if "adjusted_note" in uc else ""
+    return f"{head}. See `taxonomy/` for its accuracy.{note}"
 
 
 def _names_line(mode: str) -> str:

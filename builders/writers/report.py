@@ -13,6 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from builders.stages.split import SPLITS
+from taxonomy import distribution as correction
 from taxonomy.categories import CATEGORIES, PAPER_SHARES
 
 
@@ -41,12 +42,11 @@ def _use_cases(api_categories: list[str], all_counts: Counter, all_total: int, c
         "api_prompts": shares(Counter(api_categories), len(api_categories)),
         "all_prompts": shares(all_counts, all_total),
     }
-    adjusted = classifier.shares(api_categories) if classifier is not None and hasattr(classifier, "shares") else None
-    if adjusted:
-        out["api_prompts_adjusted"] = adjusted
-        out["adjusted_note"] = ("adjusted classify-and-count: API shares corrected with the confusion matrix of the "
-                                "classifier's held-out predictions on its labeled set (cross-validated, or a tuned "
-                                "model's calibration split); 95% bootstrap intervals over prompts and validation pairs")
+    if getattr(classifier, "cv_pred", None):  # a classifier with calibration pairs; a labeler is taken as the truth
+        adjusted = classifier.shares(api_categories) if correction.SHOWN else None
+        if adjusted:
+            out["api_prompts_adjusted"] = adjusted
+        out["adjusted_note"] = correction.NOTE
     return out
 
 
