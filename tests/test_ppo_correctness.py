@@ -336,3 +336,29 @@ def test_grpo_and_rloo_count_episodes_over_every_process_and_stop_where_ppo_does
         trainer = ppo.trl_trainer(args, n_proc=2)
         assert end in trainer.eos_token_ids and set(trainer.eos_token_ids) == set(stop_token_ids(tok, m) + [end])
         assert trainer.args.max_steps == 32 // (4 * 2)
+
+
+@pytest.mark.slow
+def test_ppo_trains_lora_adapters_and_saves_them_merged(tiny, tmp_path):
+    """TRL's ModelConfig as SFT and RM take it: LoRA on the policy's attention, merged into a plain checkpoint."""
+    from trl import ModelConfig
+
+    lora = ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_target_modules=["q_proj", "v_proj"])
+    ppo.train(_args(tiny, tmp_path, learning_rate=1e-2, ema_decay=0.0), reward_fn=_e_reward, prompts=PROMPTS, model_args=lora)
+    before, after = dict(_load(tiny).named_parameters()), dict(_load(tmp_path).named_parameters())
+    assert before.keys() == after.keys()  # a plain model: no adapter weights left
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("q_proj" in k or "v_proj" in k for k in changed), changed
+
+
+def test_ppo_refuses_16_bit_weights_and_a_model_name_it_would_not_use(tmp_path):
+    from trl import ModelConfig
+
+    from builders.errors import InputError
+
+    args = ppo.PpoArguments(output_dir=str(tmp_path))
+    with pytest.raises(InputError, match="--dtype: PPO keeps fp32 weights"):
+        ppo.model_kwargs(args, ModelConfig(dtype="bfloat16"))
+    with pytest.raises(InputError, match="--model_name_or_path: PPO starts from --policy"):
+        ppo.model_kwargs(args, ModelConfig(model_name_or_path="x"))
+    assert ppo.model_kwargs(args, ModelConfig(attn_implementation="eager"))["dtype"] == torch.float32

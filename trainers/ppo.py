@@ -12,6 +12,7 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
   (temperature included); logits are computed `forward_batch_size` sequences at a time and for response positions
   only, in rollouts and in training (a minibatch's gradients accumulated over its chunks);
 - weights in fp32 whatever the checkpoint's dtype (16-bit compute through `accelerate launch --mixed_precision`);
+  TRL's ModelConfig adds an attention implementation, LoRA on the policy (merged on save) and 4/8-bit on CUDA;
 - many processes (`accelerate launch`): batch sizes and episodes count every process; each process rolls out its
   own share of each batch with its own seed.
 `--algo grpo` and `--algo rloo` hand the same prompts and reward model to TRL's maintained trainers instead.
@@ -34,7 +35,7 @@ import torch
 
 from evals.generate import checkpoint_defaults_off, cut_at_stop, sampling_config, stop_token_ids
 from evals.reward import chat_token_ids, pad, score
-from trainers.common import load_splits, load_tokenizer, write_metrics
+from trainers.common import load_splits, load_tokenizer, merged, peft_config, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,11 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, acc=None) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var.clamp(min=0) + 1e-8) * mask
 
 
+def trained(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters training changes (all of them, or a LoRA model's adapters): what the weight average covers."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class WeightAverage:
     """An exponential moving average of a model's weights (the paper's decay 0.992), with the usual warm-up of the
     decay, min(decay, (1 + n) / (10 + n)) after n updates, so a short run's average is not its starting weights.
@@ -157,18 +163,18 @@ class WeightAverage:
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay, self.updates = decay, 0
-        self.shadow = [p.detach().to(torch.float32, copy=True) for p in model.parameters()]
+        self.shadow = [p.detach().to(torch.float32, copy=True) for p in trained(model)]
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for s, p in zip(self.shadow, model.parameters()):
+        for s, p in zip(self.shadow, trained(model)):
             s.mul_(d).add_(p.detach().float(), alpha=1 - d)
 
     @torch.no_grad()
     def copy_to(self, model: torch.nn.Module) -> None:
-        for s, p in zip(self.shadow, model.parameters()):
+        for s, p in zip(self.shadow, trained(model)):
             p.copy_(s)
 
 
@@ -237,6 +243,12 @@ def rm_scorer(reward_model, tok, offset: float) -> Callable[[list[list[dict]]], 
     return lambda convs: score(reward_model, tok, convs) + offset
 
 
+def sampler(model):
+    """The model that generates: a LoRA model's base (its adapters are in its layers), whose generation_config is
+    the one `checkpoint_defaults_off` must replace."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def sample_responses(policy, q_ids: torch.Tensor, q_mask: torch.Tensor, config, stop_ids: list[int]) -> list[tuple[list[int], bool]]:
     """Sampled response ids per prompt, up to and including the first end-of-turn token, and whether one came."""
     with checkpoint_defaults_off(policy):
@@ -251,9 +263,28 @@ def sample_responses(policy, q_ids: torch.Tensor, q_mask: torch.Tensor, config, 
 # ---------------------------------------------------------------- training
 
 
+def model_kwargs(args: PpoArguments, model_args=None) -> dict:
+    """`from_pretrained` keyword arguments for the policy and its reference from TRL's `ModelConfig` (revision,
+    attention implementation, 4/8-bit on CUDA), always with fp32 weights: AdamW and the 0.992 weight average round
+    16-bit updates away. The value and reward models take the same minus the policy's revision and quantization."""
+    from builders.errors import InputError
+    from trainers.common import model_init_kwargs
+
+    if model_args is None:
+        return {"trust_remote_code": args.trust_remote_code, "dtype": torch.float32}
+    if model_args.model_name_or_path:
+        raise InputError("PPO starts from --policy (the SFT model); --model_name_or_path is not used", flag="--model_name_or_path")
+    if model_args.dtype not in (None, "float32"):
+        raise InputError(f"PPO keeps fp32 weights (AdamW and the weight average round 16-bit updates away), got {model_args.dtype}: "
+                         "for 16-bit compute use accelerate launch --mixed_precision bf16", flag="--dtype")
+    return {**model_init_kwargs(model_args, args), "dtype": torch.float32}
+
+
 def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tensor] | None = None,
-          prompts: list[list[dict]] | None = None, ptx_texts: list[str] | None = None) -> dict:
-    """Run PPO; `reward_fn`, `prompts` and `ptx_texts` override the reward model and datasets (tests, notebooks)."""
+          prompts: list[list[dict]] | None = None, ptx_texts: list[str] | None = None, model_args=None) -> dict:
+    """Run PPO; `reward_fn`, `prompts` and `ptx_texts` override the reward model and datasets (tests, notebooks);
+    `model_args` (TRL's ModelConfig) adds an attention implementation, LoRA on the policy (merged on save) and
+    4/8-bit loading on CUDA."""
     from accelerate import Accelerator
     from accelerate.utils import gather_object, set_seed
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -272,9 +303,15 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     tok = load_tokenizer(args.policy, args.trust_remote_code)
     # fp32 whatever the checkpoint was saved in (transformers loads its dtype by default): AdamW on 16-bit weights
     # rounds most PPO-sized updates away; 16-bit compute comes from accelerate's mixed precision instead
-    kw = {"trust_remote_code": args.trust_remote_code, "dtype": torch.float32}
-    policy = AutoModelForCausalLM.from_pretrained(args.policy, **kw)
-    ref = AutoModelForCausalLM.from_pretrained(args.policy, **kw).eval().requires_grad_(False)
+    init = model_kwargs(args, model_args)
+    kw = {k: v for k, v in init.items() if k in ("trust_remote_code", "dtype", "attn_implementation")}
+    policy = AutoModelForCausalLM.from_pretrained(args.policy, **init)
+    ref = AutoModelForCausalLM.from_pretrained(args.policy, **init).eval().requires_grad_(False)
+    lora = peft_config(model_args) if model_args is not None else None
+    if lora is not None:
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, lora)  # adapters trained; the reference stays the frozen SFT model
     value_path = args.value_model or args.reward_model
     same_tokens(tok, load_tokenizer(value_path, args.trust_remote_code), args.policy, value_path)
     value = TokenValues(AutoModelForSequenceClassification.from_pretrained(value_path, num_labels=1, **kw))
@@ -293,7 +330,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     ptx_texts = ptx_texts[: len(ptx_texts) - len(held_ptx)]
     use_ptx = args.ptx_coef > 0 and bool(ptx_texts)
 
-    params = list(policy.parameters()) + list(value.parameters())
+    params = trained(policy) + list(value.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, eps=1e-5)
     # not given to `acc.prepare`: accelerate steps a prepared scheduler once per process at each optimizer step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_factor(args.warmup_steps))
@@ -335,7 +372,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             replies = []
             for c in range(0, len(idx), chunk):
                 q_ids, q_mask = pad([encoded[i] for i in idx[c : c + chunk]], pad_id, left=True)
-                replies += sample_responses(acc.unwrap_model(policy), q_ids.to(device), q_mask.to(device), config, stop_ids)
+                replies += sample_responses(sampler(acc.unwrap_model(policy)), q_ids.to(device), q_mask.to(device), config, stop_ids)
             q_ids, q_mask = pad([encoded[i] for i in idx], pad_id, left=True)
             r_ids, r_mask = pad([r or [pad_id] for r, _ in replies], pad_id)
             r_mask = r_mask * torch.tensor([[1] if r else [0] for r, _ in replies])
@@ -405,7 +442,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             metrics["ptx_eval_loss"] = float(pretrain_loss(final, tok, held_ptx, args.ptx_max_tokens, device))
         metrics["ptx_eval_texts"] = len(held_ptx)
     if acc.is_main_process:
-        final.save_pretrained(args.output_dir)
+        merged(final).save_pretrained(args.output_dir)  # LoRA: merged into a plain checkpoint
         tok.save_pretrained(args.output_dir)
         write_metrics(args.output_dir, metrics)
         plot_curves(history, Path(args.output_dir) / "curves.png")
@@ -499,13 +536,19 @@ def train_trl(args: PpoArguments) -> dict:
     return metrics
 
 
-def main(args: PpoArguments) -> dict:
+def main(args: PpoArguments, model_args=None) -> dict:
     from builders.checkpoints import resolve_model
 
     args.policy, args.reward_model, args.value_model = (resolve_model(m) for m in (args.policy, args.reward_model, args.value_model))
     if args.algo == "ppo":
-        return train(args)
+        return train(args, model_args=model_args)
     if args.algo in ("grpo", "rloo"):
+        if model_args is not None:
+            from trl import ModelConfig
+
+            changed = [f.name for f in fields(ModelConfig) if getattr(model_args, f.name) != getattr(ModelConfig(), f.name)]
+            if changed:
+                raise ValueError(f"--algo {args.algo} takes no model settings ({', '.join(changed)}): they apply to --algo ppo")
         return train_trl(args)
     raise ValueError(f"--algo must be ppo, grpo or rloo, got {args.algo!r}")
 
@@ -513,7 +556,9 @@ def main(args: PpoArguments) -> dict:
 def make_parser(**kwargs):
     from trl import TrlParser
 
-    return TrlParser((PpoArguments,), **kwargs)
+    from trl import ModelConfig
+
+    return TrlParser((PpoArguments, ModelConfig), **kwargs)
 
 
 if __name__ == "__main__":
