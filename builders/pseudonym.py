@@ -27,13 +27,20 @@ def load_key() -> bytes:
     if env:
         return env.encode("utf-8")
     path = key_file()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-        log.info("created a new pseudonym key file at %s (keep it to keep user pseudonyms stable)", path)
-    return path.read_text().strip().encode("utf-8")
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+            # said once, where the user sees it: losing this file changes every pseudonym (and so the splits)
+            log.warning("created a new pseudonym key file at %s: keep it to keep user pseudonyms stable", path)
+        return path.read_text().strip().encode("utf-8")
+    except OSError as exc:
+        from builders.errors import InputError
+
+        raise InputError(f"cannot create or read the pseudonym key ({exc.strerror or exc}): set ${KEY_ENV} to a secret, "
+                         "or XDG_CONFIG_HOME to a writable folder", file=str(path)) from None
 
 
 def _hmac_sha256_states(key: bytes):

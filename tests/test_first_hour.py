@@ -132,3 +132,28 @@ def test_push_to_an_unreachable_hub_is_one_line(sample_build):
     assert done.stderr.strip().splitlines() == ["instructkit: error: cannot reach the Hub at http://127.0.0.1:9 "
                                                 "(ConnectError): check the network, or HF_ENDPOINT"]
     assert "hf_not_a_real_token" not in done.stdout + done.stderr
+
+
+def test_an_unwritable_config_folder_names_the_key_file_and_the_ways_out(tmp_path, monkeypatch):
+    from builders.errors import InputError
+    from builders.pseudonym import load_key
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.delenv("INSTRUCTKIT_PSEUDONYM_KEY")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker))  # a file where the folder should be: no key can be made
+    with pytest.raises(InputError, match=r"pseudonym.key: cannot create or read the pseudonym key .*: set "
+                                         r"\$INSTRUCTKIT_PSEUDONYM_KEY to a secret, or XDG_CONFIG_HOME to a writable folder"):
+        load_key()
+
+
+def test_a_new_pseudonym_key_is_announced_once(tmp_path, monkeypatch, caplog):
+    from builders.pseudonym import load_key
+
+    monkeypatch.delenv("INSTRUCTKIT_PSEUDONYM_KEY")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    with caplog.at_level("WARNING"):
+        first, again = load_key(), load_key()
+    assert first == again and [r.message for r in caplog.records].count(
+        f"created a new pseudonym key file at {tmp_path / 'instructkit' / 'pseudonym.key'}: keep it to keep user "
+        "pseudonyms stable") == 1
