@@ -15,6 +15,7 @@ from builders.errors import InputError
 from builders.pipeline import build
 from builders.settings import BuildSettings
 from builders.sources import load_source
+from tests.conftest import prompt, write_jsonl
 
 SPLITS = {"train", "validation", "test"}
 
@@ -185,3 +186,25 @@ def test_hh_rlhf_build_on_a_slice(shared, tmp_path, scanner, classifier):
     pairs = datasets.load_dataset(str(tmp_path / "out" / "rm"))
     assert sum(pairs[s].num_rows for s in pairs) == report["accounting"]["rankings"]["in_outputs"]
     assert report["license"] == "mit"
+
+
+def test_cards_say_how_to_load_the_folder_and_what_the_rm_data_is_made_of(sample_build):
+    out, report = sample_build
+    rm = (out / "rm" / "README.md").read_text()
+    assert f'load_dataset("{out.name}/rm", "rankings")' in rm and "PATH_OR_REPO_ID" not in rm
+    assert str(out) not in rm
+    r = report["rankings"]
+    assert sum(r["by_k"].values()) == r["rankings"] == sum(report["datasets"]["rm"]["rankings"].values())
+    assert r["pairs"] == sum(report["datasets"]["rm"]["default"].values())
+    assert f"{r['pairs']:,} ({r['pairs_per_ranking']} per ranking)" in rm and "size_categories:" in rm
+    assert "arXiv:2203.02155" in rm
+
+
+def test_a_card_names_only_the_splits_its_dataset_has(tmp_path, scanner, classifier):
+    rows = [prompt(f"p{i}", f"Write a poem about the number {i} and the sea {i * 7}.", user="u1", source="labeler")
+            for i in range(3)] + [{"prompt_id": f"p{i}", "labeler_id": "l", "completion": f"A poem {i}."} for i in range(3)]
+    out = tmp_path / "out"
+    build(BuildSettings(out=str(out), sources=[f"jsonl:{write_jsonl(tmp_path / 'one_user.jsonl', rows)}"], ppo_sources=["labeler"],
+                        allow_empty=True), classifier=classifier, scanner=scanner, progress=False)
+    card = (out / "sft" / "README.md").read_text()
+    assert "PII (redact): train redacted." in card and "test redacted" not in card  # one user: train only

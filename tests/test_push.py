@@ -84,6 +84,10 @@ def test_push_uploads_the_folder_as_built_and_never_prints_the_token(sample_buil
     res = run_push(hub, "rm", "--out", str(out), "--repo-id", "acme/prompts-rm", "--private")
     assert res.returncode == 0, res.stderr
     local = {str(p.relative_to(out / "rm")): p.read_bytes() for p in (out / "rm").rglob("*") if p.is_file()}
+    card = local.pop("README.md").decode()
+    built = f'load_dataset("{out.name}/rm", "rankings")'  # the folder as built (its name, never its full path)
+    assert built in card
+    assert FakeHub.files.pop("README.md").decode() == card.replace(built, 'load_dataset("acme/prompts-rm", "rankings")')
     assert FakeHub.files == local
     assert FakeHub.created.get("visibility") == "private" or FakeHub.created.get("private") is True, FakeHub.created
     assert any(auth == f"Bearer {TOKEN}" for _, path, auth in FakeHub.calls if "/commit/" in path)

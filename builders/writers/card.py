@@ -46,6 +46,9 @@ def _body(name: str, report: dict) -> str:
     from builders.sources import public_spec
 
     src = ", ".join(f"`{public_spec(s['spec'])}`" for s in report["sources"])  # never a local path
+    folder = usage_name(settings["out"], name)
+    splits = list(sizes["default"])
+    pii_line = ", ".join(f"{sp} {pii[sp]}" for sp in splits) or "no split"
     return f"""# instructkit {name} dataset
 
 {DESCRIPTION[name]}
@@ -57,7 +60,7 @@ classification.
 
 ```python
 from datasets import load_dataset
-ds = load_dataset("PATH_OR_REPO_ID"{', "rankings"' if name == "rm" else ''})
+ds = load_dataset("{folder}"{', "rankings"' if name == "rm" else ''})
 ```
 
 ## Sizes
@@ -83,14 +86,57 @@ Rows: SFT demonstrations, RM comparisons, PPO prompts.
 ## Privacy
 
 - User ids are pseudonymised with a keyed hash (HMAC-SHA256); the key is never published.
-- PII ({settings['pii_mode']}): train {pii['train']}, validation {pii['validation']}, test {pii['test']}. Redacted spans read
+- PII ({settings['pii_mode']}): {pii_line}. Redacted spans read
   `<EMAIL_ADDRESS>`, `<PHONE_NUMBER>`, `<PERSON>`, ... Names: {_names_line(report['privacy'].get('pii_names', 'all'))}
 - Personal data found, by type: {_found_line(report['privacy'].get('pii_found', {}))}.
 
-## Licence
+{_rankings_section(report) if name == "rm" else ""}## Licence
 
 {report['license']}
+
+## Citation
+
+The pipeline follows InstructGPT:
+
+```bibtex
+@article{{ouyang2022training,
+  title={{Training language models to follow instructions with human feedback}},
+  author={{Ouyang, Long and Wu, Jeff and Jiang, Xu and Almeida, Diogo and Wainwright, Carroll L. and Mishkin, Pamela and
+          Zhang, Chong and Agarwal, Sandhini and Slama, Katarina and Ray, Alex and others}},
+  journal={{arXiv preprint arXiv:2203.02155}},
+  year={{2022}}
+}}
+```
 """
+
+
+def usage_name(out: str, name: str) -> str:
+    """How the card's usage line names the dataset before it is pushed: the output folder's own name and the
+    dataset's (`builders/sft`), never a full local path. `instructkit push` puts the Hub id there."""
+    return f"{Path(out).name or 'builders'}/{name}"
+
+
+def _rankings_section(report: dict) -> str:
+    r = report.get("rankings")
+    if not r:
+        return ""
+    by_k = ", ".join(f"K={k}: {n:,}" for k, n in r["by_k"].items()) or "none"
+    return (f"""## Rankings and comparisons
+
+- Rankings by number of completions: {by_k} ({r['rankings']:,} in all).
+- Comparisons: {r['pairs']:,} ({r['pairs_per_ranking']} per ranking); {r['tied_pairs_skipped']:,} pairs a labeler ranked equal
+  give no comparison and are skipped.
+
+""")
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size_categories bucket of a row count."""
+    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                         (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")):
+        if rows < limit:
+            return label
+    return "n>1B"
 
 
 def _use_case_text(uc: dict) -> str:
@@ -115,8 +161,10 @@ def _found_line(found: dict) -> str:
 
 def write_card(folder: Path, name: str, configs: dict[str, tuple[Features, str, dict]], report: dict) -> None:
     """configs: config name -> (Features, data folder, split -> {num_examples, num_bytes})."""
+    rows = sum(info["num_examples"] for info in configs["default"][2].values())
     data = DatasetCardData(license=report["license"], task_categories=TASKS[name], language=["en"],
-                           tags=["instructkit", "rlhf", "instructgpt"], pretty_name=f"instructkit {name}")
+                           tags=["instructkit", "rlhf", "instructgpt"], pretty_name=f"instructkit {name}",
+                           size_categories=[size_category(rows)])
     meta = MetadataConfigs()
     infos = DatasetInfosDict()
     for cfg, (features, subdir, splits) in configs.items():

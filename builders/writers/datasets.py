@@ -188,6 +188,8 @@ class Outputs:
         self.final_prompts = self.written_prompts = 0
         self.category_counts: Counter = Counter()
         self._api_categories: list[pl.Series] = []
+        self.ranking_sizes: Counter = Counter()  # K (completions per ranking) → rankings
+        self.tied_pairs = 0  # pairs of completions a labeler ranked equal: no comparison to learn from
 
     def add(self, batch) -> None:
         """A batch of final prompts (Tables) with every demonstration and ranking of those prompts."""
@@ -197,10 +199,13 @@ class Outputs:
             self.shards[key].add(rows)
         counts = lambda name, df: df.group_by("split", "source").len().with_columns(pl.lit(name).alias("dataset"))  # noqa: E731
         self.counts += [counts("SFT", sft), counts("PPO", ppo)]
+        self.ranking_sizes.update(dict(rankings["ranks"].list.len().value_counts().iter_rows()))
         for i in range(0, rankings.height, PAIRS_AT_ONCE):  # a ranking's comparisons are all made at once
             pairs = pairs_table(rankings.slice(i, PAIRS_AT_ONCE)).with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("group").alias("_n"))
             self.shards["rm", "default"].add(pairs)
             self.counts.append(counts("RM", pairs))
+            k = rankings.slice(i, PAIRS_AT_ONCE)["ranks"].list.len()
+            self.tied_pairs += int((k * (k - 1) // 2).sum()) - pairs.height
         written = pl.concat([sft["prompt_id"], rankings["prompt_id"], ppo["prompt_id"]]).unique()
         for kind, ids in (("prompt", written), ("demonstration", sft["demonstration_id"]), ("ranking", rankings["ranking_id"])):
             self.ledger.ids(f"written-{kind}", ids)

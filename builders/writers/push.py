@@ -58,7 +58,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
     folder = Path(folder)
     if not folder.is_dir():
         raise PushRefused(f"{folder} is not a folder; run `instructkit build` first")
-    check_publishable(folder)
+    report = check_publishable(folder)
     if get_token() is None:
         raise PushRefused("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token)")
     api = HfApi()
@@ -66,7 +66,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset", revision=revision,
+        commit = api.create_commit(repo_id, repo_type="dataset", revision=revision, operations=_files(folder, report, repo_id),
                                    commit_message=f"instructkit: upload {folder.name}")
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -78,6 +78,23 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
         raise PushRefused(f"cannot reach the Hub at {api.endpoint} ({type(exc).__name__}): check the network, or "
                           "HF_ENDPOINT") from None
     return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/datasets/{repo_id}")
+
+
+def _files(folder: Path, report: dict, repo_id: str) -> list:
+    """Every file of the folder as built, but the card's usage line names the Hub repository it now lives in."""
+    from huggingface_hub import CommitOperationAdd
+
+    from builders.writers.card import usage_name
+
+    ops = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        content: str | bytes = str(path)
+        if rel == "README.md":
+            built = f'load_dataset("{usage_name(report["settings"]["out"], folder.name)}"'
+            content = path.read_text(encoding="utf-8").replace(built, f'load_dataset("{repo_id}"').encode("utf-8")
+        ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content))
+    return ops
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -97,6 +97,15 @@ def build_report(settings, *, outputs, ledger, infos: dict, stages, sources, cla
         "table6": _table6(pl.concat(outputs.counts)),
         "use_cases": _use_cases(outputs.api_categories(), outputs.category_counts, outputs.final_prompts, classifier),
         "privacy": privacy,
+        "rankings": _rankings(outputs),
         "accounting": ledger.accounting(),
     }
     return report
+
+
+def _rankings(outputs) -> dict:
+    """What the RM data is made of: rankings by K, comparisons, pairs ranked equal (skipped), pairs per ranking."""
+    rankings = sum(outputs.ranking_sizes.values())
+    pairs = sum(k * (k - 1) // 2 * n for k, n in outputs.ranking_sizes.items()) - outputs.tied_pairs
+    return {"by_k": {str(k): n for k, n in sorted(outputs.ranking_sizes.items())}, "rankings": rankings, "pairs": pairs,
+            "tied_pairs_skipped": outputs.tied_pairs, "pairs_per_ranking": round(pairs / rankings, 2) if rankings else 0.0}
