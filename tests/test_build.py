@@ -191,7 +191,7 @@ def test_hh_rlhf_build_on_a_slice(shared, tmp_path, scanner, classifier):
 def test_cards_say_how_to_load_the_folder_and_what_the_rm_data_is_made_of(sample_build):
     out, report = sample_build
     rm = (out / "rm" / "README.md").read_text()
-    assert f'load_dataset("{out.name}/rm", "rankings")' in rm and "PATH_OR_REPO_ID" not in rm
+    assert 'load_dataset("rm", "rankings")' in rm and "PATH_OR_REPO_ID" not in rm
     assert str(out) not in rm
     r = report["rankings"]
     assert sum(r["by_k"].values()) == r["rankings"] == sum(report["datasets"]["rm"]["rankings"].values())

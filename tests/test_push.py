@@ -85,9 +85,10 @@ def test_push_uploads_the_folder_as_built_and_never_prints_the_token(sample_buil
     assert res.returncode == 0, res.stderr
     local = {str(p.relative_to(out / "rm")): p.read_bytes() for p in (out / "rm").rglob("*") if p.is_file()}
     card = local.pop("README.md").decode()
-    built = f'load_dataset("{out.name}/rm", "rankings")'  # the folder as built (its name, never its full path)
-    assert built in card
-    assert FakeHub.files.pop("README.md").decode() == card.replace(built, 'load_dataset("acme/prompts-rm", "rankings")')
+    assert 'From the build\'s output folder (`--out`, default `builders`):' in card and 'load_dataset("rm", "rankings")' in card
+    pushed = card.replace('load_dataset("rm"', 'load_dataset("acme/prompts-rm"').replace(
+        "From the build's output folder (`--out`, default `builders`):", "From the Hugging Face Hub:")
+    assert FakeHub.files.pop("README.md").decode() == pushed
     assert FakeHub.files == local
     assert FakeHub.created.get("visibility") == "private" or FakeHub.created.get("private") is True, FakeHub.created
     assert any(auth == f"Bearer {TOKEN}" for _, path, auth in FakeHub.calls if "/commit/" in path)

@@ -46,7 +46,7 @@ def _body(name: str, report: dict) -> str:
     from builders.sources import public_spec
 
     src = ", ".join(f"`{public_spec(s['spec'])}`" for s in report["sources"])  # never a local path
-    folder = usage_name(settings["out"], name)
+    folder = name
     splits = list(sizes["default"])
     pii_line = ", ".join(f"{sp} {pii[sp]}" for sp in splits) or "no split"
     return f"""# instructkit {name} dataset
@@ -58,9 +58,11 @@ the prompt pipeline of InstructGPT (Ouyang et al., 2022): prefix dedup → at mo
 per user → train / validation / test split by user (no user in two splits) → PII {settings['pii_mode']} → use-case
 classification.
 
+{LOCAL_USAGE}
+
 ```python
 from datasets import load_dataset
-ds = load_dataset("{folder}"{', "rankings"' if name == "rm" else ''})
+ds = {usage_line(folder)}{', "rankings"' if name == "rm" else ''})
 ```
 
 ## Sizes
@@ -110,10 +112,14 @@ The pipeline follows InstructGPT:
 """
 
 
-def usage_name(out: str, name: str) -> str:
-    """How the card's usage line names the dataset before it is pushed: the output folder's own name and the
-    dataset's (`builders/sft`), never a full local path. `instructkit push` puts the Hub id there."""
-    return f"{Path(out).name or 'builders'}/{name}"
+# the usage lines as built (the same card whatever --out is: builds are byte-identical) and as pushed (`push` swaps
+# them for the Hub repository's id)
+LOCAL_USAGE = "From the build's output folder (`--out`, default `builders`):"
+HUB_USAGE = "From the Hugging Face Hub:"
+
+
+def usage_line(folder: str) -> str:
+    return f'load_dataset("{folder}"'
 
 
 def _rankings_section(report: dict) -> str:

@@ -58,7 +58,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
     folder = Path(folder)
     if not folder.is_dir():
         raise PushRefused(f"{folder} is not a folder; run `instructkit build` first")
-    report = check_publishable(folder)
+    check_publishable(folder)
     if get_token() is None:
         raise PushRefused("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a write token)")
     api = HfApi()
@@ -66,7 +66,7 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         if revision:
             api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-        commit = api.create_commit(repo_id, repo_type="dataset", revision=revision, operations=_files(folder, report, repo_id),
+        commit = api.create_commit(repo_id, repo_type="dataset", revision=revision, operations=_files(folder, repo_id),
                                    commit_message=f"instructkit: upload {folder.name}")
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
@@ -80,19 +80,19 @@ def push(folder: str | Path, repo_id: str, *, private: bool = False, revision: s
     return str(getattr(commit, "commit_url", None) or f"{api.endpoint}/datasets/{repo_id}")
 
 
-def _files(folder: Path, report: dict, repo_id: str) -> list:
+def _files(folder: Path, repo_id: str) -> list:
     """Every file of the folder as built, but the card's usage line names the Hub repository it now lives in."""
     from huggingface_hub import CommitOperationAdd
 
-    from builders.writers.card import usage_name
+    from builders.writers.card import HUB_USAGE, LOCAL_USAGE, usage_line
 
     ops = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         content: str | bytes = str(path)
         if rel == "README.md":
-            built = f'load_dataset("{usage_name(report["settings"]["out"], folder.name)}"'
-            content = path.read_text(encoding="utf-8").replace(built, f'load_dataset("{repo_id}"').encode("utf-8")
+            card = path.read_text(encoding="utf-8").replace(usage_line(folder.name), usage_line(repo_id), 1)
+            content = card.replace(LOCAL_USAGE, HUB_USAGE, 1).encode("utf-8")
         ops.append(CommitOperationAdd(path_in_repo=rel, path_or_fileobj=content))
     return ops
 
