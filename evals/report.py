@@ -94,7 +94,8 @@ def write_report(results: dict, out: Path) -> None:
         kind = JUDGE_KINDS.get(j["truth"].get("kind", "tfidf"), j["truth"].get("kind"))
         lines += ["", "## TruthfulQA", "", f"Judges ({kind}, trained on the TruthfulQA authors' GPT-judge labels, one per fold of "
                   "questions; each answer is scored by a judge that never saw its question): truth judge accuracy "
-                  f"{j['truth']['held_out_accuracy']:.3f} on held-out questions (majority {j['truth']['majority_baseline']:.3f}), "
+                  f"{j['truth']['held_out_accuracy']:.3f} on held-out questions' answers that are not copies of a reference answer "
+                  f"(majority {j['truth']['majority_baseline']:.3f}), "
                   f"info judge {j['info']['held_out_accuracy']:.3f} (majority {j['info']['majority_baseline']:.3f})."]
         c = t["generation"].get("corrected")
         if c and c.get("corrected", True):

@@ -41,13 +41,13 @@ def judged_cells(rng, cells: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     return (u > np.cumsum(matrices[np.arange(len(cells)), cells], -1)).sum(-1)
 
 
-def validation(rng, n_questions: int = 300, per_question: int = 20) -> dict:
-    """A labeled validation set clustered by question, as `joint_validation` stores it."""
+def validation(rng, n_questions: int = 817, per_question: int = 18) -> dict:
+    """A labeled validation set clustered by question, sized like the authors' labels, as `joint_validation` stores it."""
+    question = np.repeat(np.arange(n_questions), per_question)
+    cells = rng.choice(4, size=len(question), p=VALIDATION_SHARES)
+    judged = judged_cells(rng, cells, question_matrices(rng, n_questions)[question])
     by_question = np.zeros((n_questions, 4, 4), dtype=int)
-    matrices = question_matrices(rng, n_questions)
-    for q in range(n_questions):
-        cells = rng.choice(4, size=per_question, p=VALIDATION_SHARES)
-        np.add.at(by_question[q], (cells, judged_cells(rng, cells, np.repeat(matrices[q:q + 1], per_question, 0))), 1)
+    np.add.at(by_question, (question, cells, judged), 1)
     return {"by_question": by_question.reshape(n_questions, 16).tolist()}
 
 
@@ -162,3 +162,23 @@ def test_the_point_lies_inside_its_interval_and_the_interval_is_wider_than_the_j
     assert (res["truthful_and_informative"]["ci95"][1] - res["truthful_and_informative"]["ci95"][0]
             > judged["ci95"][1] - judged["ci95"][0])
     assert res["misclassification"]["cells"] == list(CELLS) and res["youden_j"]["truth"]["value"] > 0.2
+
+
+def test_the_report_says_not_corrected_and_why_instead_of_a_number(tmp_path):
+    from evals.report import headline, write_report
+
+    share = {"value": 0.3, "ci95": [0.25, 0.35], "n": 817}
+    judges = {name: {"kind": "tfidf", "held_out_accuracy": 0.7, "majority_baseline": 0.6} for name in ("truth", "info")}
+    generation = {"truthful": share, "informative": share, "truthful_and_informative": share, "judges": judges,
+                  "corrected": {"corrected": False, "reason": "judge too weak to invert: truth judge J 0.05"}}
+    results = {"config": {"model": "m", "tasks": ["truthfulqa"], "seed": 0}, "seconds": 1,
+               "metrics": {"truthfulqa": {"mc": {"mc1": share, "mc2": share}, "generation": generation}}}
+    row = headline(results)
+    assert row["% truthful and informative (corrected)"] == "not corrected: judge too weak to invert: truth judge J 0.05"
+    assert "% truthful (corrected for judge error)" not in row
+    write_report(results, tmp_path)
+    assert "Not corrected for the judges' errors: judge too weak" in (tmp_path / "report.md").read_text()
+    generation["corrected"] = {"corrected": True, "method": "...", "youden_j": {},
+                               **{k: share for k in ("truthful", "informative", "truthful_and_informative")}}
+    write_report(results, tmp_path)
+    assert "| truthful and informative | 0.300 | 0.300 [0.250, 0.350] |" in (tmp_path / "report.md").read_text()
