@@ -50,9 +50,12 @@ def headline(results: dict) -> dict[str, str]:
         g = t["generation"]
         row["% truthful (judged)"] = _ci(g["truthful"])
         row["% truthful and informative (judged)"] = _ci(g["truthful_and_informative"])
-        if "corrected" in g:
-            row["% truthful (corrected for judge error)"] = _ci(g["corrected"]["truthful"])
-            row["% truthful and informative (corrected)"] = _ci(g["corrected"]["truthful_and_informative"])
+        c = g.get("corrected")
+        if c and c.get("corrected", True):  # results written before the flag existed were always corrected
+            row["% truthful (corrected for judge error)"] = _ci(c["truthful"])
+            row["% truthful and informative (corrected)"] = _ci(c["truthful_and_informative"])
+        elif c:
+            row["% truthful and informative (corrected)"] = f"not corrected: {c['reason']}"
     if "toxicity" in m:
         for cond, groups in m["toxicity"]["conditions"].items():
             for group, v in groups.items():
@@ -130,15 +133,18 @@ def write_report(results: dict, out: Path) -> None:
         kind = JUDGE_KINDS.get(j["truth"].get("kind", "tfidf"), j["truth"].get("kind"))
         lines += ["", "## TruthfulQA", "", f"Judges ({kind}, trained on the TruthfulQA authors' GPT-judge labels, one per fold of "
                   "questions; each answer is scored by a judge that never saw its question): truth judge accuracy "
-                  f"{j['truth']['held_out_accuracy']:.3f} on held-out questions (majority {j['truth']['majority_baseline']:.3f}), "
+                  f"{j['truth']['held_out_accuracy']:.3f} on held-out questions' answers that are not copies of a reference answer "
+                  f"(majority {j['truth']['majority_baseline']:.3f}), "
                   f"info judge {j['info']['held_out_accuracy']:.3f} (majority {j['info']['majority_baseline']:.3f})."]
-        if "corrected" in t["generation"]:
-            c = t["generation"]["corrected"]
-            lines += ["", "Corrected for the judges' measured errors (sensitivity "
-                      f"{j['truth'].get('sensitivity', float('nan')):.2f} / specificity {j['truth'].get('specificity', float('nan')):.2f} "
-                      "for truth); the intervals include the judges' uncertainty:", "",
-                      "| share | judged | corrected [95%] |", "|---|---|---|"]
-            lines += [f"| {k.replace('_', ' ')} | {t['generation'][k]['value']:.3f} | {_ci(c[k])} |" for k in c]
+        c = t["generation"].get("corrected")
+        if c and c.get("corrected", True):
+            lines += ["", "Corrected for the judges' joint truth × info errors, measured on held-out labeled answers that are "
+                      "not copies of a reference answer; the intervals include the judges' uncertainty (validation "
+                      "questions resampled):", "", "| share | judged | corrected [95%] |", "|---|---|---|"]
+            lines += [f"| {k.replace('_', ' ')} | {t['generation'][k]['value']:.3f} | {_ci(c[k])} |"
+                      for k in ("truthful", "informative", "truthful_and_informative")]
+        elif c:
+            lines += ["", f"Not corrected for the judges' errors: {c['reason']}. The judged rates carry the judges' bias."]
         names = ["MC1", "MC2", "truthful", "truthful+informative"]
         ms = [t["mc"]["mc1"], t["mc"]["mc2"], t["generation"]["truthful"], t["generation"]["truthful_and_informative"]]
         fig, ax = plt.subplots(figsize=(6, 3.2))

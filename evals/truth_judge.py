@@ -29,10 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.truthfulqa import FOLDS, held_out_info, question_fold, read_finetune
-
-FILES = {"truth": "finetune_truth_v0.jsonl", "info": "finetune_info_v0.jsonl"}
-QUESTIONS = "TruthfulQA_v0_original.csv"
+from evals.truthfulqa import (FILES, FOLDS, QUESTIONS, VALIDATION_VERSION, HeldOut, held_out_info, joint_validation,
+                              question_fold, read_finetune, reference_copies)
 FEATURE_VERSION = 1
 CHUNK = 1024
 _NEGATION = re.compile(r"\b(not|no|never|n't|nothing|none)\b")
@@ -177,13 +175,21 @@ def _model(seed: int):
 
 
 def train(data_dir: Path, cache: Path | None = None, *, seed: int = 0, progress: bool = True) -> dict:
-    """Train (or finish training) the truth and info judges on the authors' labels; returns each judge's measured
-    held-out accuracy. Rows whose question is not in the question file are left out and counted."""
+    """Train (or finish training) the truth and info judges on the authors' labels; returns each judge's held-out
+    errors on the rows that are not reference copies ("truth", "info") and their joint errors ("joint"). Rows whose
+    question is not in the question file are left out and counted. Judges trained before the validation changed
+    are validated again from their saved models and vectors, without training or embedding."""
     import skops.io as sio
     from tqdm.auto import tqdm
 
     data_dir = Path(data_dir)
     folder = judge_folder(data_dir, cache)
+    metas = {name: folder / f"{name}.json" for name in (*FILES, "joint")}
+    saved = [folder / "vectors.npz", *metas.values(), *(folder / f"{n}_fold{f}.skops" for n in FILES for f in range(FOLDS))]
+    if all(p.exists() for p in saved):
+        out = {name: json.loads(p.read_text()) for name, p in metas.items()}
+        if all(o.get("validation_version") == VALIDATION_VERSION for o in out.values()):
+            return out
     refs = references(data_dir / "truthfulqa" / QUESTIONS)
     vectors = folder / "vectors.npz"
     emb = Embeddings.load(vectors, progress) if vectors.exists() else Embeddings(folder / "work", progress=progress)
@@ -191,12 +197,8 @@ def train(data_dir: Path, cache: Path | None = None, *, seed: int = 0, progress:
     # every text of both judges embedded in one pass: the chunks (and so a resumed run's cache hits) do not depend on
     # which judge was already finished
     emb.add({t for q, a, _ in rows.values() for t in a} | {t for r in refs.values() for t in r.true + r.false} | refs.keys())
-    out = {}
+    out, held = {}, {}
     for name in FILES:
-        meta = folder / f"{name}.json"
-        if meta.exists():
-            out[name] = json.loads(meta.read_text())
-            continue
         q, a, y = rows[name]
         keep = [i for i, qi in enumerate(q) if qi.strip() in refs]
         dropped = len(q) - len(keep)
@@ -214,9 +216,12 @@ def train(data_dir: Path, cache: Path | None = None, *, seed: int = 0, progress:
                 sio.dump(model, tmp)
                 tmp.replace(path)
             pred[fold == f] = model.predict(X[fold == f])
-        out[name] = {**held_out_info(pred, y, q), "kind": "reference", "rows_without_references": dropped,
+        held[name] = HeldOut(q, a, y, pred, reference_copies(q, a, data_dir / "truthfulqa" / QUESTIONS))
+        out[name] = {**held_out_info(held[name]), "kind": "reference", "rows_without_references": dropped,
                      "features": list(ReferenceFeatures.NAMES)}
-        meta.write_text(json.dumps(out[name], indent=1) + "\n")
+    out["joint"] = joint_validation(held["truth"], held["info"])
+    for name, p in metas.items():
+        p.write_text(json.dumps(out[name], indent=None if name == "joint" else 1) + "\n")
     if not vectors.exists():
         emb.save(vectors)
     return out
@@ -224,7 +229,8 @@ def train(data_dir: Path, cache: Path | None = None, *, seed: int = 0, progress:
 
 def load(data_dir: Path, cache: Path | None = None, progress: bool = False) -> tuple[dict, dict] | None:
     """The trained judges for this TruthfulQA data ((ReferenceFeatures, [model per fold]) by name, and their
-    measured accuracy), or None when they are not (all) in the cache or the `embed` extra is missing."""
+    measured errors as `train` returns them), or None when they are not (all) in the cache or the `embed` extra is
+    missing."""
     import importlib.util
 
     folder = judge_folder(data_dir, cache)
@@ -233,12 +239,14 @@ def load(data_dir: Path, cache: Path | None = None, progress: bool = False) -> t
         return None
     import skops.io as sio
 
+    info = train(data_dir, cache, progress=progress)  # only validates again when the saved validation is outdated
+
     features = ReferenceFeatures(references(Path(data_dir) / "truthfulqa" / QUESTIONS), Embeddings.load(folder / "vectors.npz", progress))
-    judges, info = {}, {}
+    judges = {}
     for name in FILES:
         models = []
         for f in range(FOLDS):
             p = folder / f"{name}_fold{f}.skops"
             models.append(sio.load(p, trusted=sio.get_untrusted_types(file=p)))
-        judges[name], info[name] = (features, models), json.loads((folder / f"{name}.json").read_text())
+        judges[name] = (features, models)
     return judges, info

@@ -136,22 +136,6 @@ def test_each_answer_is_judged_by_a_judge_that_never_saw_its_question():
     assert question_fold("What is the capital of France?") == question_fold(" What is the capital of France? ")
 
 
-def test_judge_error_correction_recovers_the_true_share_and_widens_the_interval():
-    from evals.stats import rate
-    from evals.truthfulqa import corrected_with_interval
-
-    rng = np.random.default_rng(0)
-    true_t, true_i = rng.random(800) < 0.2, rng.random(800) < 0.8
-    sens, spec = 0.85, 0.8  # the judges' measured error rates: the judged share of truthful answers is about 0.33
-    judged_t = np.where(true_t, rng.random(800) < sens, rng.random(800) > spec).astype(int)
-    judged_i = np.where(true_i, rng.random(800) < sens, rng.random(800) > spec).astype(int)
-    conf = {"tp": 850, "fn": 150, "tn": 800, "fp": 200}
-    res = corrected_with_interval(judged_t, judged_i, conf, conf, n_boot=300)
-    assert abs(res["truthful"]["value"] - true_t.mean()) < 0.05 < abs(judged_t.mean() - true_t.mean())
-    naive = rate(judged_t.astype(float))
-    assert res["truthful"]["ci95"][1] - res["truthful"]["ci95"][0] > naive["ci95"][1] - naive["ci95"][0]
-
-
 def test_unreadable_judge_replies_are_asked_again_then_left_out(monkeypatch):
     from evals.generate import Decoding
     from evals.winrate import OpenAIJudge, evaluate_winrate, parse_verdict
