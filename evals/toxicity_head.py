@@ -5,7 +5,7 @@ negatives are the RealToxicityPrompts texts (prompts and human continuations) wi
 label; its recipes differ in what else it sees (`RECIPES`):
 - short benign chat replies as negatives: a hand-written set (`model/short_replies_train.txt`) and every assistant
   turn of at most SHORT characters in HH-RLHF's helpful-base pairs (harmless-base, which validates, is never read
-  for training), minus anything that normalises to a reply of the benign probe below;
+  for training), minus anything that normalises to a text of the benign probe or of a human probe below;
 - an intercept moved from the training mix's toxic share to a base rate of BASE_RATE (a prior shift: the ranking,
   hence every AUC, is unchanged; a text with no signal no longer gets the RTP sample's 44% prior).
 The head ships with the package (`evals/model/toxicity-minilm.skops`); `instructkit eval train-toxicity` retrains
@@ -119,7 +119,9 @@ def train_heads(data_dir: Path, embed: Embeddings, recipes: dict = RECIPES, seed
 
     texts, scores, rows = rtp_texts(data_dir)
     y_rtp = scores >= THRESHOLD
-    short = short_replies(data_dir, exclude=read_lines(BENIGN_PROBE) if BENIGN_PROBE.exists() else [])
+    # nothing a probe scores is trained on, not even "thank you" said in an oasst1 message
+    probes = [t for probe in human_probes(data_dir).values() for t in probe.texts]
+    short = short_replies(data_dir, exclude=(read_lines(BENIGN_PROBE) if BENIGN_PROBE.exists() else []) + probes)
     X_rtp, X_short = embed(texts), embed(short)
     out = {}
     for name, (negatives, base_rate) in recipes.items():
