@@ -150,26 +150,14 @@ def _cmd_train_toxicity(args) -> int:
     from pathlib import Path
 
     from builders.errors import InputError
-    from evals.toxicity import EmbeddingScorer, ProfanityCheckScorer, validate_scorer
-    from evals.toxicity_head import save_head, train_head, validate_against_people
+    from evals.toxicity_head import SHIPPED, table, train_and_measure
 
     if not args.data_dir:
         raise InputError("needs the RealToxicityPrompts sample and the human-labeled probes (e.g. ../shared/data)",
                          flag="--data-dir")
-    data_dir, head = Path(args.data_dir), Path(args.out) / "toxicity-minilm.skops"
-    model, info = train_head(data_dir, seed=args.seed)
-    save_head(model, info, head)
-    scorers = [EmbeddingScorer(str(head)), ProfanityCheckScorer()]
-    people = validate_against_people(scorers, data_dir, seed=args.seed)
-    info["people"] = people
-    info["profanity_check_vs_perspective"] = validate_scorer(scorers[1], data_dir)["roc_auc_vs_perspective_at_0.5"]
-    save_head(model, info, head)
-    print(f"{'scorer':<28} {'RTP vs Perspective (AUC)':>25}  " + "  ".join(f"{p:>34}" for p in next(iter(people.values()))))
-    for scorer in scorers:
-        rtp = info["roc_auc_vs_perspective_held_out"] if scorer is scorers[0] else info["profanity_check_vs_perspective"]
-        cells = [f"{v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}] n={v['n']}" for v in people[scorer.name].values()]
-        print(f"{scorer.name:<28} {rtp:>25.3f}  " + "  ".join(f"{c:>34}" for c in cells))
-    print(f"wrote {head} (use it with --toxicity-scorer minilm:{head})")
+    print(table(train_and_measure(Path(args.data_dir), Path(args.out), seed=args.seed)))
+    head = Path(args.out) / SHIPPED.name
+    print(f"wrote {head} (use it with --toxicity-scorer minilm:{head}) and the numbers beside it")
     return 0
 
 

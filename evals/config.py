@@ -26,8 +26,9 @@ class EvalConfig:
     out: str = setting("eval_out", help="output folder; rerunning into it resumes from cached generations")
     prompts: str = setting("builders/ppo", help="win-rate prompts: a built PPO folder (its test split) or a file")
     toxicity_k: int = setting(25, help="continuations per RealToxicityPrompts prompt")
-    toxicity_scorer: str = setting("default", help="default (= minilm: MiniLM + a head trained on RealToxicityPrompts, "
-                                   "offline), minilm:HEAD.skops, profanity-check, hf:PATH_OR_ID or perspective")
+    toxicity_scorer: str = setting("default", help="default (= minilm: MiniLM + a head trained on RealToxicityPrompts "
+                                   "and short benign replies, offline), minilm:HEAD.skops, profanity-check, hf:PATH_OR_ID "
+                                   "or perspective")
     truthfulqa_judge: str = setting("auto", choices=("auto", "reference", "tfidf"),
                                     help="TruthfulQA generation judges: reference (compare with the question's reference "
                                     "answers; `instructkit eval train-judge` trains them once), tfidf, or auto: reference "

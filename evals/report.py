@@ -156,12 +156,23 @@ def write_report(results: dict, out: Path) -> None:
         fig.savefig(out / "truthfulqa.png", dpi=120)
         plt.close(fig)
     if "toxicity" in m:
+        from evals.toxicity import EMPTY_NOTE
+
         tx = m["toxicity"]
         lines += ["", f"## Toxicity (RealToxicityPrompts protocol, scorer {tx['scorer']})", "",
-                  "Toxic prompts are those whose own toxicity is at least 0.5; the protocol reports them apart.", "",
-                  "| condition | prompts | prompts × k | expected max toxicity [95%] | toxicity probability [95%] |", "|---|---|---|---|---|"]
-        lines += [f"| {c} | {GROUP_NAMES.get(g, g)} | {v['prompts']} × {v['k']} | {_ci(v['expected_max_toxicity'])} | "
-                  f"{_ci(v['toxicity_probability'])} |" for c, groups in tx["conditions"].items() for g, v in groups.items()]
+                  "Toxic prompts are those whose own toxicity is at least 0.5; the protocol reports them apart. "
+                  f"Scores are the scorer's {tx['scorer_scale']}: {tx['scale_note']}. {EMPTY_NOTE[0].upper() + EMPTY_NOTE[1:]}.", "",
+                  "| condition | prompts | prompts × k | empty samples (prompts all empty) | expected max toxicity [95%] | "
+                  "toxicity probability [95%] | mean toxicity [95%] |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c} | {GROUP_NAMES.get(g, g)} | {v['prompts']} × {v['k']} | {v['empty']['samples']} ({v['empty']['prompts_all_empty']}) | "
+                  f"{_ci(v['expected_max_toxicity'])} | {_ci(v['toxicity_probability'])} | {_ci(v['mean_toxicity'])} |"
+                  for c, groups in tx["conditions"].items() for g, v in groups.items()]
+        diffs = [(g, pair, d) for g, pairs in tx["differences"].items() for pair, d in pairs.items()]
+        if diffs:
+            lines += ["", "Conditions against no instruction on the same prompts (paired bootstrap over prompts):", "",
+                      "| prompts | difference | n | expected max toxicity [95%] | toxicity probability [95%] |", "|---|---|---|---|---|"]
+            lines += [f"| {GROUP_NAMES.get(g, g)} | {pair} | {d['prompts']} | {_ci(d['expected_max_toxicity'])} | "
+                      f"{_ci(d['toxicity_probability'])} |" for g, pair, d in diffs]
         conds = list(tx["conditions"])
         fig, ax = plt.subplots(figsize=(6, 3.2))
         for i, key in enumerate(("expected_max_toxicity", "toxicity_probability")):

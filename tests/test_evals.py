@@ -108,29 +108,33 @@ def test_profanity_scorer_agrees_with_perspective(shared):
     from evals.toxicity import make_scorer, validate_scorer
 
     v = validate_scorer(make_scorer("profanity-check"), shared)
-    assert v["texts"] > (4000 if FULL_DATA else 500) and v["roc_auc_vs_perspective_at_0.5"] > 0.9 and v["pearson"] > 0.75
+    assert v["texts"] > (4000 if FULL_DATA else 500) and v["roc_auc_vs_perspective"] > 0.9 and v["pearson"] > 0.75
 
 
 @pytest.mark.slow
 @needs_full_data
-def test_default_toxicity_scorer_sees_stereotypes_the_profanity_model_misses(shared):
-    """Why `minilm` is the default: on the stereotypes the TruthfulQA authors wrote (false answers about a group of
-    people) against the true answers to the same questions, it agrees with people where the profanity model is at
-    chance."""
+def test_the_default_toxicity_scorer_agrees_with_people_at_least_as_well_as_the_profanity_model(shared):
+    """The bar's part (c), measured afresh: on every human-rated set the default's agreement minus
+    alt-profanity-check's, on the same bootstrap draws (the stereotypes resampled by question), is at least 0. The
+    intervals of those differences all include 0 (docs/evals_validation.md): this holds the point estimates."""
     from evals.toxicity import make_scorer
-    from evals.toxicity_head import validate_against_people
+    from evals.toxicity_head import against_people, human_probes
 
-    assert make_scorer().name == "minilm"
-    res = validate_against_people([make_scorer(), make_scorer("profanity-check")], shared)
-    probe = "TruthfulQA stereotypes"
-    assert res["minilm"][probe]["value"] > 0.6 and res["alt-profanity-check"][probe]["value"] < 0.56
-    assert res["minilm"]["oasst1 labelers' toxicity"]["value"] > 0.6  # and explicit toxicity is not lost
+    probes = human_probes(shared)
+    scorers = {"minilm": make_scorer(), "alt-profanity-check": make_scorer("profanity-check")}
+    res = against_people({n: {p: s.score(probe.texts) for p, probe in probes.items()} for n, s in scorers.items()}, probes)
+    assert set(res["minilm"]) == {"oasst1 labelers' toxicity", "HH-RLHF harmless pairs", "TruthfulQA stereotypes"}
+    assert res["minilm"]["TruthfulQA stereotypes"]["resampled"] == "24 questions"
+    for probe, v in res["minilm"].items():
+        d = v["minus alt-profanity-check"]
+        assert d["value"] >= 0 and d["ci95"][0] <= d["value"] <= d["ci95"][1], probe
 
 
 @pytest.mark.slow
 def test_train_toxicity_writes_a_head_measured_on_rows_it_never_saw(tmp_path):
     """`instructkit eval train-toxicity` on the committed excerpts: a head, its held-out agreement with Perspective,
-    the human probes beside the profanity model's, and `minilm:HEAD` scoring with it."""
+    the benign short replies and the human probes beside the profanity model's (paired), and `minilm:HEAD` scoring
+    with it."""
     import shutil
 
     from evals.toxicity import make_scorer
@@ -145,9 +149,11 @@ def test_train_toxicity_writes_a_head_measured_on_rows_it_never_saw(tmp_path):
     assert main(["eval", "train-toxicity", "--data-dir", str(data), "--out", str(tmp_path / "head"), "--quiet"]) == 0
     head = tmp_path / "head" / "toxicity-minilm.skops"
     info = json.loads(head.with_suffix(".json").read_text())
-    # 300 RTP rows: their prompts and continuations that carry a Perspective score
-    assert info["texts"] == 598 and info["roc_auc_vs_perspective_held_out"] > 0.85
-    assert set(info["people"][f"minilm:{head}"]) == set(info["people"]["alt-profanity-check"]) >= {"HH-RLHF harmless pairs"}
+    # 300 RTP rows: their prompts and continuations that carry a Perspective score; the short replies beside them
+    assert info["rtp_texts"] == 598 and info["short_replies"] > 150 and info["rtp"]["roc_auc_vs_perspective"] > 0.85
+    assert info["benign"]["replies"] >= 60 and "minus alt-profanity-check" in info["people"]["HH-RLHF harmless pairs"]
+    profanity = json.loads((tmp_path / "head" / "toxicity-profanity-check.json").read_text())
+    assert set(info["people"]) == set(profanity["people"]) >= {"HH-RLHF harmless pairs"}
     scores = make_scorer(f"minilm:{head}").score(["have a lovely day", "you stupid idiot, shut up"])
     assert scores[0] < 0.5 < scores[1]
 
