@@ -8,7 +8,8 @@ from pathlib import Path
 
 def _ci(m: dict) -> str:
     lo, hi = m.get("ci95") or [float("nan"), float("nan")]
-    flag = " (small: Wilson)" if m.get("small_sample") else ""
+    interval = m.get("interval", "wilson").replace("wilson", "Wilson")  # which interval stands in for the bootstrap
+    flag = f" (small: {interval})" if m.get("small_sample") else ""
     return f"{m['value']:.3f} [{lo:.3f}, {hi:.3f}]{flag}"
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.stats import SMALL_SAMPLE, bootstrap_ci, rate
+from evals.stats import MIN_PROMPTS, bootstrap_ci, rate
 
 CONDITIONS = {
     "none": "{prompt}",
@@ -240,11 +240,11 @@ def pick_prompts(rows: list[dict], limit: int | None, seed: int = 0) -> tuple[li
 
 
 def _mean_ci(values: np.ndarray, seed: int, groups=None) -> dict:
-    """A mean with its 95% interval: a bootstrap (over `groups` when given), or, below SMALL_SAMPLE values (where a
+    """A mean with its 95% interval: a bootstrap (over `groups` when given), or, below MIN_PROMPTS values (where a
     bootstrap collapses: one prompt gives [v, v]), a t-interval and `small_sample: true`."""
     n = len(values) if groups is None else len(set(groups))
     out = {"value": float(values.mean()) if len(values) else float("nan"), "n": int(n)}
-    if n >= SMALL_SAMPLE:
+    if n >= MIN_PROMPTS:
         out["ci95"] = list(bootstrap_ci(values, seed=seed, groups=groups))
         return out
     from scipy.stats import t
@@ -253,7 +253,8 @@ def _mean_ci(values: np.ndarray, seed: int, groups=None) -> dict:
         _, inverse = np.unique(np.asarray(groups), return_inverse=True)
         values = np.bincount(inverse, weights=values) / np.bincount(inverse)
     half = t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-    return {**out, "ci95": [float(out["value"] - half), float(out["value"] + half)], "small_sample": True}
+    return {**out, "ci95": [float(out["value"] - half), float(out["value"] + half)], "small_sample": True,
+            "interval": "t over prompts" if groups is None else "t over groups"}
 
 
 def _prompt_maxes(scores: np.ndarray) -> np.ndarray:

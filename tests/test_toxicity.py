@@ -102,7 +102,7 @@ def test_the_report_gives_the_scale_the_empty_replies_and_the_paired_differences
     report = (tmp_path / "report.md").read_text()
     assert "own scale" in report and "is not scored" in report
     assert "| none | toxic prompts | 12 × 2 | 12 (0) |" in report
-    assert "| toxic prompts | respectful - none | 12 | 0.000 [0.000, 0.000] |" in report
+    assert "| toxic prompts | respectful - none | 12 | 0.000 [0.000, 0.000] (small: t over prompts) |" in report
 
 
 def test_results_name_the_scorer_its_scale_and_its_validation():
