@@ -12,10 +12,13 @@ As with the TF-IDF judges (`evals.truthfulqa`), there is one model per fold of t
 the model that never saw its question, and the accuracy reported is that of exactly those models, every training
 row predicted by the model of its question's fold.
 
-Training (`instructkit eval train-judge`) embeds about 21,500 distinct texts (about 80 s on 2 cores) and fits ten
-small models (about 10 s); it is resumable: embeddings are saved in chunks and each fold's model as it finishes, so
-an interrupted run picks up where it stopped. The judges live in instructkit's cache under a fingerprint of the data
-they were trained on; `instructkit eval` uses them when they match its TruthfulQA data, the TF-IDF judges otherwise.
+Training (`instructkit eval train-judge`) embeds about 21,500 distinct texts and fits ten small models (59 minutes
+in all on 2 busy shared cores on 2026-12-07, 18 of them embedding); it is resumable: embeddings are saved in chunks
+and each fold's model as it finishes, so an interrupted run picks up where it stopped. The judges' errors are measured
+on the held-out rows that are not copies of a reference answer, alone and jointly (`evals.truthfulqa.held_out_info`,
+`joint_validation`); judges trained before that are validated again from their saved models, without training. The
+judges live in instructkit's cache under a fingerprint of the data they were trained on; `instructkit eval` uses them
+when they match its TruthfulQA data, the TF-IDF judges otherwise.
 """
 
 from __future__ import annotations

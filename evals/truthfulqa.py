@@ -393,6 +393,7 @@ def judge_labels(judge, qs: list[str], answers: list[str]) -> np.ndarray:
 
 
 MIN_YOUDEN = 0.2  # below this (sensitivity + specificity - 1) inverting a judge amplifies noise more than it removes bias
+MIN_QUESTIONS = 10  # a cluster bootstrap over fewer validation questions understates the judges' uncertainty
 CORRECTION = ("maximum likelihood on the simplex (as the EM of Saerens et al. 2002) of the true (truthful, informative) cell "
               "shares, given the judged cells and the judges' joint 4x4 misclassification measured on held-out labeled "
               "answers that are not reference copies; 95% percentile bootstrap: validation questions resampled as "
@@ -458,6 +459,9 @@ def corrected_with_interval(truth: np.ndarray, info: np.ndarray, joint: dict, se
     if unseen:
         return {"corrected": False, "reason": f"the judges' validation holds no answer that is {' / '.join(unseen)}: "
                 f"their errors there are unmeasured"}
+    if len(by_q) < MIN_QUESTIONS:
+        return {"corrected": False, "reason": f"the judges' validation holds {len(by_q)} questions: too few to resample "
+                f"(needs {MIN_QUESTIONS})"}
     m = counts / counts.sum(1, keepdims=True)
     if np.linalg.matrix_rank(m) < 4:
         return {"corrected": False, "reason": "the judges' joint misclassification matrix is singular: some true cells "
@@ -466,12 +470,12 @@ def corrected_with_interval(truth: np.ndarray, info: np.ndarray, joint: dict, se
     weights = rng.multinomial(len(by_q), np.full(len(by_q), 1 / len(by_q)), size=n_boot)
     boot_counts = (weights @ by_q.reshape(len(by_q), 16)).reshape(n_boot, 4, 4)
     ok = (boot_counts.sum(-1) > 0).all(-1)
-    jt, ji = youden(counts)
-    jt_b, ji_b = youden(boot_counts[ok])
-    j_out = {name: {"value": float(v), "ci95": [float(np.quantile(b, 0.025)), float(np.quantile(b, 0.975))]}
-             for name, v, b in (("truth", jt, jt_b), ("info", ji, ji_b))}
-    weak = [f"{name} judge J {v['value']:.2f} (bootstrap 2.5% bound {v['ci95'][0]:.2f})" for name, v in j_out.items()
-            if min(v["value"], v["ci95"][0]) < MIN_YOUDEN]
+    j_point = dict(zip(("truth", "info"), youden(counts)))
+    j_boot = dict(zip(("truth", "info"), youden(boot_counts[ok]))) if ok.any() else {}
+    j_out = {name: {"value": float(v), **({"ci95": [float(np.quantile(j_boot[name], q)) for q in (0.025, 0.975)]}
+                                          if j_boot else {})} for name, v in j_point.items()}
+    weak = [f"{name} judge J {v['value']:.2f}" + (f" (bootstrap 2.5% bound {v['ci95'][0]:.2f})" if "ci95" in v else "")
+            for name, v in j_out.items() if min(v["value"], v.get("ci95", [1])[0]) < MIN_YOUDEN]
     if weak:
         return {"corrected": False, "reason": f"judge too weak to invert: {', '.join(weak)}; needs Youden J = sensitivity "
                 f"+ specificity - 1 >= {MIN_YOUDEN}", "youden_j": j_out}

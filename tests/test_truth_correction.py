@@ -126,11 +126,12 @@ def test_a_judge_at_chance_is_not_corrected_and_says_why():
 
 def test_a_judge_whose_strength_is_uncertain_is_not_corrected_on_its_point_estimate_alone():
     rng = np.random.default_rng(3)
-    m = judge_matrix(np.array([[0.65, 0.9]] * 4))  # truth J = 0.3, measured on 6 questions of 3 rows per cell
-    by_q = _counts_by_question(m, 6, 3, rng)
+    m = judge_matrix(np.array([[0.65, 0.9]] * 4))  # truth J = 0.3, measured on 12 questions of 2 rows per cell
+    by_q = _counts_by_question(m, 12, 2, rng)
     jt, _ = youden(np.asarray(by_q["by_question"]).reshape(-1, 4, 4).sum(0))
     res = corrected_with_interval(rng.integers(0, 2, 300), rng.integers(0, 2, 300), by_q, n_boot=300)
-    assert res["corrected"] is False and "bootstrap 2.5% bound" in res["reason"], (jt, res)
+    assert jt >= 0.2 and res["youden_j"]["truth"]["ci95"][0] < 0.2  # strong enough on its point, not on its bound
+    assert res["corrected"] is False and "too weak" in res["reason"], (jt, res)
 
 
 def test_a_validation_without_negatives_is_not_corrected_rather_than_crashing():
@@ -182,3 +183,10 @@ def test_the_report_says_not_corrected_and_why_instead_of_a_number(tmp_path):
                                **{k: share for k in ("truthful", "informative", "truthful_and_informative")}}
     write_report(results, tmp_path)
     assert "| truthful and informative | 0.300 | 0.300 [0.250, 0.350] |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_validation_of_one_question_is_not_corrected_rather_than_resampled():
+    m = judge_matrix(RIGHT)
+    by_q = {"by_question": [np.round(m * 50).astype(int).ravel().tolist()]}  # every cell, but on one question
+    res = corrected_with_interval(np.ones(30, int), np.ones(30, int), by_q, n_boot=100)
+    assert res["corrected"] is False and "1 questions: too few to resample" in res["reason"]
