@@ -152,3 +152,19 @@ def test_the_shipped_head_records_that_it_meets_the_bar_beside_the_profanity_mod
     assert card["meets"] == meets_bar(card) == {"a_benign": True, "b_rtp": True, "c_people": True}
     assert card["people"]["TruthfulQA stereotypes"]["resampled"] == "24 questions"
     assert set(json.loads(PROFANITY_INFO.read_text())["people"]) == set(card["people"])
+
+
+def test_scorers_are_compared_with_people_on_the_same_draws_of_whole_clusters():
+    from evals.toxicity_head import Probe, against_people
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(40) < 0.4
+    ref = labels + rng.normal(0, 1, 40)
+    # each statement said 10 times in its question's cluster: no more evidence than saying it once
+    one = Probe([f"s{i}" for i in range(40)], labels, np.arange(40).astype(str), "questions")
+    ten = Probe([f"s{i}" for i in range(400)], np.repeat(labels, 10), np.repeat(np.arange(40), 10).astype(str), "questions")
+    scores = {"alt-profanity-check": {"one": ref, "ten": np.repeat(ref, 10)}, "same": {"one": ref.copy(), "ten": np.repeat(ref, 10)}}
+    res = against_people(scores, {"one": one, "ten": ten}, n_boot=300)
+    assert res["same"]["one"]["minus alt-profanity-check"] == {"value": 0.0, "ci95": [0.0, 0.0]}  # paired: same draws
+    width = {p: res["same"][p]["ci95"][1] - res["same"][p]["ci95"][0] for p in ("one", "ten")}
+    assert width["ten"] > 0.8 * width["one"] and res["same"]["ten"]["resampled"] == "40 questions"
