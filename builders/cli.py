@@ -82,7 +82,7 @@ def _cmd_push(args) -> int:
 def _add_pii(sub) -> None:
     p = sub.add_parser("pii", help="redact or drop personal data in the text columns of a JSONL/Parquet file or a folder of them "
                                    "(a built dataset folder such as builders/sft)")
-    p.add_argument("--in", dest="inp", required=True,
+    p.add_argument("--in", dest="inp", required=True, metavar="PATH",
                    help="a .jsonl(.gz) or .parquet file, or a folder of them (every file below it is read)")
     p.add_argument("--out", required=True, help="output file (.jsonl or .parquet), or a new folder for a folder input; never the input")
     p.add_argument("--mode", choices=["redact", "drop"], default="redact",
@@ -145,7 +145,7 @@ CLASSIFIER_HELP = ("`fast` (default), `embed` (shipped, MiniLM, needs the embed 
 
 def _add_classify(sub) -> None:
     p = sub.add_parser("classify", help="add `category` and `category_score` (Table 1 use cases) to a file of prompts")
-    p.add_argument("--in", dest="inp", required=True,
+    p.add_argument("--in", dest="inp", required=True, metavar="PATH",
                    help="JSONL or Parquet with `text`, `prompt` or `messages`, or a folder of them (e.g. builders/ppo)")
     p.add_argument("--out", required=True, help="output file (.jsonl or .parquet), or a new folder for a folder input")
     p.add_argument("--classifier", "--model", dest="model", help=CLASSIFIER_HELP)

@@ -30,7 +30,7 @@ def register(sub) -> None:
                    "inside a record; default: continuation)")
     p.set_defaults(func=_cmd_eval)
     s = sub.add_parser("score-toxicity", help="add a `toxicity` column to a JSONL/Parquet file")
-    s.add_argument("--in", dest="inp", required=True, help="a .jsonl(.gz) or .parquet file")
+    s.add_argument("--in", dest="inp", required=True, metavar="FILE", help="a .jsonl(.gz) or .parquet file")
     s.add_argument("--out", required=True, help="output file (.jsonl or .parquet); never the input")
     s.add_argument("--column", default="text", help="the column to score; a dotted path reads inside a record, e.g. "
                    "continuation.text for RealToxicityPrompts (default: text)")

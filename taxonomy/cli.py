@@ -21,7 +21,7 @@ def register(sub) -> None:
     t.add_argument("--data-dir", default="../shared/data", help="public data holding the real prompts' texts (--default)")
     t.add_argument("--features", choices=["fast", "embed", "tuned"], default="fast",
                    help="fast: TF-IDF + structure; embed: also MiniLM sentence embeddings; tuned: MiniLM fine-tuned end "
-                   "to end, the most accurate (about 10 minutes on 2 cores for the default set; a ~90 MB file). "
+                   "to end, the most accurate (about 10 minutes on 2 cores for the default set; an 83 MB file). "
                    "embed and tuned need the embed extra")
     t.add_argument("--base", help="with --features tuned: the encoder to fine-tune, a Hugging Face model id or a local "
                    "folder (default: all-MiniLM-L6-v2 from the embed extra; remote code is never run)")
@@ -51,7 +51,7 @@ def _cmd_train(args) -> int:
     from taxonomy.model import UseCaseClassifier, default_training_set, read_labels, scores
 
     if sum(map(bool, (args.labels, args.default, args.labels_from))) != 1:
-        raise InputError("give exactly one of --labels FILE, --default or --labels-from LABELER --unlabeled FILE", field="labels")
+        raise InputError("give exactly one of --labels FILE, --default or --labels-from LABELER --unlabeled FILE", flag="--labels")
     if args.labels_from:
         texts, labels = distil_labels(args.labels_from, args.unlabeled)
     else:
@@ -111,7 +111,7 @@ def _cmd_eval(args) -> int:
         elif args.labels:
             texts, labels = read_labels(args.labels)
         else:
-            raise InputError("give --labels FILE, --heldout or --real", field="labels")
+            raise InputError("give --labels FILE, --heldout or --real", flag="--labels")
         if args.cv > 1:
             res = evaluate(None, texts, labels, cv=args.cv, features=args.features)
         else:

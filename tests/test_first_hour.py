@@ -157,3 +157,15 @@ def test_a_new_pseudonym_key_is_announced_once(tmp_path, monkeypatch, caplog):
     assert first == again and [r.message for r in caplog.records].count(
         f"created a new pseudonym key file at {tmp_path / 'instructkit' / 'pseudonym.key'}: keep it to keep user "
         "pseudonyms stable") == 1
+
+
+@pytest.mark.parametrize("command, shown", [("pii", "--in PATH"), ("classify", "--in PATH"), ("score-toxicity", "--in FILE")])
+def test_help_names_the_input_as_a_path_not_an_internal_name(command, shown, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert shown in capsys.readouterr().out
+
+
+def test_taxonomy_train_without_labels_names_the_flag(capsys):
+    assert main(["taxonomy", "train", "--out", "x.skops"]) == 2
+    assert capsys.readouterr().err.startswith("instructkit: error: --labels: give exactly one of --labels FILE")
