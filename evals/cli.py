@@ -150,13 +150,16 @@ def _cmd_train_toxicity(args) -> int:
     from pathlib import Path
 
     from builders.errors import InputError
+    from builders.flags import given
+    from evals.config import EvalConfig
     from evals.toxicity_head import SHIPPED, table, train_and_measure
 
-    if not args.data_dir:
+    cfg = EvalConfig(**given(args, EvalConfig), progress=not args.quiet)  # an unset --seed is None in args: the default
+    if not cfg.data_dir:
         raise InputError("needs the RealToxicityPrompts sample and the human-labeled probes (e.g. ../shared/data)",
                          flag="--data-dir")
-    print(table(train_and_measure(Path(args.data_dir), Path(args.out), seed=args.seed)))
-    head = Path(args.out) / SHIPPED.name
+    print(table(train_and_measure(Path(cfg.data_dir), Path(cfg.out), seed=cfg.seed)))
+    head = Path(cfg.out) / SHIPPED.name
     print(f"wrote {head} (use it with --toxicity-scorer minilm:{head}) and the numbers beside it")
     return 0
 

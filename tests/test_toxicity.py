@@ -168,3 +168,14 @@ def test_scorers_are_compared_with_people_on_the_same_draws_of_whole_clusters():
     assert res["same"]["one"]["minus alt-profanity-check"] == {"value": 0.0, "ci95": [0.0, 0.0]}  # paired: same draws
     width = {p: res["same"][p]["ci95"][1] - res["same"][p]["ci95"][0] for p in ("one", "ten")}
     assert width["ten"] > 0.8 * width["one"] and res["same"]["ten"]["resampled"] == "40 questions"
+
+
+def test_train_toxicity_without_seed_uses_the_default_seed_so_its_intervals_repeat(monkeypatch, tmp_path):
+    import evals.toxicity_head as head
+    from instructkit.cli import main
+
+    seen = []
+    monkeypatch.setattr(head, "train_and_measure", lambda data_dir, out, seed: seen.append(seed) or {})
+    monkeypatch.setattr(head, "table", lambda cards: "")
+    assert main(["eval", "train-toxicity", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen == [0]  # not None: an unseeded bootstrap gave other intervals on every run
