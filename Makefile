@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup sample test quick clean
+.PHONY: setup sample test quick gpu-check clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: setup
 # the shipped classifier, the full offline eval, presidio side by side, interrupting builds)
 quick: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# SmolLM2-135M-Instruct → SFT → RM → PPO on one GPU with bf16 mixed precision (docs/real_run.md); the plain python, not
+# the venv: a GPU machine has its own CUDA torch. `python scripts/gpu_check.py --reduced` is the CPU version.
+gpu-check:
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf builders/sft builders/rm builders/ppo builders/build_report.json

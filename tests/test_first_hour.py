@@ -14,7 +14,7 @@ from tests.conftest import ROOT, write_jsonl
 
 HEAVY = ("sklearn", "torch", "transformers", "polars", "spacy", "scipy", "pandas", "pyarrow", "datasets", "trl",
          "presidio_analyzer")
-# `train sft|rm|ppo --help` list TRL's own options (TrlParser), which need TRL and so torch: the one exception
+# `train sft|rm|ppo|dpo --help` list TRL's own options (TrlParser), which need TRL and so torch: the one exception
 COMMANDS = [[], ["build"], ["push"], ["pii"], ["classify"], ["taxonomy", "train"], ["taxonomy", "eval"], ["bench", "run"],
             ["bench", "pii"], ["bench", "generate"], ["eval"], ["score-toxicity"]]
 

@@ -1,4 +1,4 @@
-"""`instructkit train sft|rm|ppo [--config FILE] [overrides]` and `instructkit train all --tiny --out DIR`.
+"""`instructkit train sft|rm|ppo|dpo [--config FILE] [overrides]` and `instructkit train all --tiny --out DIR`.
 
 Imports nothing heavy until a command runs: `instructkit --help` stays fast."""
 
@@ -16,12 +16,13 @@ STAGE_HELP = {
     "sft": "supervised fine-tuning on builders/sft (TRL SFTTrainer)",
     "rm": "reward model on builders/rm: K-way rankings (the paper's loss) or pairs (TRL RewardTrainer)",
     "ppo": "PPO (or PPO-ptx, GRPO, RLOO) against the reward model on builders/ppo prompts",
+    "dpo": "DPO from the SFT model on builders/rm pairs, no reward model or rollouts (TRL DPOTrainer; not in the paper)",
 }
 CONFIGS = Path(__file__).parent / "configs"
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train SFT, RM or PPO on the built datasets (a YAML config and/or flags)",
+    p = sub.add_parser("train", help="train SFT, RM, PPO or DPO on the built datasets (a YAML config and/or flags)",
                        description="instructkit train STAGE [--config FILE_OR_NAME] [--setting value ...]. "
                                    "`instructkit train STAGE --help` lists every setting of that stage (ours, TRL's "
                                    "training arguments and TRL's ModelConfig).")
