@@ -112,3 +112,39 @@ def test_the_papers_ptx_term_keeps_the_pretraining_loss_down_while_reward_still_
     for m in runs.values():
         scores = [h["mean_score"] for h in m["history"]]
         assert sum(scores[-3:]) > sum(scores[:3]) + 0.05, scores  # the reward rose (first vs last 3 of 12 batches)
+
+
+@pytest.mark.slow
+def test_two_processes_resume_to_the_same_weights(tiny, tmp_path):
+    """Under torchrun (2 CPU processes): the main process writes the one checkpoint, holding both processes' random
+    generators, and each process takes its own back on resume."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from datasets import Dataset
+
+    from tests.test_ppo_correctness import ROOT
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Dataset.from_dict({"prompt": PROMPTS}).to_parquet(data / "train-00000-of-00001.parquet")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+
+    def run(out, episodes, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29543", "-m", "trainers.ppo",
+               "--policy", str(tiny), "--reward_model", str(tiny), "--dataset", str(data), "--output_dir", str(out),
+               "--total_episodes", str(episodes), "--rollout_batch_size", "8", "--mini_batch_size", "4", "--forward_batch_size", "4",
+               "--max_new_tokens", "4", "--log_every", "1000", "--save_steps", "1", "--learning_rate", "1e-3", *extra]
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((out / "metrics.json").read_text())["history"]
+
+    whole = run(tmp_path / "whole", 24)
+    run(tmp_path / "half", 16)
+    assert len(_state(tmp_path / "half")["rng"]) == 2
+    resumed = run(tmp_path / "half", 24, "--resume")
+    assert [h["mean_score"] for h in resumed] == pytest.approx([h["mean_score"] for h in whole], abs=1e-6)
+    for a, b in zip(_load(tmp_path / "whole").parameters(), _load(tmp_path / "half").parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
