@@ -148,3 +148,10 @@ def test_two_processes_resume_to_the_same_weights(tiny, tmp_path):
     assert [h["mean_score"] for h in resumed] == pytest.approx([h["mean_score"] for h in whole], abs=1e-6)
     for a, b in zip(_load(tmp_path / "whole").parameters(), _load(tmp_path / "half").parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_resuming_with_another_learning_rate_is_an_error_naming_it(tiny, tmp_path):
+    ppo.train(_args(tiny, tmp_path, total_episodes=8, save_steps=1), reward_fn=_e_reward, prompts=PROMPTS)
+    with pytest.raises(InputError, match=r"other settings \(learning_rate=1e-05\)"):
+        ppo.train(_args(tiny, tmp_path, total_episodes=16, save_steps=1, resume=True, learning_rate=1e-3), reward_fn=_e_reward,
+                  prompts=PROMPTS)

@@ -274,6 +274,11 @@ def sample_responses(policy, q_ids: torch.Tensor, q_mask: torch.Tensor, config, 
 
 # ---------------------------------------------------------------- checkpoints
 
+# settings a resumed run may change; any other must be the checkpoint's (a new learning rate or batch size would not
+# continue the same run)
+RESUMABLE = {"total_episodes", "save_steps", "resume", "log_every", "output_dir", "policy", "reward_model", "value_model",
+             "dataset", "ptx_dataset"}
+
 
 def rng_state() -> dict:
     """This process's random generators: sampling (torch), and Python's `random` (which `set_seed` seeds)."""
@@ -423,6 +428,12 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
     first = 0
     if args.resume:
         ckpt = torch.load(latest_checkpoint(Path(args.output_dir)), map_location="cpu", weights_only=True)
+        changed = [f"{k}={v!r}" for k, v in ckpt["settings"].items() if k not in RESUMABLE and getattr(args, k) != v]
+        if changed:
+            from builders.errors import InputError
+
+            raise InputError(f"the checkpoint was trained with other settings ({', '.join(changed)}): "
+                             "resume with the same ones", flag="--resume", file=str(latest_checkpoint(Path(args.output_dir))))
         if len(ckpt["rng"]) != n_proc:
             raise ValueError(f"the checkpoint was written by {len(ckpt['rng'])} processes, this run has {n_proc}: resume with as many")
         acc.unwrap_model(policy).load_state_dict(ckpt["policy"])
@@ -507,7 +518,7 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             acc.print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
         if args.save_steps and (it + 1) % args.save_steps == 0:
             save_checkpoint(acc, Path(args.output_dir), {
-                "next_rollout": it + 1, "order": order, "shuffle": shuffle.getstate(), "ptx_rng": gather_object([rng.getstate()]),
+                "next_rollout": it + 1, "settings": asdict(args), "order": order, "shuffle": shuffle.getstate(), "ptx_rng": gather_object([rng.getstate()]),
                 "history": history, "policy": acc.unwrap_model(policy).state_dict(), "value": acc.unwrap_model(value).state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "average": average.shadow if average else [], "average_updates": average.updates if average else 0})
