@@ -5,7 +5,13 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
 - the value model starts from the reward model (its scalar head applied at every token);
 - per-token reward: −β·(log π_RL − log π_SFT) at every response token, plus the RM score (shifted by the saved
   `reward_offset`) at the last one; advantages by GAE; clipped policy and value losses;
-- ptx: γ times the mean language-modelling loss on a batch of pretraining text each update (γ=0 turns it off);
+- ptx: γ times the mean language-modelling loss on a batch of pretraining text each update (γ=0 turns it off).
+  Its scale: the policy loss is a per-token mean over whitened advantages, so its value sits near 0 (−0.001 logged)
+  and only its gradient counts, while γ·LM loss is 27.8 × ~2.6 nats ≈ 72. Measured on the tiny model pretrained to
+  2.6 nats (tests/test_ppo_resume.py's fixture, lr 1e-3, 8 minibatches): policy-loss gradient norm 5.3, LM-loss
+  gradient norm 1.44 per unit γ, so γ=27.8 gives ~40, ~8× the policy's, before the joint clip to `max_grad_norm`.
+  The reward still rises under it (0.077 → 0.111 over 12 rollout batches, γ=0: 0.082 → 0.148) while held-out
+  pretraining loss falls 3.20 → 3.03 instead of rising to 3.39 (a slow test in tests/test_ppo_resume.py);
 - the paper's schedule: one inner epoch per rollout batch, a short linear warm-up, and the saved policy is an
   exponential moving average of the weights (decay 0.992);
 - rollouts stop at the chat template's end-of-turn token; log-probabilities are those of the sampling distribution
@@ -14,7 +20,10 @@ Objective (InstructGPT eq. 2): maximise  r(x,y) − β·log(π_RL(y|x)/π_SFT(y|
 - weights in fp32 whatever the checkpoint's dtype (16-bit compute through `accelerate launch --mixed_precision`);
   TRL's ModelConfig adds an attention implementation, LoRA on the policy (merged on save) and 4/8-bit on CUDA;
 - many processes (`accelerate launch`): batch sizes and episodes count every process; each process rolls out its
-  own share of each batch with its own seed.
+  own share of each batch with its own seed;
+- a checkpoint every `save_steps` rollout batches (output_dir/checkpoint-N/state.pt, written by the main process:
+  policy, value model, optimizer, schedule, weight average, the prompt order and position, every process's random
+  generators); `--resume` continues from the latest as if the run had never stopped.
 `--algo grpo` and `--algo rloo` hand the same prompts and reward model to TRL's maintained trainers instead.
 
 Run:  instructkit train ppo --config trainers/configs/ppo.yaml
@@ -83,6 +92,9 @@ class PpoArguments:
     seed: int = field(default=0, metadata={"help": "seeds sampling and shuffling (each process adds its rank)"})
     trust_remote_code: bool = field(default=False, metadata={"help": "allow custom model code from the Hub"})
     log_every: int = field(default=1, metadata={"help": "rollouts between log lines"})
+    save_steps: int = field(default=50, metadata={"help": "rollout batches between checkpoints in output_dir/checkpoint-N (the "
+                                                          "latest is kept; 0: none): 500 batches make the paper's run"})
+    resume: bool = field(default=False, metadata={"help": "continue from the latest output_dir/checkpoint-N, as if never stopped"})
 
 
 # Settings that TRL's GRPO and RLOO trainers take (under their own names); any other one set away from its default
@@ -260,6 +272,59 @@ def sample_responses(policy, q_ids: torch.Tensor, q_mask: torch.Tensor, config, 
     return replies
 
 
+# ---------------------------------------------------------------- checkpoints
+
+# settings a resumed run may change; any other must be the checkpoint's (a new learning rate or batch size would not
+# continue the same run)
+RESUMABLE = {"total_episodes", "save_steps", "resume", "log_every", "output_dir", "policy", "reward_model", "value_model",
+             "dataset", "ptx_dataset"}
+
+
+def rng_state() -> dict:
+    """This process's random generators: sampling (torch), and Python's `random` (which `set_seed` seeds)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(acc, out: Path, state: dict) -> None:
+    """Write `state` (the main process's models, optimizer, schedule, average and data position, and every process's
+    random generators, gathered) to out/checkpoint-N/state.pt from the main process, then drop older checkpoints."""
+    from accelerate.utils import gather_object
+
+    rngs = gather_object([rng_state()])  # every process takes part; only the main one writes
+    if acc.is_main_process:
+        folder = out / f"checkpoint-{state['next_rollout']}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "state.pt.tmp"
+        torch.save({**state, "rng": rngs}, tmp)
+        tmp.replace(folder / "state.pt")  # a crash while writing leaves the previous checkpoint whole
+        for old in out.glob("checkpoint-*"):
+            if old != folder and old.name.removeprefix("checkpoint-").isdigit():
+                import shutil
+
+                shutil.rmtree(old)
+    acc.wait_for_everyone()
+
+
+def latest_checkpoint(out: Path) -> Path:
+    from builders.errors import InputError
+
+    found = sorted((p for p in out.glob("checkpoint-*/state.pt") if p.parent.name.removeprefix("checkpoint-").isdigit()),
+                   key=lambda p: int(p.parent.name.removeprefix("checkpoint-")))
+    if not found:
+        raise InputError(f"no checkpoint-N/state.pt in {out} to resume from (save_steps writes them)", flag="--resume")
+    return found[-1]
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -360,7 +425,32 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
             peak[stage] = max(peak[stage], torch.cuda.max_memory_allocated(device) / 2**30)
             torch.cuda.reset_peak_memory_stats(device)
 
-    for it in range(n_rollouts):
+    first = 0
+    if args.resume:
+        ckpt = torch.load(latest_checkpoint(Path(args.output_dir)), map_location="cpu", weights_only=True)
+        changed = [f"{k}={v!r}" for k, v in ckpt["settings"].items() if k not in RESUMABLE and getattr(args, k) != v]
+        if changed:
+            from builders.errors import InputError
+
+            raise InputError(f"the checkpoint was trained with other settings ({', '.join(changed)}): "
+                             "resume with the same ones", flag="--resume", file=str(latest_checkpoint(Path(args.output_dir))))
+        if len(ckpt["rng"]) != n_proc:
+            raise ValueError(f"the checkpoint was written by {len(ckpt['rng'])} processes, this run has {n_proc}: resume with as many")
+        acc.unwrap_model(policy).load_state_dict(ckpt["policy"])
+        acc.unwrap_model(value).load_state_dict(ckpt["value"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if average:
+            average.updates = ckpt["average_updates"]
+            for shadow, saved in zip(average.shadow, ckpt["average"]):
+                shadow.copy_(saved)
+        first, order, history = ckpt["next_rollout"], ckpt["order"], ckpt["history"]
+        shuffle.setstate(ckpt["shuffle"])
+        rng.setstate(ckpt["ptx_rng"][rank])
+        set_rng_state(ckpt["rng"][rank])
+        acc.print(f"resumed at rollout batch {first} of {n_rollouts}")
+
+    for it in range(first, n_rollouts):
         if it * args.rollout_batch_size % len(order) < args.rollout_batch_size:
             shuffle.shuffle(order)
         batch = [order[(it * args.rollout_batch_size + j) % len(order)] for j in range(args.rollout_batch_size)]
@@ -426,6 +516,12 @@ def train(args: PpoArguments, reward_fn: Callable[[list[list[dict]]], torch.Tens
         history.append(row)
         if it % args.log_every == 0:
             acc.print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}))
+        if args.save_steps and (it + 1) % args.save_steps == 0:
+            save_checkpoint(acc, Path(args.output_dir), {
+                "next_rollout": it + 1, "settings": asdict(args), "order": order, "shuffle": shuffle.getstate(), "ptx_rng": gather_object([rng.getstate()]),
+                "history": history, "policy": acc.unwrap_model(policy).state_dict(), "value": acc.unwrap_model(value).state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "average": average.shadow if average else [], "average_updates": average.updates if average else 0})
 
     acc.wait_for_everyone()
     metrics = {"stage": "ppo", "algo": "ppo", "ptx": use_ptx, "settings": asdict(args), "history": history,
