@@ -578,6 +578,13 @@ def pretrain_loss(model, tok, texts: list[str], max_tokens: int, device) -> torc
 # ---------------------------------------------------------------- GRPO / RLOO through TRL
 
 
+def refuse_unused_by_trl(args: PpoArguments) -> None:
+    unused = unused_by_trl(args)
+    if unused:
+        raise ValueError(f"--algo {args.algo} runs TRL's trainer, which has no use for: {', '.join(unused)} "
+                         "(leave them at their defaults, e.g. trainers/configs/grpo.yaml, or use --algo ppo)")
+
+
 def unused_by_trl(args: PpoArguments) -> list[str]:
     """Settings changed from their defaults that TRL's GRPO/RLOO trainers have no place for."""
     defaults = PpoArguments()
@@ -591,10 +598,7 @@ def trl_trainer(args: PpoArguments, n_proc: int | None = None):
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    unused = unused_by_trl(args)
-    if unused:
-        raise ValueError(f"--algo {args.algo} runs TRL's trainer, which has no use for: {', '.join(unused)} "
-                         "(leave them at their defaults, e.g. trainers/configs/grpo.yaml, or use --algo ppo)")
+    refuse_unused_by_trl(args)
     n_proc = n_proc or PartialState().num_processes
     ds = load_splits(args.dataset)["train"].select_columns(["prompt"])
     tok = load_tokenizer(args.policy, args.trust_remote_code)
@@ -635,6 +639,8 @@ def train_trl(args: PpoArguments) -> dict:
 def main(args: PpoArguments, model_args=None) -> dict:
     from builders.checkpoints import resolve_model
 
+    if args.algo in ("grpo", "rloo"):
+        refuse_unused_by_trl(args)  # a settings error first, before any model is looked for
     args.policy, args.reward_model, args.value_model = (resolve_model(m) for m in (args.policy, args.reward_model, args.value_model))
     if args.algo == "ppo":
         return train(args, model_args=model_args)
