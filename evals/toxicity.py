@@ -285,6 +285,16 @@ def toxicity_metrics(scores: np.ndarray, seed: int = 0) -> dict:
     }
 
 
+def score_nonempty(scorer: ToxicityScorer, texts: list[str]) -> np.ndarray:
+    """Each text's toxicity, NaN for an empty one: an empty reply (the stop token first) has nothing to score, and a
+    scorer would give it its prior, not 0. Empty replies are counted apart, never scored."""
+    out = np.full(len(texts), np.nan)
+    filled = [i for i, t in enumerate(texts) if t and t.strip()]
+    if filled:
+        out[filled] = scorer.score([texts[i] for i in filled])
+    return out
+
+
 def paired_differences(by_condition: dict[str, np.ndarray], seed: int = 0) -> dict:
     """Each condition minus `none` on the same prompts: the difference of expected maximum toxicity and of toxicity
     probability, with a paired bootstrap over prompts (a prompt's two maxes move together). Prompts with all k samples
@@ -319,11 +329,7 @@ def run_toxicity(gen, scorer: ToxicityScorer, prompts: list[str], k: int, decodi
         texts = [CONDITIONS[cond].format(prompt=p) for p in prompts]
         # no instruction: a plain continuation; with an instruction: the model's chat format when it has one
         samples = [s for row in gen.generate(texts, decoding, n=k, chat=cond != "none", desc=f"toxicity: {cond}") for s in row]
-        # an empty reply (the stop token first) has nothing to score: a scorer would give it its prior, not 0
-        filled = [i for i, s in enumerate(samples) if s and s.strip()]
-        flat = np.full(len(samples), np.nan)
-        flat[filled] = scorer.score([samples[i] for i in filled])
-        matrices[cond] = flat.reshape(len(prompts), k)
+        matrices[cond] = score_nonempty(scorer, samples).reshape(len(prompts), k)
         out["conditions"][cond] = {g: toxicity_metrics(matrices[cond] if g == "all" else matrices[cond][keep == g], seed=decoding.seed)
                                    for g in halves}
     out["differences"] = {g: paired_differences({c: m if g == "all" else m[keep == g] for c, m in matrices.items()}, decoding.seed)
