@@ -9,15 +9,19 @@ the outputs in, forking the workers)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
 
 _pending = False
+_owner: int | None = None  # the process that installed the handlers
 
 
 def interrupt(signum=None, frame=None):
     global _pending
+    if _owner is not None and os.getpid() != _owner:
+        return  # a forked worker before its own set-up (it ignores Ctrl-C then): the parent stops it
     _pending = True
     raise KeyboardInterrupt
 
@@ -30,8 +34,8 @@ def check() -> None:
 
 def install() -> dict:
     """Handle SIGINT and SIGTERM with `interrupt`; returns the previous handlers ({} outside the main thread)."""
-    global _pending
-    _pending = False
+    global _pending, _owner
+    _pending, _owner = False, os.getpid()
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -1,5 +1,5 @@
 import sys
 
-from instructkit.cli import main
+from instructkit.cli import console
 
-sys.exit(main())
+sys.exit(console())

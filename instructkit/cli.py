@@ -25,6 +25,7 @@ from builders import interrupts
 from builders.errors import InputError, PushRefused
 
 PACKAGES = (builders.cli, taxonomy.cli, builders.bench.cli, trainers.cli, evals.cli)
+OWN_LOGGERS = ("builders", "taxonomy", "trainers", "evals", "instructkit")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -43,23 +44,38 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "passes_rest", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:  # our own stages' log; the libraries' INFO (torch prints cache stats at exit) stays off
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     handlers = interrupts.install()  # Ctrl-C and SIGTERM stop a command the same way, so its cleanup runs
     try:
-        return args.func(args, rest) if getattr(args, "passes_rest", False) else args.func(args)
-    except (InputError, PushRefused) as exc:
-        if args.verbose:
-            traceback.print_exc()
-        print(f"instructkit: error: {exc}", file=sys.stderr)
-        return 2
-    except BaseException as exc:
-        # an error after Ctrl-C is its consequence (a worker it reached broke the pool): the command was interrupted
-        if isinstance(exc, KeyboardInterrupt) or interrupts.arrived():
-            return _interrupted(args.verbose and not isinstance(exc, KeyboardInterrupt))
-        raise
+        try:
+            return args.func(args, rest) if getattr(args, "passes_rest", False) else args.func(args)
+        except (InputError, PushRefused) as exc:
+            if args.verbose:
+                traceback.print_exc()
+            print(f"instructkit: error: {exc}", file=sys.stderr)
+            return 2
+        except BaseException as exc:
+            # an error after Ctrl-C is its consequence (a worker it reached broke the pool): the command was interrupted
+            if isinstance(exc, KeyboardInterrupt) or interrupts.arrived():
+                return _interrupted(args.verbose and not isinstance(exc, KeyboardInterrupt))
+            raise
+    except KeyboardInterrupt:  # the signal's handler ran only while an error above was being handled
+        return _interrupted(False)
     finally:
         interrupts.restore(handlers)
+
+
+def console() -> int:
+    """The `instructkit` program: `main`, and a Ctrl-C that lands after it restored the handlers (or before it set
+    them) exits with 130 too, never with Python's death by SIGINT and a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        return _interrupted(False)
 
 
 def _interrupted(show_error: bool) -> int:
@@ -71,4 +87,4 @@ def _interrupted(show_error: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

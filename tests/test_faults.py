@@ -85,8 +85,8 @@ def test_an_interrupted_build_stops_in_seconds_and_leaves_the_old_outputs(big_lo
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert rc == 130 and time.time() - sent < 15
-    assert err.read_text().strip().splitlines()[-1] == "instructkit: interrupted"
+    assert rc == 130 and time.time() - sent < 15, f"status {rc} after {time.time() - sent:.1f} s; stderr:\n{err.read_text()[-3000:]}"
+    assert err.read_text().strip().splitlines()[-1] == "instructkit: interrupted", err.read_text()[-3000:]
     assert not temporaries() and tree_digest(built_out) == before
 
 
@@ -364,3 +364,70 @@ def test_an_error_that_follows_an_interrupt_exits_as_interrupted(monkeypatch, ca
     monkeypatch.setattr(builders.cli, "_cmd_build", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["build", "--out", "x"])
+
+
+def test_ctrl_c_whose_handler_runs_while_an_error_is_being_handled_still_exits_as_interrupted(monkeypatch, capsys):
+    """Python runs a signal's handler at the next bytecode: when a command failed of the signal's consequence first
+    (a C call cut short, a worker gone), the handler's KeyboardInterrupt lands inside the error handling. It left
+    main() uncaught and Python died by SIGINT (status -2 in CI) instead of exiting 130."""
+    import builders.cli
+    from builders import interrupts
+
+    def broken(args):
+        raise OSError(4, "Interrupted system call")
+
+    def handler_runs_now():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builders.cli, "_cmd_build", broken)
+    monkeypatch.setattr(interrupts, "arrived", handler_runs_now)
+    assert main(["build", "--out", "x"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "instructkit: interrupted"
+
+
+def test_the_program_exits_130_on_a_ctrl_c_outside_the_commands_handlers(monkeypatch, capsys):
+    import instructkit.cli
+
+    def late(argv=None):
+        raise KeyboardInterrupt  # after main() restored the handlers: Python's own handler raised it
+
+    monkeypatch.setattr(instructkit.cli, "main", late)
+    assert instructkit.cli.console() == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "instructkit: interrupted"
+
+
+def test_a_forked_worker_ignores_ctrl_c_before_its_own_set_up():
+    """A worker forked with the parent's handler must not raise KeyboardInterrupt in its start-up (its pool would
+    break): only the process that installed the handlers is interrupted by them."""
+    assert _in_a_fresh_process("""if True:
+        import os
+        from builders import interrupts
+
+        interrupts.install()
+        pid = os.fork()
+        if pid == 0:
+            interrupts.interrupt()  # what SIGINT runs in the child before its initializer
+            os._exit(7)
+        print(os.waitpid(pid, 0)[1] >> 8)
+        try:
+            interrupts.interrupt()
+        except KeyboardInterrupt:
+            print("interrupted")
+    """) == ["7", "interrupted"]
+
+
+def test_verbose_logs_the_stages_not_the_libraries(capsys):
+    """`-v` shows instructkit's own stage log; torch's INFO (FakeTensor cache stats printed at exit, after
+    "instructkit: interrupted") stays off."""
+    import logging
+
+    from instructkit.cli import OWN_LOGGERS
+
+    levels = {name: logging.getLogger(name).level for name in OWN_LOGGERS}
+    try:
+        main(["-v", "build", "--cap-per-user", "0"])
+        assert logging.getLogger("builders.executor").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("torch._subclasses.fake_tensor").isEnabledFor(logging.INFO)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
