@@ -1,7 +1,7 @@
 """The `instructkit` command. Each package registers its own commands (`register(subparsers)`):
 
 - builders: build, push, pii, classify          - builders.bench: bench generate|run|pii
-- taxonomy: taxonomy train|eval                 - trainers: train sft|rm|ppo|all
+- taxonomy: taxonomy train|review|eval          - trainers: train sft|rm|ppo|all
 - evals: eval, eval compare, score-toxicity
 
 This module only parses, sets up logging and signals, and turns the errors users can fix into one line and exit

@@ -1,4 +1,4 @@
-"""`instructkit taxonomy train|eval`: train or score the use-case classifier on your own labels."""
+"""`instructkit taxonomy train|review|eval`: train, review with your labelers, or score the use-case classifier."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ def register(sub) -> None:
     p = sub.add_parser("taxonomy", help="train or evaluate the use-case classifier on your own labels")
     tsub = p.add_subparsers(dest="taxonomy_cmd", required=True, metavar="COMMAND")
     t = tsub.add_parser("train", help="train a classifier from CSV/JSONL rows of text,label")
-    t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels)")
-    t.add_argument("--default", action="store_true", help="train on the shipped labels instead: the written set plus "
-                   "the hand-labeled real prompts read from --data-dir (this is how the shipped models are made)")
+    t.add_argument("--labels", help="CSV/JSONL of text,label (your own labels, or a review file from `taxonomy review`: "
+                   "rows still without a label are skipped and counted); the model records its cross-validated accuracy "
+                   "on them, which the cards of builds with it report")
+    t.add_argument("--default", action="store_true", help="train on the shipped labels: the written set plus the "
+                   "hand-labeled real prompts read from --data-dir (this is how the shipped models are made); with "
+                   "--labels, on both")
     t.add_argument("--labels-from", metavar="llm:URL[#MODEL]|hf:MODEL", help="distil: label the prompts of --unlabeled with "
                    "this accurate labeler (cached) and train the model on its labels; the model's error-corrected shares "
                    "then take the labeler as the truth")
@@ -28,6 +31,18 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="model file to write (.skops)")
     t.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds and the model (default 0)")
     t.set_defaults(func=_cmd_train)
+    r = tsub.add_parser("review", help="write the prompts the classifier is least sure of, and a sample of each use case, "
+                        "for your labelers (JSONL/CSV with a guide beside it); train --labels takes the file back")
+    r.add_argument("--in", dest="inp", required=True, metavar="PATH", help="your prompts: JSONL/Parquet with `text`, "
+                   "`prompt` or `messages`, or a folder of them (a built dataset folder such as builders/ppo)")
+    r.add_argument("--out", required=True, help="the file to label: .jsonl or .csv (the guide is written beside it as "
+                   "NAME.guide.md)")
+    r.add_argument("--classifier", "--model", dest="model", help="fast (default), embed or a skops file")
+    r.add_argument("--unsure", type=int, default=200, help="how many of the least-sure prompts (default 200)")
+    r.add_argument("--sample", type=int, default=100, help="how many more, drawn evenly from each predicted use case, to "
+                   "measure the model without the least-sure prompts' bias (default 100)")
+    r.add_argument("--seed", type=int, default=0, help="seeds the sample (default 0)")
+    r.set_defaults(func=_cmd_review)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
     e.add_argument("--labels", help="CSV/JSONL of text,label")
     e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed", "shapes", "followups"],
@@ -48,19 +63,84 @@ def register(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from taxonomy.model import UseCaseClassifier, default_training_set, read_labels, scores
+    from taxonomy.model import UseCaseClassifier, default_training_set, read_label_rows, scores
 
-    if sum(map(bool, (args.labels, args.default, args.labels_from))) != 1:
-        raise InputError("give exactly one of --labels FILE, --default or --labels-from LABELER --unlabeled FILE", flag="--labels")
+    if args.labels_from and (args.labels or args.default) or not (args.labels or args.default or args.labels_from):
+        raise InputError("give --labels FILE, --default (or both), or --labels-from LABELER --unlabeled FILE", flag="--labels")
+    base: tuple[list[str], list[str]] = ([], [])
     if args.labels_from:
         texts, labels = distil_labels(args.labels_from, args.unlabeled)
     else:
-        texts, labels = default_training_set(args.data_dir) if args.default else read_labels(args.labels)
+        base = default_training_set(args.data_dir) if args.default else ([], [])
+        texts, labels = list(base[0]), list(base[1])
+    mine = None
+    if args.labels:
+        mine = read_label_rows(args.labels, skip_unlabeled=True)
+        texts, labels = texts + mine[0], labels + mine[1]
     clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem, features=args.features,
                                   base=args.base)
+    if mine:
+        clf.evaluation = _evaluate_on_own_labels(clf, args, base, mine)
     clf.save(args.out)
     cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
     print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
+    if mine and mine[2]:
+        print(f"skipped {mine[2]} rows of {args.labels} with no label yet")
+    if clf.evaluation and "accuracy" in clf.evaluation:
+        ev = clf.evaluation
+        print(f"on your {ev['rows']} labels: accuracy {ev['accuracy']} [{ev['accuracy_ci'][0]}, {ev['accuracy_ci'][1]}], "
+              f"macro-F1 {ev['macro_f1']} ({ev['method']})")
+    elif clf.evaluation:
+        print(f"not measured on your labels: {clf.evaluation['not_measured']}")
+    return 0
+
+
+def _evaluate_on_own_labels(clf, args, base: tuple[list[str], list[str]], mine: tuple[list[str], list[str], int]) -> dict:
+    """The model's cross-validated accuracy on the user's own labels (each fold's model also trained on `base`), with
+    a Wilson interval: what a dataset card built with this model reports."""
+    from evals.stats import wilson_ci
+    from taxonomy.model import cv_predict_with_base, scores
+
+    texts, labels, skipped = mine
+    out = {"labels": Path(args.labels).name, "rows": len(texts), "skipped_unlabeled": skipped}
+    folds = min(5, min(labels.count(c) for c in set(labels)))
+    if args.features == "tuned":
+        return out | {"not_measured": "the tuned model would be fine-tuned once per fold; measure it with "
+                      "`taxonomy eval --labels` on labels it was not trained on"}
+    if folds < 2:
+        return out | {"not_measured": "a use case has a single label: cross-validation needs two of each"}
+    if not base[0] and clf.cv_pred and len(clf.cv_pred) == len(texts):
+        pred = clf.cv_pred  # trained on these labels alone: its own cross-validation is this measurement
+    else:
+        pred = cv_predict_with_base(base, texts, labels, folds, seed=args.seed, features=args.features)
+    right = sum(p == t for p, t in zip(pred, labels))
+    lo, hi = wilson_ci(right, len(texts))
+    return out | {"accuracy": round(right / len(texts), 4), "accuracy_ci": [round(lo, 4), round(hi, 4)],
+                  "macro_f1": scores(labels, pred)["macro_f1"],
+                  "method": f"{folds}-fold cross-validation on these labels" + (", each fold's model also trained on the "
+                                                                               "shipped labels" if base[0] else "")}
+
+
+def _cmd_review(args) -> int:
+    from builders.tablefile import data_files, prompt_texts, read_table
+    from taxonomy import review
+    from taxonomy.model import load_model
+
+    if args.unsure < 0 or args.sample < 0 or args.unsure + args.sample == 0:
+        raise InputError("give a positive number of prompts to review", flag="--unsure/--sample")
+    texts: list[str] = []
+    for file, _ in data_files(args.inp):
+        texts += prompt_texts(read_table(file, text_columns=("text", "prompt", "messages")), str(file))
+    texts = list(dict.fromkeys(texts))  # a prompt is labeled once
+    clf = load_model(args.model)
+    if not hasattr(clf, "predict_proba"):
+        raise InputError("review needs a model with probabilities: fast, embed or a skops file", flag="--classifier")
+    rows = review.select(texts, clf.predict_proba(texts, progress=len(texts) >= 10_000), clf.classes,
+                         unsure=args.unsure, sample=args.sample, seed=args.seed)
+    guide = review.write(rows, args.out)
+    print(f"wrote {len(rows)} of {len(texts)} distinct prompts to {args.out} to label "
+          f"({sum(r['why'] == 'least sure' for r in rows)} least sure, the rest a sample of each predicted use case); "
+          f"the guide: {guide}. Then: instructkit taxonomy train --labels {args.out} --default --out my_model.skops")
     return 0
 
 
@@ -94,7 +174,7 @@ def distil_labels(labeler_spec: str, unlabeled: str | None) -> tuple[list[str], 
 def _cmd_eval(args) -> int:
     import json
 
-    from taxonomy.model import LABELED, cv_predict_with_base, evaluate, load_model, read_labels, scores
+    from taxonomy.model import LABELED, cv_predict_with_base, evaluate, load_model, read_label_rows, read_labels, scores
 
     if args.real:
         if args.cv < 2:
@@ -109,7 +189,9 @@ def _cmd_eval(args) -> int:
 
             texts, labels = load_heldout(args.data_dir, args.heldout)
         elif args.labels:
-            texts, labels = read_labels(args.labels)
+            texts, labels, skipped = read_label_rows(args.labels, skip_unlabeled=True)
+            if skipped:
+                print(f"skipped {skipped} rows of {args.labels} with no label yet")
         else:
             raise InputError("give --labels FILE, --heldout or --real", flag="--labels")
         if args.cv > 1:

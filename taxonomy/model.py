@@ -65,7 +65,15 @@ def build_pipeline(seed: int = 0, features: str = "fast", base: str | None = Non
 
 
 def read_labels(path: str | Path) -> tuple[list[str], list[str]]:
-    """text,label rows from CSV or JSONL; unknown labels and empty texts are errors naming the row."""
+    """text,label rows from CSV or JSONL; unknown labels, empty labels and empty texts are errors naming the row."""
+    texts, labels, _ = read_label_rows(path)
+    return texts, labels
+
+
+def read_label_rows(path: str | Path, *, skip_unlabeled: bool = False) -> tuple[list[str], list[str], int]:
+    """text,label rows from CSV or JSONL (a review file as `taxonomy review` writes it, too), and how many rows were
+    skipped because their label is still empty (with `skip_unlabeled`; an error otherwise). Labels match the use
+    cases' names whatever their case; unknown labels and empty texts are errors naming the row."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", file=str(path))
@@ -80,18 +88,23 @@ def read_labels(path: str | Path) -> tuple[list[str], list[str]]:
             if rec.error:
                 raise rec.error
             rows.append((rec.line, rec.data))
-    texts, labels = [], []
+    by_name = {c.casefold(): c for c in CATEGORIES}
+    texts, labels, skipped = [], [], 0
     for line, r in rows:
         text, label = r.get("text"), r.get("label")
+        if skip_unlabeled and (label is None or (isinstance(label, str) and not label.strip())):
+            skipped += 1
+            continue
         if not isinstance(text, str) or not text.strip():
             raise InputError("missing or empty", file=str(path), line=line, field="text")
-        if label not in CATEGORIES:
+        if not isinstance(label, str) or label.strip().casefold() not in by_name:
             raise InputError(f"unknown label {label!r} (one of: {', '.join(CATEGORIES)})", file=str(path), line=line, field="label")
         texts.append(text)
-        labels.append(label)
+        labels.append(by_name[label.strip().casefold()])
     if len(set(labels)) < 2:
-        raise InputError("needs examples of at least two categories", file=str(path))
-    return texts, labels
+        raise InputError("needs examples of at least two categories" + (f" ({skipped} rows have no label yet)" if skipped else ""),
+                         file=str(path))
+    return texts, labels, skipped
 
 
 def _clip(texts) -> list[str]:
@@ -106,6 +119,7 @@ class UseCaseClassifier:
         self.pipeline = pipeline
         self.name = name
         self.cv_true, self.cv_pred = cv_true, cv_pred  # cross-validated labels, for error-corrected shares
+        self.evaluation: dict | None = None  # its accuracy on the user's own labels (`taxonomy train --labels`)
 
     @classmethod
     def train(cls, texts: list[str], labels: list[str], seed: int = 0, name: str = "usecase", cv: int = 5,
@@ -185,7 +199,8 @@ class UseCaseClassifier:
             if hasattr(part, "vocabulary_"):
                 part.vocabulary_ = {term: int(i) for term, i in part.vocabulary_.items()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        sio.dump({"pipeline": self.pipeline, "name": self.name, "cv_true": self.cv_true, "cv_pred": self.cv_pred}, path,
+        sio.dump({"pipeline": self.pipeline, "name": self.name, "cv_true": self.cv_true, "cv_pred": self.cv_pred,
+                  "evaluation": self.evaluation}, path,
                  compression=zipfile.ZIP_DEFLATED, compresslevel=9)
 
     @classmethod
@@ -210,7 +225,9 @@ class UseCaseClassifier:
             raise
         except Exception as exc:
             raise InputError(f"not a valid skops model file: {exc}", file=str(path)) from exc
-        return cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
+        clf = cls(obj["pipeline"], obj.get("name", path.stem), obj.get("cv_true"), obj.get("cv_pred"))
+        clf.evaluation = obj.get("evaluation")
+        return clf
 
 
 def _feature_parts(pipe: Pipeline) -> list:

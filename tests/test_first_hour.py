@@ -168,4 +168,4 @@ def test_help_names_the_input_as_a_path_not_an_internal_name(command, shown, cap
 
 def test_taxonomy_train_without_labels_names_the_flag(capsys):
     assert main(["taxonomy", "train", "--out", "x.skops"]) == 2
-    assert capsys.readouterr().err.startswith("instructkit: error: --labels: give exactly one of --labels FILE")
+    assert capsys.readouterr().err.startswith("instructkit: error: --labels: give --labels FILE, --default (or both)")

@@ -152,7 +152,18 @@ def _use_case_text(uc: dict) -> str:
         head += ("; for API prompts also the shares corrected for its errors on held-out labeled prompts (maximum "
                  "likelihood over the confusion matrix, bootstrap intervals over the prompts and the calibration pairs)")
     note = f"\n\nError correction: {uc['adjusted_note']}" if "adjusted_note" in uc else ""
-    return f"{head}. See `taxonomy/` for its accuracy.{note}"
+    return f"{head}. {_accuracy_line(uc.get('classifier_on_your_labels'))}{note}"
+
+
+def _accuracy_line(ev: dict | None) -> str:
+    """The classifier's accuracy on the build owner's own labels, when it was trained with them."""
+    if not ev:
+        return "See `taxonomy/` for its accuracy."
+    if "accuracy" not in ev:
+        return f"It was trained with {ev['rows']:,} of your own labels (`{ev['labels']}`), not measured on them: {ev['not_measured']}."
+    lo, hi = ev["accuracy_ci"]
+    return (f"On {ev['rows']:,} prompts your labelers labeled (`{ev['labels']}`) it gives the same use case on "
+            f"{ev['accuracy']:.1%} [{lo:.1%}, {hi:.1%}] (macro-F1 {ev['macro_f1']}; {ev['method']}).")
 
 
 def _names_line(mode: str) -> str:

@@ -47,6 +47,8 @@ def _use_cases(api_categories: list[str], all_counts: Counter, all_total: int, c
         if adjusted:
             out["api_prompts_adjusted"] = adjusted
         out["adjusted_note"] = correction.NOTE
+    if getattr(classifier, "evaluation", None):  # trained with `taxonomy train --labels`: measured on the user's labels
+        out["classifier_on_your_labels"] = classifier.evaluation
     return out
 
 
