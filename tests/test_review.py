@@ -79,6 +79,14 @@ def test_the_card_of_a_build_with_the_reviewed_model_reports_its_accuracy_on_tho
     assert _accuracy_line(ev) == ("On 412 prompts your labelers labeled (`review.jsonl`) it gives the same use case on "
                                   "83.2% [79.4%, 86.6%] (macro-F1 0.71; 5-fold cross-validation on these labels).")
     assert _accuracy_line(None) == "See `taxonomy/` for its accuracy."
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from builders.writers.card import _use_case_text
+    from builders.writers.report import _use_cases
+
+    reviewed = SimpleNamespace(cv_pred=None, evaluation=ev)  # what a build's report and card get from the model
+    assert _accuracy_line(ev) in _use_case_text(_use_cases(["Chat", "Open QA"], Counter(), 2, reviewed))
 
 
 def test_review_refuses_what_it_cannot_write_with_one_line(tmp_path, capsys):
