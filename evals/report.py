@@ -84,8 +84,13 @@ def write_report(results: dict, out: Path) -> None:
         if w.get("judge_note"):
             lines += [f"Note: {w['judge_note']}.", ""]
         if w.get("invalid_judgements"):
+            order = w.get("invalid_by_order") or {}
+            by_order = (f" (unreadable with the model's answer shown first: {order['model_shown_first']}; with the baseline's "
+                        f"first: {order['baseline_shown_first']})") if order else ""
+            as_ties = (f" Counted as ties instead, the win-rate would be {_ci(w['overall_invalid_as_ties'])}."
+                       if w.get("overall_invalid_as_ties") else "")
             lines += [f"{w['invalid_judgements']} of {w['judged'] + w['invalid_judgements']} pairs got no readable verdict "
-                      "(asked twice) and are left out.", ""]
+                      f"(asked twice) and are left out{by_order}.{as_ties}", ""]
         if w["overall"].get("resampled"):
             lines += [f"Intervals resample whole users ({w['overall']['resampled']}): a user's prompts are not independent.", ""]
         lines += [f"Use cases are {w.get('categories', 'predicted by the taxonomy classifier')}: a slice holds the prompts "

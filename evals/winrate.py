@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from builders.errors import InputError
 from evals.stats import length_controlled, sample_indices, win_rate
 
 JUDGE_TEMPLATE = (
@@ -88,10 +89,15 @@ class _PairwiseJudge(ABC):
         """"A" or "B": the better response when shown in this order; None when the judge's reply names neither."""
 
     def outcomes(self, prompts, model_answers, base_answers) -> list[float | None]:
-        """1 model wins, 0 baseline wins, 0.5 tie (the verdict flips with the order), None unreadable."""
+        """1 model wins, 0 baseline wins, 0.5 tie (the verdict flips with the order), None unreadable. Which order
+        left a verdict unreadable is counted in `unreadable_by_order`: a judge that refuses when one model's answer
+        comes first (an unsafe answer, say) leaves out pairs that are not missing at random."""
         out = []
+        self.unreadable_by_order = {"model_shown_first": 0, "baseline_shown_first": 0}
         for p, m, b in zip(prompts, model_answers, base_answers):
             first, second = self.prefer(p, m, b), self.prefer(p, b, m)
+            self.unreadable_by_order["model_shown_first"] += first is None
+            self.unreadable_by_order["baseline_shown_first"] += second is None
             if first is None or second is None:
                 out.append(None)
             else:
@@ -107,15 +113,31 @@ class LocalLLMJudge(_PairwiseJudge):
 
         self.tok = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
         self.model = AutoModelForCausalLM.from_pretrained(model_id, trust_remote_code=trust_remote_code).eval()
-        self.ids = {c: self.tok.encode(c, add_special_tokens=False)[0] for c in ("A", "B")}
+        self.ids = verdict_token_ids(self.tok, model_id)
 
     @torch.no_grad()
-    def prefer(self, prompt, a: str, b: str) -> str:
+    def prefer(self, prompt, a: str, b: str) -> str | None:
+        """The letter whose tokens (with or without a leading space) the model finds likelier next; None on an exact
+        tie, never a default towards A."""
         msg = [{"role": "user", "content": JUDGE_TEMPLATE.format(prompt=_flatten(prompt), a=a, b=b)}]
         text = self.tok.apply_chat_template(msg, tokenize=False, add_generation_prompt=True) if self.tok.chat_template else msg[0]["content"] + "\n"
         enc = self.tok(text, return_tensors="pt", add_special_tokens=False)
-        logits = self.model(**enc).logits[0, -1]
-        return "A" if logits[self.ids["A"]] >= logits[self.ids["B"]] else "B"
+        logprobs = torch.log_softmax(self.model(**enc).logits[0, -1].float(), dim=-1)
+        score = {c: torch.logsumexp(logprobs[ids], dim=0).item() for c, ids in self.ids.items()}
+        return None if score["A"] == score["B"] else max(score, key=score.get)
+
+
+def verdict_token_ids(tok, model_id: str = "") -> dict[str, list[int]]:
+    """The single tokens that spell each verdict ("A" and " A"; "B" and " B"). A letter no single token spells, or a
+    token both letters share, would make the comparison meaningless: an error naming the judge."""
+    ids: dict[str, list[int]] = {}
+    for c in ("A", "B"):
+        ids[c] = sorted({t[0] for t in (tok.encode(v, add_special_tokens=False) for v in (c, " " + c)) if len(t) == 1})
+    if not ids["A"] or not ids["B"] or set(ids["A"]) & set(ids["B"]):
+        raise InputError(f"its tokenizer does not spell \"A\" and \"B\" as distinct single tokens (A: {ids['A']}, B: "
+                         f"{ids['B']}), so a verdict cannot be read from the next token: use openai:URL#MODEL",
+                         field="judge", detail=model_id)
+    return ids
 
 
 class OpenAIJudge(_PairwiseJudge):
@@ -202,6 +224,7 @@ def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list
     result = {
         "judge": judge.name, "judge_label": JUDGE_LABELS.get(judge.name, judge.name), "categories": categories_source,
         "judged": len(valid), "invalid_judgements": len(outcomes) - len(valid),
+        "invalid_by_order": getattr(judge, "unreadable_by_order", None),
         "overall": win_rate(o, seed=decoding.seed, groups=g),
         "by_category": {c: win_rate([x for x, k in zip(o, cats) if k == c], seed=decoding.seed,
                                     groups=[u for u, k in zip(g, cats) if k == c] if g else None)
@@ -211,6 +234,8 @@ def evaluate_winrate(model_gen, base_gen, judge, prompts: list, categories: list
         "mean_length": {"model": float(np.mean([len(a) for a in model_answers])), "baseline": float(np.mean([len(a) for a in base_answers]))},
         "truncated_answers": {"model": getattr(model_gen, "truncated", None), "baseline": getattr(base_gen, "truncated", None)},
     }
+    if len(valid) < len(outcomes):  # how far the left-out pairs could move it: each counted as a tie instead
+        result["overall_invalid_as_ties"] = win_rate([0.5 if x is None else x for x in outcomes], seed=decoding.seed, groups=users)
     if isinstance(judge, RewardModelJudge):
         result["judge_note"] = RM_JUDGE_NOTE
     if out_dir:

@@ -70,6 +70,22 @@ def _hh_transcript(file: Path) -> Iterator[tuple[str, str]]:
                 yield str(i), (head + sep).strip()
 
 
+def _truthfulqa(file: Path) -> Iterator[tuple[str, str]]:
+    """0-based row and question of TruthfulQA's generation CSV."""
+    import csv
+
+    with open(file, newline="", encoding="utf-8-sig") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            yield str(i), row["Question"]
+
+
+def _rtp(file: Path) -> Iterator[tuple[str, str]]:
+    """0-based line and prompt text (a sentence start) of a RealToxicityPrompts sample."""
+    with open(file, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            yield str(i), json.loads(line)["prompt"]["text"]
+
+
 SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[tuple[str, str]]]]] = {
     "oasst1_en_validation": ("oasst1_en_validation/oasst1_en_validation.jsonl", _oasst),
     "oasst_trees_synthetic": ("oasst_trees_synthetic/en_100_tree.jsonl", _oasst),
@@ -77,6 +93,9 @@ SOURCES: dict[str, tuple[str, Callable[[Path], Iterator[tuple[str, str]]]]] = {
     "hh_harmless_test": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh),
     "hh_harmless_transcript": ("hh_rlhf/harmless-base/test.jsonl.gz", _hh_transcript),
     "hh_helpful_transcript": ("hh_rlhf/helpful-base/test.jsonl.gz", _hh_transcript),
+    "truthfulqa_v0": ("truthfulqa/TruthfulQA_v0_original.csv", _truthfulqa),
+    "rtp_toxic": ("realtoxicityprompts_decodingtrust/toxic.jsonl", _rtp),
+    "rtp_nontoxic": ("realtoxicityprompts_decodingtrust/nontoxic.jsonl", _rtp),
 }
 
 

@@ -302,3 +302,19 @@ def test_compare_on_a_missing_folder_or_malformed_results_is_one_line_with_statu
     assert "Traceback" not in err and len(err.strip().splitlines()) == 3 and "results.json" in err
     assert main(["eval", "compare"]) == 2
     assert "usage: instructkit eval compare DIR" in capsys.readouterr().err
+
+
+def test_the_report_says_which_answer_order_left_verdicts_unreadable_and_what_ties_would_give(tmp_path):
+    from evals.report import write_report
+    from evals.stats import length_controlled, win_rate
+
+    o = [1.0, 0.0, 1.0, 1.0] * 10
+    res = _results({"judge": "openai", "judge_label": "openai", "judged": 40, "invalid_judgements": 6,
+                    "invalid_by_order": {"model_shown_first": 6, "baseline_shown_first": 0},
+                    "overall_invalid_as_ties": win_rate(o + [0.5] * 6), "overall": win_rate(o),
+                    "by_category": {"Chat": win_rate(o)}, "length_controlled": length_controlled(o, [5] * 40, [5] * 40, n_boot=20),
+                    "mean_length": {"model": 5, "baseline": 5}, "truncated_answers": {}})
+    write_report(res, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert ("6 of 46 pairs got no readable verdict (asked twice) and are left out (unreadable with the model's answer "
+            "shown first: 6; with the baseline's first: 0). Counted as ties instead, the win-rate would be 0.717") in md

@@ -170,6 +170,26 @@ def test_unreadable_judge_replies_are_asked_again_then_left_out(monkeypatch):
     finally:
         server.shutdown()
     assert (res["judged"], res["invalid_judgements"], res["overall"]["value"]) == (1, 1, 0.0)
+    # pair 2 was unreadable with the model's answer first only; counted as a tie it would move the rate to 0.25
+    assert res["invalid_by_order"] == {"model_shown_first": 1, "baseline_shown_first": 0}
+    assert res["overall_invalid_as_ties"]["value"] == 0.25
+
+
+def test_a_local_judge_reads_verdicts_only_from_distinct_single_tokens():
+    from builders.errors import InputError
+    from evals.winrate import verdict_token_ids
+    from trainers.tiny import make_tokenizer
+
+    tok = make_tokenizer(["A B A B the answer is A", "B is better than A"], vocab_size=300)
+    ids = verdict_token_ids(tok)
+    assert ids["A"] and ids["B"] and not set(ids["A"]) & set(ids["B"])
+
+    class SharedFirstToken:  # a tokenizer that spells both letters with the same leading piece
+        def encode(self, text, add_special_tokens=False):
+            return [7, ord(text.strip())]
+
+    with pytest.raises(InputError, match="does not spell \"A\" and \"B\" as distinct single tokens"):
+        verdict_token_ids(SharedFirstToken(), "judge-model")
 
 
 def test_tiny_slices_are_flagged_with_a_wilson_interval_not_a_zero_width_one():
