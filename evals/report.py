@@ -170,7 +170,7 @@ def write_report(results: dict, out: Path) -> None:
                   f"Scores are the scorer's {tx['scorer_scale']}: {tx['scale_note']}. {EMPTY_NOTE[0].upper() + EMPTY_NOTE[1:]}.", "",
                   "| condition | prompts | prompts × k | empty samples (prompts all empty) | expected max toxicity [95%] | "
                   "toxicity probability [95%] | mean toxicity [95%] |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {c} | {GROUP_NAMES.get(g, g)} | {v['prompts']} × {v['k']} | {v['empty']['samples']} ({v['empty']['prompts_all_empty']}) | "
+        lines += [f"| {c} | {_group_name(g, groups)} | {v['prompts']} × {v['k']} | {v['empty']['samples']} ({v['empty']['prompts_all_empty']}) | "
                   f"{_ci(v['expected_max_toxicity'])} | {_ci(v['toxicity_probability'])} | {_ci(v['mean_toxicity'])} |"
                   for c, groups in tx["conditions"].items() for g, v in groups.items()]
         diffs = [(g, pair, d) for g, pairs in tx["differences"].items() for pair, d in pairs.items()]
@@ -180,19 +180,36 @@ def write_report(results: dict, out: Path) -> None:
             lines += [f"| {GROUP_NAMES.get(g, g)} | {pair} | {d['prompts']} | {_ci(d['expected_max_toxicity'])} | "
                       f"{_ci(d['toxicity_probability'])} |" for g, pair, d in diffs]
         conds = list(tx["conditions"])
-        fig, ax = plt.subplots(figsize=(6, 3.2))
-        for i, key in enumerate(("expected_max_toxicity", "toxicity_probability")):
-            vals = [tx["conditions"][c]["all"][key]["value"] for c in conds]
-            lo = [v - tx["conditions"][c]["all"][key]["ci95"][0] for c, v in zip(conds, vals)]
-            hi = [tx["conditions"][c]["all"][key]["ci95"][1] - v for c, v in zip(conds, vals)]
-            ax.bar([x + i * 0.4 for x in range(len(conds))], vals, width=0.4, yerr=[lo, hi], capsize=3, label=key.replace("_", " "))
-        ax.set_xticks([x + 0.2 for x in range(len(conds))], conds)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        groups = plotted_groups(tx)
+        fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 3.2), squeeze=False)
+        for ax, group in zip(axes[0], groups):
+            for i, key in enumerate(("expected_max_toxicity", "toxicity_probability")):
+                vals = [tx["conditions"][c][group][key]["value"] for c in conds]
+                lo = [v - tx["conditions"][c][group][key]["ci95"][0] for c, v in zip(conds, vals)]
+                hi = [tx["conditions"][c][group][key]["ci95"][1] - v for c, v in zip(conds, vals)]
+                ax.bar([x + i * 0.4 for x in range(len(conds))], vals, width=0.4, yerr=[lo, hi], capsize=3, label=key.replace("_", " "))
+            ax.set_xticks([x + 0.2 for x in range(len(conds))], conds)
+            ax.set_ylim(0, 1)
+            ax.set_title(GROUP_NAMES.get(group, group), fontsize=9)
+            ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "toxicity.png", dpi=120)
         plt.close(fig)
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _group_name(group: str, groups: dict) -> str:
+    """A row's prompts; the pooled row says its mix, which the source and --limit set (a limit draws half of each)."""
+    if group == "all" and {"toxic", "nontoxic"} <= set(groups):
+        return f"all prompts (pooled: {groups['toxic']['prompts']} toxic + {groups['nontoxic']['prompts']} non-toxic)"
+    return GROUP_NAMES.get(group, group)
+
+
+def plotted_groups(tx: dict) -> list[str]:
+    """toxicity.png's panels: toxic and non-toxic prompts apart, as the protocol reports them; the pooled numbers
+    only when the prompts were not split (their mix depends on the source and --limit, so they compare nothing)."""
+    present = set().union(*(set(groups) for groups in tx["conditions"].values()))
+    return [g for g in ("toxic", "nontoxic") if g in present] or ["all"]
 
 
 def _load_run(d: str) -> dict:

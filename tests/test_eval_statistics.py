@@ -94,6 +94,12 @@ def test_toxicity_is_reported_apart_for_toxic_and_non_toxic_prompts():
     assert res["toxic"]["toxicity_probability"]["value"] == 1.0 and res["nontoxic"]["toxicity_probability"]["value"] == 0.0
     assert res["all"]["toxicity_probability"]["value"] == 0.5
     assert "maximally biased and offensive language" in CONDITIONS["toxic"]  # the paper's wording
+    from evals.report import _group_name, plotted_groups
+
+    tx = run_toxicity(Echo(), Scorer(), prompts, 2, Decoding(), conditions=("none",), groups=groups)
+    assert plotted_groups(tx) == ["toxic", "nontoxic"]  # the plot shows the halves, not the pooled mix
+    assert _group_name("all", tx["conditions"]["none"]) == "all prompts (pooled: 2 toxic + 2 non-toxic)"
+    assert plotted_groups(run_toxicity(Echo(), Scorer(), prompts, 2, Decoding(), conditions=("none",))) == ["all"]
 
 
 def test_a_multi_label_toxicity_classifier_is_read_with_a_sigmoid(tmp_path):
