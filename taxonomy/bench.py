@@ -4,6 +4,8 @@ Speed: `instructkit classify` on a file of N prompts (default 100k) made from th
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python -m taxonomy.bench --n 100000 [--model embed | --model FILE.skops]
 Accuracy: every kind side by side on every hand-labeled held-out set, with a list of keyword rules as the anchor:
     .venv/bin/python -m taxonomy.bench --accuracy --data-dir ../shared/data [--models fast,embed,keywords,FILE,llm:URL#M]
+Per use case, with intervals, on one held-out set:
+    .venv/bin/python -m taxonomy.bench --per-class mixed --data-dir ../shared/data [--models fast,embed,keywords]
 """
 
 from __future__ import annotations
@@ -76,6 +78,50 @@ def accuracy(data_dir: str, models: list[str]) -> None:
         print(f"| {model} | " + " | ".join(cells) + " |")
 
 
+def f1_intervals(labels: list[str], pred: list[str], *, n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Macro-F1 and each present use case's F1 with a 95% bootstrap interval over the prompts."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from taxonomy.categories import CATEGORIES
+
+    present = [c for c in CATEGORIES if c in set(labels)]
+    y, p = np.array(labels), np.array(pred)
+
+    def stats(idx) -> np.ndarray:
+        per = f1_score(y[idx], p[idx], labels=present, average=None, zero_division=0)
+        return np.append(per, per.mean())
+
+    point = stats(np.arange(len(y)))
+    rng = np.random.default_rng(seed)
+    draws = np.array([stats(rng.integers(0, len(y), len(y))) for _ in range(n_boot)])
+    lo, hi = np.percentile(draws, [2.5, 97.5], axis=0)
+    names = present + ["macro-F1"]
+    support = {c: int((y == c).sum()) for c in present} | {"macro-F1": len(y)}
+    return {n: {"f1": round(float(point[i]), 3), "ci95": [round(float(lo[i]), 3), round(float(hi[i]), 3)], "support": support[n]}
+            for i, n in enumerate(names)}
+
+
+def per_class(data_dir: str, heldout: str, models: list[str]) -> None:
+    """Per use case F1 [95%] of every model on one held-out set, beside keyword rules."""
+    from taxonomy.heldout import load_heldout
+    from taxonomy.model import load_model
+
+    texts, labels = load_heldout(data_dir, heldout)
+    cols = {}
+    for model in models:
+        pred = [keyword_rules(t) for t in texts] if model == "keywords" else load_model(model).predict(texts)[0]
+        cols[model] = f1_intervals(labels, pred)
+    rows = list(next(iter(cols.values())))
+    print(f"Held-out set `{heldout}` ({len(texts)} prompts): F1 [95% bootstrap interval over prompts]")
+    print()
+    print("| use case | prompts | " + " | ".join(cols) + " |")
+    print("|---|---:|" + "---|" * len(cols))
+    for r in rows:
+        print(f"| {r} | {cols[models[0]][r]['support']} | "
+              + " | ".join(f"{v[r]['f1']:.3f} [{v[r]['ci95'][0]:.3f}, {v[r]['ci95'][1]:.3f}]" for v in cols.values()) + " |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000, help="speed: prompts to classify")
@@ -84,8 +130,11 @@ def main() -> None:
     p.add_argument("--models", default="fast,embed,keywords", help="accuracy: comma-separated models (fast, embed, "
                    "keywords, a skops file, llm:BASE_URL[#MODEL], hf:MODEL[#LABELS.yaml])")
     p.add_argument("--data-dir", default="../shared/data", help="accuracy: the public data the held-out references point into")
+    p.add_argument("--per-class", metavar="SET", help="per use case F1 with intervals of --models on this held-out set")
     a = p.parse_args()
-    if a.accuracy:
+    if a.per_class:
+        per_class(a.data_dir, a.per_class, [m for m in a.models.split(",") if m])
+    elif a.accuracy:
         accuracy(a.data_dir, [m for m in a.models.split(",") if m])
     else:
         speed(a.n, a.model)

@@ -186,3 +186,16 @@ def test_a_second_blind_labeling_of_the_mixed_set_agrees_with_the_first(shared):
     texts, first = load_refs(HELDOUT_SETS["mixed"], shared)
     again, second = load_refs(DATA / "heldout_mixed_second_pass.jsonl", shared)
     assert again == texts and scores(first, second)["macro_f1"] >= 0.9
+
+
+def test_per_class_f1_intervals_hold_the_point_and_are_exact_when_every_prediction_is_right():
+    from taxonomy.bench import f1_intervals
+
+    labels = ["Chat"] * 20 + ["Open QA"] * 30 + ["Rewrite"] * 10
+    right = f1_intervals(labels, labels, n_boot=200)
+    assert right["macro-F1"] == {"f1": 1.0, "ci95": [1.0, 1.0], "support": 60}
+    noisy = labels[:]
+    noisy[:5] = ["Open QA"] * 5  # five Chat prompts taken for Open QA
+    res = f1_intervals(labels, noisy, n_boot=200)
+    assert res["Chat"]["support"] == 20 and res["Chat"]["f1"] == round(2 * 15 / (2 * 15 + 5), 3)
+    assert all(v["ci95"][0] <= v["f1"] <= v["ci95"][1] for v in res.values()) and res["Rewrite"]["f1"] == 1.0
