@@ -54,6 +54,15 @@ def restore(previous: dict) -> None:
         signal.signal(sig, handler)
 
 
+def ignore() -> None:
+    """Ignore SIGINT and SIGTERM from now on (a program that is about to exit: see instructkit.cli.main)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return
+
+
 def arrived() -> bool:
     """Whether an interrupt arrived since `install()`: whatever error a command then fails with is its consequence
     (a worker the signal killed breaks the pool, a half-done step fails later), and the command was interrupted."""

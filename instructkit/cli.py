@@ -39,7 +39,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, program: bool = False) -> int:
+    """Run one command; `program` (the `instructkit` program itself) leaves Ctrl-C and SIGTERM ignored when the
+    command is done, as the process is ending, instead of restoring the handlers a caller had."""
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and not getattr(args, "passes_rest", False):
@@ -66,14 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # the signal's handler ran only while an error above was being handled
         return _interrupted(False)
     finally:
-        interrupts.restore(handlers)
+        if program:
+            # Python's teardown resets a signal whose handler is a Python function to the default action, which kills
+            # the process: a late Ctrl-C (seen in CI after "interrupted" was printed) turned status 130 into a death
+            # by SIGINT. Ignored from here, it cannot; the handlers go straight from ours to ignored, with no window.
+            interrupts.ignore()
+        else:
+            interrupts.restore(handlers)
 
 
 def console() -> int:
     """The `instructkit` program: `main`, and a Ctrl-C that lands after it restored the handlers (or before it set
     them) exits with 130 too, never with Python's death by SIGINT and a traceback."""
     try:
-        return main()
+        return main(program=True)
     except KeyboardInterrupt:
         return _interrupted(False)
 

@@ -388,12 +388,35 @@ def test_ctrl_c_whose_handler_runs_while_an_error_is_being_handled_still_exits_a
 def test_the_program_exits_130_on_a_ctrl_c_outside_the_commands_handlers(monkeypatch, capsys):
     import instructkit.cli
 
-    def late(argv=None):
+    def late(argv=None, program=False):
         raise KeyboardInterrupt  # after main() restored the handlers: Python's own handler raised it
 
     monkeypatch.setattr(instructkit.cli, "main", late)
     assert instructkit.cli.console() == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "instructkit: interrupted"
+
+
+def test_the_program_ignores_a_ctrl_c_that_arrives_while_it_exits():
+    """After the command is done, Python's teardown would reset SIGINT to its default action (death by the signal, not
+    status 130); the program leaves it ignored instead. Here a second Ctrl-C arrives after 'interrupted'."""
+    script = """if True:
+        import os, signal, sys
+        import builders.cli
+        from instructkit.cli import console
+
+        def interrupted(args):
+            raise KeyboardInterrupt
+
+        builders.cli._cmd_build = interrupted
+        sys.argv = ["instructkit", "build", "--out", "x"]
+        code = console()
+        os.kill(os.getpid(), signal.SIGINT)  # late: the handlers are gone
+        print("alive", code)
+        sys.exit(code)
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=_ctrl_c_enabled)
+    assert (done.returncode, done.stdout.split()) == (130, ["alive", "130"]), done.stderr
 
 
 def test_a_forked_worker_ignores_ctrl_c_before_its_own_set_up():
