@@ -181,6 +181,7 @@ def test_names_in_structures_that_say_a_person_is_meant_are_redacted(scanner, te
     "Why is Python so slow compared to C?",
     "Apple began selling its first phone in 2007.",
     "Is the Windows version of the app free?",
+    "Write me a Graphic Novel plot in the style of The Coffee Song.",
     "Our customer service team answers within a day.",
     "what's your favourite film? mine is the matrix.",
     "we need eggs, milk, flour and sugar.",

@@ -218,9 +218,10 @@ TRAIT_NAME = re.compile(
 SUBJECT_PRONOUN = re.compile(
     rf"(?:^|(?<=[.!?][ \t]{{1,3}})|(?<=\n))(?P<name>{NAME})[ \t]+\p{{Ll}}+(?:ed|s|an|ew|ote|ade|ent|ok|old|ave)\b"
     rf"[^.!?\n]{{0,80}}?\b(?:her|his)[ \t]+(?:own[ \t]+)?(?:first|last|second|new|debut|latest|\p{{Ll}}+)\b")
-# "the Rossi novel", "a Jane Ng concert": a name before the kind of work it made
+# "the Rossi novel", "a Jane Ng concert": a name before the kind of work it made (in lower case: "a Graphic Novel",
+# "The Coffee Song" are titles)
 WORK_NAME = re.compile(
-    rf"\b(?i:the|a|an|that|this|every|his|her|their)[ \t]+(?P<name>{NAME})[ \t]+(?i:novels?|books?|songs?|albums?|films?|"
+    rf"\b(?i:the|a|an|that|this|every|his|her|their)[ \t]+(?P<name>{NAME})[ \t]+(?:novels?|books?|songs?|albums?|films?|"
     rf"movies?|versions?|recordings?|concerts?|paintings?|poems?|plays?|biography|memoir|essays?|stories|story|"
     rf"lectures?|sermons?|interviews?|documentary|opera|symphony|sonata|portrait|sculpture)\b")
 # a person's role before the name: "customer Ana Reyes", "Producer Jon Ek", "our tenant Bo Li"
@@ -235,7 +236,7 @@ _ROLE_GATE = StartGate(folded=[ROLE_CUE], length=3)
 # the words without which these structures cannot match: most texts hold none, and are not read for them
 SPEECH_GATE = re.compile(rf"\b(?:{_SPEECH}|winked|winks|glanced|glances|stared|stares|looked|looks)\b")
 TRAIT_GATE = re.compile(rf"\b{_TRAITS}\b")
-WORK_GATE = re.compile(r"(?i)\b(?:novel|book|song|album|film|movie|version|recording|concert|painting|poem|play|"
+WORK_GATE = re.compile(r"\b(?:novel|book|song|album|film|movie|version|recording|concert|painting|poem|play|"
                        r"biography|memoir|essay|stories|story|lecture|sermon|interview|documentary|opera|symphony|"
                        r"sonata|portrait|sculpture)")
 HER_HIS = re.compile(r"\b(?:her|his)\b")
