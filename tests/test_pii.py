@@ -152,7 +152,7 @@ def test_names_after_cues_and_in_structures_are_redacted(scanner, text, name):
     ("Producer Ingvild Roa explained how the track was mixed.", "Ingvild Roa"),
     ("This track by ex-Stooges Brennach is underrated.", "Brennach"),
     # lower case and diacritics where a person is meant
-    ("please follow up with agnieszka wróblewska next week.", "agnieszka wróblewska"),
+    ("please follow up with marta wróblewska next week.", "marta wróblewska"),
     ("name: tadashi k. moriyama\nphone: 555 0100", "tadashi k. moriyama"),
     # given names that are also months, beside a cue
     ("Dear June, the slides are attached.", "June"),
