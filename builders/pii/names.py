@@ -205,12 +205,11 @@ COORDINATION = re.compile(
     rf"got|remain(?:ed)?)[ \t]+(?:\w+[ \t]+){{0,2}}{_PERSON_NOUNS}|met|married|divorced|dated|argued|quarrel(?:l)?ed|"
     rf"broke[ \t]+up|fell[ \t]+in[ \t]+love)\b")
 # a trait only a person has, beside the name: "Why is X so impulsive?", "X is very stubborn"
-_TRAITS = (r"(?:impulsive|stubborn|shy|rude|selfish|jealous|arrogant|moody|grumpy|polite|generous|kind-hearted|"
-           r"brave|loyal|caring|cheerful|talkative|bossy|clumsy|naive|greedy|humble|sarcastic|hardworking|"
-           r"hard-working|ambitious|nosy|picky|sociable|thoughtful|punctual|"
-           r"(?P<shared>reliable|dependable|trustworthy|honest|friendly|funny|smart|clever|kind|nice|sweet|mean|lonely|"
-           r"angry|upset|happy|sad|sensitive|modest|charming))")
-# a trait that things have too ("reliable") counts only with a person's pronoun near
+_TRAITS = (r"(?:impulsive|shy|rude|selfish|jealous|arrogant|grumpy|polite|generous|kind-hearted|brave|loyal|caring|"
+           r"cheerful|talkative|bossy|humble|sarcastic|hardworking|hard-working|ambitious|nosy|sociable|thoughtful|"
+           r"punctual|(?P<shared>reliable|dependable|trustworthy|honest|friendly|funny|smart|clever|kind|nice|sweet|"
+           r"mean|lonely|angry|upset|happy|sad|sensitive|modest|charming|stubborn|picky|moody|clumsy|naive|greedy))")
+# a trait that things have too ("reliable", "picky", "greedy") counts only with a person's pronoun near
 PRONOUN_NEAR = re.compile(r"(?i)\b(?:he|she|him|her|his|hers|himself|herself)\b")
 TRAIT_NAME = re.compile(
     rf"(?:(?<![\w'’-])(?P<subject>{NAME})[ \t]+(?:is|was|isn['’]t|wasn['’]t|seems|seemed|has[ \t]+been)[ \t]+"
@@ -567,7 +566,7 @@ def _structure_names(text: str, entities: list[tuple[int, int, str]]) -> list[tu
         span = _trim_name(text, start, end)
         if span and not (places and _known_place(text, span, entities, PLACE_LABELS | {"NORP", "LANGUAGE"})) \
                 and text[span[0]:span[1]].split()[0].lower() not in ROLE_WORDS \
-                and (not looks or _looks_like_name(text, span, entities)):
+                and (not looks or _name_shaped(text, span, entities)):
             out.append((*span, score))
 
     for m in SPEECH_NAME.finditer(text) if SPEECH_GATE.search(text) else ():
@@ -658,6 +657,14 @@ def _certain_place(text: str, span: tuple[int, int], entities: list[tuple[int, i
         return False
     first = text[span[0]:span[1]].split()[0]
     return not _given_name(first) or first in _place_names()
+
+
+def _name_shaped(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
+    """A PERSON entity, or a given name, or a word that is no English word: stricter than _looks_like_name, for
+    which any entity will do ("the user Settings page" holds an ORG)."""
+    words = text[span[0]:span[1]].split()
+    return _labeled(span, entities, {PERSON}) or _given_name(words[0]) or any(
+        not _is_english(w) and w.strip(".,'’").lower() not in NOT_NAMES and len(w.strip(".,'’")) > 1 for w in words)
 
 
 def _known_place(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]],
