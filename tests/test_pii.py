@@ -185,7 +185,7 @@ def test_names_in_structures_that_say_a_person_is_meant_are_redacted(scanner, te
     "The user Settings page is broken.",
     "Apple began selling its first phone in 2007.",
     "Is the Windows version of the app free?",
-    "Which is newer, the Kubernetes version or the Ubuntu version?",
+    "Is the Kubernetes version on my laptop older than the one on the server?",
     "Should I watch the HBO documentary or the Netflix film first?",
     "Python writes to the file, and the script calls Python to parse it.",
     "Write me a Graphic Novel plot in the style of The Coffee Song.",

@@ -585,7 +585,7 @@ def _structure_names(text: str, entities: list[tuple[int, int, str]]) -> list[tu
             add(m.start("name"), m.end("name"), 0.6, looks=False)
     for m in WORK_NAME.finditer(text) if WORK_GATE.search(text) else ():
         # a novel or a portrait is a person's; a film or an album may be a company's or a band's ("the Netflix film")
-        if not m.group("name").isupper() and not (m.group("studio") and _labeled(m.span("name"), entities, {"ORG", "PRODUCT"})):
+        if not m.group("name").isupper() and not (m.group("studio") and _labeled(m.span("name"), entities, OTHER_NAME_LABELS)):
             add(m.start("name"), m.end("name"), 0.6, looks=True)
     for m in _ROLE_GATE.finditer(ROLE_NAME, text):
         # after "ex-Zombie" or "former member" any capitalised word is a name, after "customer" one that looks it
@@ -660,10 +660,12 @@ def _certain_place(text: str, span: tuple[int, int], entities: list[tuple[int, i
 
 
 def _name_shaped(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
-    """A PERSON entity, or a given name, or a word that is no English word: stricter than _looks_like_name, for
-    which any entity will do ("the user Settings page" holds an ORG)."""
+    """A PERSON entity that is not one ordinary word, or a given name, or a word that is no English word: stricter
+    than _looks_like_name, for which any entity will do ("the user Settings page": an ORG or, for the small model,
+    a PERSON)."""
     words = text[span[0]:span[1]].split()
-    return _labeled(span, entities, {PERSON}) or _given_name(words[0]) or any(
+    person = _labeled(span, entities, {PERSON}) and not _ordinary_word(text[span[0]:span[1]])
+    return person or _given_name(words[0]) or any(
         not _is_english(w) and w.strip(".,'’").lower() not in NOT_NAMES and len(w.strip(".,'’")) > 1 for w in words)
 
 
