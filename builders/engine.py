@@ -222,9 +222,11 @@ def _ray_group_pairs(batch):
 class RayEngine(_Engine):
     """Ray Data: the same stage functions as Ray actors, band-key grouping as a Ray shuffle.
 
-    `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"`, `HOST:PORT` (the head's GCS
-    port, from the driver on a cluster node) or `ray://host:10001` (Ray Client) joins a running cluster, whose CPUs
-    size the actor pools unless `workers` is given.
+    `address=None` starts a private local Ray instance with `workers` CPUs, whatever else runs on the machine: Ray's
+    own default would join a cluster found through RAY_ADDRESS or the last `ray start` on it, which refuses the CPU
+    count. `address="auto"`, `HOST:PORT` (the head's GCS port, from the driver on a cluster node) or
+    `ray://host:10001` (Ray Client) joins a running cluster, with no resource arguments; its CPUs size the actor
+    pools unless `workers` is given.
     """
 
     name = "ray"
@@ -238,7 +240,7 @@ class RayEngine(_Engine):
         self.progress = progress
         self._started = not ray.is_initialized()  # a Ray session the caller opened stays open
         if self._started:
-            kwargs = {"address": address} if address else {"num_cpus": self.workers, "include_dashboard": False}
+            kwargs = {"address": address} if address else {"address": "local", "num_cpus": self.workers, "include_dashboard": False}
             try:
                 ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
