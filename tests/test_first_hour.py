@@ -102,6 +102,27 @@ def test_a_number_among_texts_is_an_error_not_quietly_made_text(command, tmp_pat
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.parametrize("command", ["classify", "pii"])
+def test_a_row_keeps_its_own_fields_in_a_jsonl_output(command, tmp_path):
+    """Rows of one file with different fields come back with their own fields and the command's own: no
+    `"prompt": null` added to a row that had no `prompt` (classify reads `text`, `prompt` or `messages`), no
+    `"source": null` to a row that had no `source`. A null the row gave stays."""
+    if command == "classify":
+        rows = [{"id": 1, "text": "Write a short poem about the sea."}, {"id": 2, "prompt": "Who wrote Hamlet?", "lang": None},
+                {"id": 3, "messages": [{"role": "user", "content": "List 10 gift ideas for my dad."}]}]
+        want = [["id", "text"], ["id", "prompt", "lang"], ["id", "messages"]]
+    else:
+        rows = [{"id": 1, "text": "Mail jo@example.com"}, {"id": 2, "text": "Who wrote Hamlet?", "lang": None},
+                {"id": 3, "text": "Hi", "source": "web"}]
+        want = [["id", "text"], ["id", "text", "lang"], ["id", "text", "source"]]
+    out = tmp_path / "o.jsonl"
+    assert main([command, "--in", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--out", str(out)]) == 0
+    added = ["category", "category_score"] if command == "classify" else []
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(row) for row in got] == [[*keys, *added] for keys in want]
+    assert got[1]["lang"] is None and got[0]["text"] in ("Write a short poem about the sea.", "Mail <EMAIL_ADDRESS>")
+
+
 @pytest.mark.parametrize("command", ["taxonomy", "bench", "train"])
 def test_a_command_without_its_subcommand_names_what_is_missing_in_the_users_words(command, capsys):
     with pytest.raises(SystemExit) as done:
