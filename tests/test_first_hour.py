@@ -123,6 +123,65 @@ def test_a_row_keeps_its_own_fields_in_a_jsonl_output(command, tmp_path):
     assert got[1]["lang"] is None and got[0]["text"] in ("Write a short poem about the sea.", "Mail <EMAIL_ADDRESS>")
 
 
+@pytest.mark.slow
+def test_a_second_build_into_a_folder_a_build_is_writing_is_refused_naming_that_build(tmp_path, capsys):
+    """Two builds into one --out swapped their outputs in one after the other: the first one's silently vanished.
+    The second now stops at once, naming the running build's process; once that build is gone the folder is free."""
+    import os
+    import time
+
+    out = tmp_path / "out"
+    # a real build, held where it would load the classifier (a build writing into `out`, for as long as this test needs)
+    code = ("import sys, time, taxonomy.model as m\nm.load_model = lambda *a, **k: time.sleep(600)\n"
+            "from instructkit.cli import main\nmain(['build', '--out', sys.argv[1], '--quiet'])")
+    first = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".build-*/.owner-pid")):
+            assert first.poll() is None and time.monotonic() < deadline, "the first build did not start"
+            time.sleep(0.1)
+        assert main(["build", "--out", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == (f"instructkit: error: --out: another build (pid {first.pid}) is writing into "
+                                                   f"this folder: wait for it to end, or give another folder: {out}")
+        assert [p.name for p in out.iterdir()] == [next(out.glob(".build-*")).name]  # nothing of the second build
+    finally:
+        first.kill()
+        first.wait()
+    from builders.pipeline import _claim
+
+    os.close(_claim(out))  # the lock went with the process
+
+
+def test_a_worker_forked_during_a_build_does_not_keep_its_folder_locked(tmp_path):
+    """The local engine's workers are forked while the build holds its --out and may outlive it (an engine used for
+    several builds): the lock ends with the build, not with them."""
+    import multiprocessing as mp
+    import os
+    import time
+
+    from builders.pipeline import _LOCKS, _claim
+
+    lock = _claim(tmp_path)
+    ctx = mp.get_context("fork")
+    running = ctx.Event()
+
+    def work():
+        running.set()
+        time.sleep(60)
+
+    worker = ctx.Process(target=work)
+    worker.start()
+    try:
+        assert running.wait(60)  # forked, and its start-up (which closes its copy of the lock) done
+        _LOCKS.discard(lock)
+        os.close(lock)  # the build ends; its worker lives on
+        os.close(_claim(tmp_path))
+    finally:
+        worker.kill()
+        worker.join()
+        _LOCKS.clear()
+
+
 @pytest.mark.parametrize("command", ["taxonomy", "bench", "train"])
 def test_a_command_without_its_subcommand_names_what_is_missing_in_the_users_words(command, capsys):
     with pytest.raises(SystemExit) as done:
