@@ -35,10 +35,10 @@ from builders.stages import StageResult
 NAME = "validate"
 
 
-# control characters (Unicode Cc) a text loses: NUL and every other one but tab, line feed and carriage return
-_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-# the ASCII characters `_text` and `_id` keep in place (a string of nothing else is only stripped), as regex classes
-_TEXT_PLAIN, _ID_PLAIN = r"\x20-\x7E\t\n\r", r"\x20-\x7E"
+# control characters (Unicode Cc) a text loses: NUL and every other one but tab, line feed and carriage return (the
+# same class for Python's re and polars' Rust regex)
+_CONTROL_CLASS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
+_CONTROLS = re.compile(_CONTROL_CLASS)
 
 
 def _text(value: str) -> str:
@@ -176,25 +176,27 @@ _OPTIONAL_TYPES = {"prompt_type": (pl.String, pl.Null), "lang": (pl.String, pl.N
 _PY_SPACE = "".join(c for c in map(chr, range(0x10000)) if c.isspace())
 
 
-def _normalised(values: pl.Series, norm, plain: str) -> pl.Series:
-    """`norm` (`_text` or `_id`) of each string of a column: strings of the ASCII characters in `plain` alone, which
-    it only strips, are stripped column-wise; the others (controls, anything not ASCII) go through `norm` itself."""
+def _stripped_ids(values: pl.Series) -> pl.Series:
+    """`_req_str`'s value (`_id`) of each id of a column of strings or integers (not checked here: empty stays empty):
+    ids of printable ASCII are only stripped, column-wise; the others go through `_id` itself."""
+    values = values.cast(pl.String)
     out = values.str.strip_chars(_PY_SPACE)
-    other = values.str.contains(f"[^{plain}]").fill_null(False).arg_true()
+    other = values.str.contains(r"[^\x20-\x7E]").fill_null(False).arg_true()
     if len(other):
-        out = out.scatter(other, pl.Series([norm(v) for v in values.gather(other).to_list()], dtype=pl.String))
+        out = out.scatter(other, pl.Series([_id(v) for v in values.gather(other).to_list()], dtype=pl.String))
     return out
 
 
-def _stripped_ids(values: pl.Series) -> pl.Series:
-    """`_req_str`'s value (`_id`) of each id of a column of strings or integers (not checked here: empty stays empty)."""
-    return _normalised(values.cast(pl.String), _id, _ID_PLAIN)
-
-
 def _long_texts(raw: pl.Series, max_chars: int, allow_empty: bool = False) -> pl.Series:
-    """`_long_text`'s value (`_text`) of each string of a column, null where it refuses it."""
+    """`_long_text`'s value (`_text`) of each string of a column, null where it refuses it: control characters removed
+    and the text stripped column-wise; NFC leaves ASCII as it is, and the other texts are normalised by Python's
+    `unicodedata`, as `_text` does it."""
     ok = raw.str.len_chars() <= max_chars
-    texts = _normalised(raw, _text, _TEXT_PLAIN)
+    texts = raw.str.replace_all(_CONTROL_CLASS, "")
+    other = (texts.str.len_bytes() != texts.str.len_chars()).arg_true()
+    if len(other):
+        texts = texts.scatter(other, pl.Series([unicodedata.normalize("NFC", v) for v in texts.gather(other).to_list()], dtype=pl.String))
+    texts = texts.str.strip_chars(_PY_SPACE)
     if not allow_empty:
         ok &= texts != ""
     return pl.select(pl.when(ok).then(texts)).to_series()
