@@ -74,8 +74,7 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
             if created and not succeeded and out.exists() and not any(out.iterdir()):
                 out.rmdir()  # a failed first build leaves no empty --out folder
             if lock is not None:
-                _LOCKS.discard(lock)
-                os.close(lock)
+                _release(lock)
     return report
 
 
@@ -87,20 +86,6 @@ def _out_of_space(exc: BaseException) -> bool:
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
-_LOCKS: set[int] = set()  # the `_claim` locks this process holds
-
-
-def _close_inherited_locks() -> None:
-    # a forked worker (the local engine's) holds a copy of each lock, which would keep it past the build
-    for fd in _LOCKS:
-        os.close(fd)
-    _LOCKS.clear()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_close_inherited_locks)
-
-
 def _claim(out: Path) -> int | None:
     """Take `out` for this build: an exclusive lock on the folder (its descriptor is returned; closing it lets go),
     which the system drops when the process ends, even by SIGKILL. A build already writing there is an error naming
@@ -109,6 +94,8 @@ def _claim(out: Path) -> int | None:
         import fcntl
     except ImportError:  # not a POSIX system: no lock
         return None
+    from builders.engine import CLOSED_IN_WORKERS
+
     fd = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -118,8 +105,15 @@ def _claim(out: Path) -> int | None:
         who = f" (pid {', '.join(map(str, pids))})" if pids else ""
         raise InputError(f"another build{who} is writing into this folder: wait for it to end, or give another folder",
                          field="out", detail=str(out)) from None
-    _LOCKS.add(fd)
+    CLOSED_IN_WORKERS.add(fd)  # a forked worker's copy would keep the lock past the build
     return fd
+
+
+def _release(lock: int) -> None:
+    from builders.engine import CLOSED_IN_WORKERS
+
+    CLOSED_IN_WORKERS.discard(lock)
+    os.close(lock)
 
 
 def _running_owner(folder: Path) -> int | None:

@@ -153,56 +153,31 @@ def test_a_second_build_into_a_folder_a_build_is_writing_is_refused_naming_that_
 
 
 def test_a_worker_forked_during_a_build_does_not_keep_its_folder_locked(tmp_path):
-    """The local engine's workers are forked while the build holds its --out and may outlive it (an engine used for
+    """The local engine's workers are forked while the build holds its --out and may outlive it (an engine kept for
     several builds): the lock ends with the build, not with them."""
-    import multiprocessing as mp
     import os
     import time
 
-    from builders.pipeline import _LOCKS, _claim
+    from builders.engine import LocalEngine
+    from builders.errors import InputError
+    from builders.pipeline import _claim, _release
 
     lock = _claim(tmp_path)
-    ctx = mp.get_context("fork")
-    running = ctx.Event()
-
-    def work():
-        running.set()
-        time.sleep(60)
-
-    worker = ctx.Process(target=work)
-    worker.start()
+    engine = LocalEngine(workers=2, min_parallel=1, progress=False)
     try:
-        assert running.wait(60)  # forked, and its start-up (which closes its copy of the lock) done
-        _LOCKS.discard(lock)
-        os.close(lock)  # the build ends; its worker lives on
-        os.close(_claim(tmp_path))
+        engine.start()
+        _release(lock)  # the build ends; its workers live on
+        deadline = time.monotonic() + 30
+        while True:  # a worker that had not set itself up yet still holds its copy for a moment
+            try:
+                os.close(_claim(tmp_path))
+                break
+            except InputError:
+                assert time.monotonic() < deadline, "the engine's workers kept the folder locked"
+                time.sleep(0.1)
+        assert len(engine.worker_pids) == 2
     finally:
-        worker.kill()
-        worker.join()
-        _LOCKS.clear()
-
-
-@pytest.mark.slow
-def test_a_build_cleans_control_and_invisible_characters_and_counts_what_they_emptied(tmp_path):
-    """NUL leaves texts, zero-width joiners leave user and prompt ids (`u1` and `u1`+ZWJ are one user, a label naming
-    `p1`+ZWSP finds `p1`), styled letters stay and are no name, and a text that was only NUL is dropped and counted."""
-    import polars as pl
-
-    rows = [{"prompt_id": f"p{i}", "user_id": f"u{i % 6}" + "\u200d" * (i % 2), "source": "api",
-             "text": f"Write a poem number {i} about the sea and the\x00 wind."} for i in range(30)]
-    rows += [{"prompt_id": "nul", "user_id": "u1", "source": "api", "text": "\x00\x00"},
-             {"prompt_id": "math", "user_id": "u2", "source": "api", "text": "Surrogate-free astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math"}]
-    rows += [{"prompt_id": f"p{i}\u200b", "labeler_id": "l1", "completion": f"Answer {i}."} for i in range(30)]
-    out = tmp_path / "out"
-    assert main(["build", "--source", f"jsonl:{write_jsonl(tmp_path / 'log.jsonl', rows)}", "--out", str(out),
-                 "--on-error", "skip", "--quiet", "--allow-empty"]) == 0
-    report = json.loads((out / "build_report.json").read_text())
-    assert report["stages"][0]["dropped"] == {"invalid: field 'text': holds only control characters and whitespace": 1}
-    ppo = pl.read_parquet(out / "ppo" / "data" / "*.parquet")
-    texts = dict(zip(ppo["prompt_id"], (p[-1]["content"] for p in ppo["prompt"])))
-    assert texts["p1"] == "Write a poem number 1 about the sea and the wind." and len(texts) == 31
-    assert texts["math"] == "Surrogate-free astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math" and ppo["user"].n_unique() == 6
-    assert pl.read_parquet(out / "sft" / "data" / "*.parquet").height == 30
+        engine.close()
 
 
 @pytest.mark.parametrize("command", ["taxonomy", "bench", "train"])
