@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import weakref
 from abc import ABC, abstractmethod
@@ -31,9 +32,6 @@ def _chunks(n: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-# descriptors a forked worker closes as it starts: the build's lock on its --out (builders.pipeline), whose copy in a
-# worker that outlives the build (an engine kept for several builds) would hold the folder
-CLOSED_IN_WORKERS: set[int] = set()
 _worker_fns: dict[str, Callable] = {}  # a worker's loaded stage functions, by the digest of their pickle
 _WORKER_FNS_KEPT = 4
 
@@ -43,9 +41,13 @@ def _init_worker() -> None:
     # a result forever (and Pool.terminate waiting on its task thread): workers ignore it, the parent stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler turns SIGTERM into an interrupt; here it just ends
-    for fd in CLOSED_IN_WORKERS:
-        os.close(fd)
-    CLOSED_IN_WORKERS.clear()
+    # the build's lock on its --out: a worker that outlives the build (an engine kept for several builds) would hold
+    # the folder with its copy. Looked up, not imported: a worker forked by a build has the module already
+    pipeline = sys.modules.get("builders.pipeline")
+    if pipeline is not None:
+        for fd in pipeline.HELD_LOCKS:
+            os.close(fd)
+        pipeline.HELD_LOCKS.clear()
 
 
 def _run_chunk(task: tuple[str, str, list]) -> list:

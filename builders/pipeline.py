@@ -86,6 +86,9 @@ def _out_of_space(exc: BaseException) -> bool:
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
+HELD_LOCKS: set[int] = set()  # the `_claim` locks this process holds; a forked engine worker closes its copies
+
+
 def _claim(out: Path) -> int | None:
     """Take `out` for this build: an exclusive lock on the folder (its descriptor is returned; closing it lets go),
     which the system drops when the process ends, even by SIGKILL. A build already writing there is an error naming
@@ -94,8 +97,6 @@ def _claim(out: Path) -> int | None:
         import fcntl
     except ImportError:  # not a POSIX system: no lock
         return None
-    from builders.engine import CLOSED_IN_WORKERS
-
     fd = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -105,14 +106,12 @@ def _claim(out: Path) -> int | None:
         who = f" (pid {', '.join(map(str, pids))})" if pids else ""
         raise InputError(f"another build{who} is writing into this folder: wait for it to end, or give another folder",
                          field="out", detail=str(out)) from None
-    CLOSED_IN_WORKERS.add(fd)  # a forked worker's copy would keep the lock past the build
+    HELD_LOCKS.add(fd)
     return fd
 
 
 def _release(lock: int) -> None:
-    from builders.engine import CLOSED_IN_WORKERS
-
-    CLOSED_IN_WORKERS.discard(lock)
+    HELD_LOCKS.discard(lock)
     os.close(lock)
 
 
