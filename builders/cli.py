@@ -113,7 +113,7 @@ def _cmd_pii(args) -> int:
     rows_in = rows_hit = 0
     entities: Counter = Counter()
     for path, rel in files:
-        df = read_table(path)
+        df = read_table(path, absent=True)
         cols = text_columns(df, args.column, str(path))
         if any("." in c for c in cols):
             raise InputError("pii scans whole columns (strings, lists or chat messages): name a top-level column", flag="--column")
@@ -165,7 +165,7 @@ def _cmd_classify(args) -> int:
         clf = load_model(args.model)
     n = 0
     for path, rel in files:
-        df = read_table(path, text_columns=("text", "prompt", "messages"))
+        df = read_table(path, text_columns=("text", "prompt", "messages"), absent=True)
         labels, scores = clf.predict(prompt_texts(df, str(path)), progress=not args.quiet)
         df = df.with_columns(pl.Series("category", labels, dtype=pl.String), pl.Series("category_score", scores, dtype=pl.Float64))
         write_table(df, Path(args.out) / rel if Path(args.inp).is_dir() else args.out)

@@ -14,6 +14,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import weakref
 from abc import ABC, abstractmethod
@@ -40,6 +41,13 @@ def _init_worker() -> None:
     # a result forever (and Pool.terminate waiting on its task thread): workers ignore it, the parent stops them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler turns SIGTERM into an interrupt; here it just ends
+    # the build's lock on its --out: a worker that outlives the build (an engine kept for several builds) would hold
+    # the folder with its copy. Looked up, not imported: a worker forked by a build has the module already
+    pipeline = sys.modules.get("builders.pipeline")
+    if pipeline is not None:
+        for fd in pipeline.HELD_LOCKS:
+            os.close(fd)
+        pipeline.HELD_LOCKS.clear()
 
 
 def _run_chunk(task: tuple[str, str, list]) -> list:
@@ -222,9 +230,11 @@ def _ray_group_pairs(batch):
 class RayEngine(_Engine):
     """Ray Data: the same stage functions as Ray actors, band-key grouping as a Ray shuffle.
 
-    `address=None` starts a local Ray instance with `workers` CPUs; `address="auto"`, `HOST:PORT` (the head's GCS
-    port, from the driver on a cluster node) or `ray://host:10001` (Ray Client) joins a running cluster, whose CPUs
-    size the actor pools unless `workers` is given.
+    `address=None` starts a private local Ray instance with `workers` CPUs, whatever else runs on the machine: Ray's
+    own default would join a cluster found through RAY_ADDRESS or the last `ray start` on it, which refuses the CPU
+    count. `address="auto"`, `HOST:PORT` (the head's GCS port, from the driver on a cluster node) or
+    `ray://host:10001` (Ray Client) joins a running cluster, with no resource arguments; its CPUs size the actor
+    pools unless `workers` is given.
     """
 
     name = "ray"
@@ -238,7 +248,7 @@ class RayEngine(_Engine):
         self.progress = progress
         self._started = not ray.is_initialized()  # a Ray session the caller opened stays open
         if self._started:
-            kwargs = {"address": address} if address else {"num_cpus": self.workers, "include_dashboard": False}
+            kwargs = {"address": address} if address else {"address": "local", "num_cpus": self.workers, "include_dashboard": False}
             try:
                 ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -37,11 +37,12 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
     if out.exists() and not out.is_dir():  # before the minutes of loading models, not after
         raise InputError("is a file, not a folder: give a folder for sft/, rm/, ppo/ and build_report.json", field="out",
                          detail=str(out))
-    created, tmp, succeeded = False, None, False
+    created, tmp, succeeded, lock = False, None, False, None
     try:
         created = not out.exists()  # set before the folder is made: an interrupt after it still removes it
         try:
             out.mkdir(parents=True, exist_ok=True)
+            lock = _claim(out)
             remove_stale_temporaries(out)
             with interrupts.held():  # made and recorded, or not made: an interrupt in between would leave it behind
                 tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
@@ -72,6 +73,8 @@ def build(settings: BuildSettings | None = None, *, classifier=None, scanner: Pi
                 shutil.rmtree(tmp, ignore_errors=True)
             if created and not succeeded and out.exists() and not any(out.iterdir()):
                 out.rmdir()  # a failed first build leaves no empty --out folder
+            if lock is not None:
+                _release(lock)
     return report
 
 
@@ -83,19 +86,52 @@ def _out_of_space(exc: BaseException) -> bool:
     return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
 
 
+HELD_LOCKS: set[int] = set()  # the `_claim` locks this process holds; a forked engine worker closes its copies
+
+
+def _claim(out: Path) -> int | None:
+    """Take `out` for this build: an exclusive lock on the folder (its descriptor is returned; closing it lets go),
+    which the system drops when the process ends, even by SIGKILL. A build already writing there is an error naming
+    its process: two builds swapped their outputs in, and the first one's silently vanished."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        return None
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        pids = [pid for folder in out.glob(".build-*") if (pid := _running_owner(folder)) is not None]
+        who = f" (pid {', '.join(map(str, pids))})" if pids else ""
+        raise InputError(f"another build{who} is writing into this folder: wait for it to end, or give another folder",
+                         field="out", detail=str(out)) from None
+    HELD_LOCKS.add(fd)
+    return fd
+
+
+def _release(lock: int) -> None:
+    HELD_LOCKS.discard(lock)
+    os.close(lock)
+
+
+def _running_owner(folder: Path) -> int | None:
+    """The process of the build whose temporary folder this is, while it runs; None once it is gone, or where the
+    folder names none (an older build) or cannot be read."""
+    try:
+        pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # gone (ProcessLookupError), or no readable owner
+        return None
+    return pid
+
+
 def remove_stale_temporaries(out: Path) -> list[Path]:
     """Remove the temporary folders of builds into `out` whose process is gone (killed with SIGKILL, a crashed
     machine); a running build's folder is left alone. Returns what was removed."""
     removed = []
     for folder in out.glob(".build-*"):
-        try:
-            pid = int((folder / OWNER_FILE).read_text(encoding="utf-8"))
-            os.kill(pid, 0)
-            continue  # its build is still running
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):  # no owner recorded (an older build) or unreadable: stale
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
+        if _running_owner(folder) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
     return removed

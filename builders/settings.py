@@ -84,7 +84,8 @@ class BuildSettings:
               help=('Worker processes (local) or CPUs (a local Ray instance); default: every core. Small inputs stay in-'
                     'process.'))
     ray_address: str | None = setting(None,
-              help='A running Ray cluster (`auto`, `ray://HOST:10001`); default: start a local Ray instance.')
+              help=('A running Ray cluster to join (`auto`, `HOST:PORT`, `ray://HOST:10001`); default: start a private local Ray '
+                    'instance, even where a cluster runs on this machine.'))
 
     def __post_init__(self) -> None:
         check_choices(self)

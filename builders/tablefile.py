@@ -8,6 +8,7 @@ belongs is an error naming the file, the row and the column, never silently turn
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ from builders.readers import iter_records
 
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz")
 WRITABLE = (".parquet", ".jsonl", ".json", ".ndjson")
+# a JSONL table's record of the keys each row did not have (`read_table(..., absent=True)`, where rows differ in
+# keys): `write_table` leaves them out of that row again, rather than writing each as null
+ABSENT = "__absent_keys__"
 # columns that hold text in the inputs users bring and in this project's own outputs (sft, rm, ppo, eval samples)
 TEXT_COLUMNS = ("text", "prompt", "messages", "completion", "completions", "chosen", "rejected", "response", "context",
                 "model", "baseline", "answer", "question")
@@ -54,9 +58,10 @@ def check_output(inp: str, out: str) -> None:
         raise InputError(f"writes {', '.join(WRITABLE)} files, not {Path(out).suffix or 'a name without a suffix'}", flag="--out")
 
 
-def read_table(path: str | Path, text_columns: tuple[str, ...] = (), *, require: bool = True) -> pl.DataFrame:
+def read_table(path: str | Path, text_columns: tuple[str, ...] = (), *, require: bool = True, absent: bool = False) -> pl.DataFrame:
     """Rows of one JSONL or Parquet file (Parquet keeps its schema); bad lines are errors naming the line; with
-    `require`, one of `text_columns` must exist."""
+    `require`, one of `text_columns` must exist. With `absent`, a JSONL file whose rows differ in keys gets the column
+    `ABSENT`, for `write_table` to write each row with its own keys only."""
     path = Path(path)
     if _suffix(path) == ".parquet":
         try:
@@ -71,6 +76,9 @@ def read_table(path: str | Path, text_columns: tuple[str, ...] = (), *, require:
             _same_kind(rec, text_or_not)
             rows.append(rec.data)
         df = pl.DataFrame(rows, infer_schema_length=None)
+        missing = [[c for c in df.columns if c not in row] for row in rows] if absent else []
+        if any(missing):
+            df = df.with_columns(pl.Series(ABSENT, missing, dtype=pl.List(pl.String)))
     if require and text_columns and not any(c in df.columns for c in text_columns):
         raise InputError(f"needs one of the columns {', '.join(text_columns)}", file=str(path))
     return df
@@ -93,12 +101,23 @@ def _same_kind(rec, seen: dict) -> None:
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """`df` as Parquet or JSONL; in JSONL a row leaves out the null fields its input row did not have (`ABSENT`)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    absent = df[ABSENT].to_list() if ABSENT in df.columns else []
+    df = df.drop(ABSENT, strict=False)
     if _suffix(p) == ".parquet":
         df.write_parquet(p)
-    elif _suffix(p) in WRITABLE:
+    elif _suffix(p) in WRITABLE and not any(absent):
         df.write_ndjson(p)
+    elif _suffix(p) in WRITABLE:
+        with open(p, "w", encoding="utf-8") as fh:
+            for line, gone in zip(df.write_ndjson().splitlines(), absent):
+                if gone:
+                    row = json.loads(line)
+                    line = json.dumps({k: v for k, v in row.items() if not (v is None and k in gone)}, ensure_ascii=False,
+                                      separators=(",", ":"))
+                fh.write(line + "\n")
     else:
         raise InputError(f"writes {', '.join(WRITABLE)} files", flag="--out")
 
@@ -129,7 +148,8 @@ def text_columns(df: pl.DataFrame, wanted: list[str] | None, file: str) -> list[
         roots = [w.split(".")[0] for w in wanted]
         missing = [w for w, r in zip(wanted, roots) if r not in df.columns]
         if missing:
-            raise InputError(f"no column {', '.join(missing)} (columns: {', '.join(df.columns)})", file=file, flag="--column")
+            raise InputError(f"no column {', '.join(missing)} (columns: {', '.join(c for c in df.columns if c != ABSENT)})", file=file,
+                             flag="--column")
         return wanted
     found = [c for c in TEXT_COLUMNS if c in df.columns]
     if not found:

@@ -156,12 +156,13 @@ def test_times_of_every_shape_are_read_column_wise_as_the_record_path_reads_them
 
 def test_generated_texts_and_ids_are_stripped_and_normalised_as_the_record_path_does(tmp_path, record_path_calls):
     """Texts and ids of ASCII and other characters (whitespace Python strips and Rust's does not, combining marks NFC
-    composes, characters NFC changes): the column-wise reading gives the record path's rows and refusals."""
+    composes, characters NFC changes, control and format characters texts or ids lose): the column-wise reading gives
+    the record path's rows and refusals."""
     import random
 
     rnd = random.Random(3)
     alphabet = ["a", "Z", "7", " ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x85", "\xa0", "\u2000", "\u3000", "\u200b", "e\u0301",
-                "\u0301", "\u212b", "\ufeff", "\U0001f600", "\x00"]
+                "\u0301", "\u212b", "\ufeff", "\U0001f600", "\x00", "\x1b", "\x7f", "\x9f", "\u200d", "\r"]
     word = lambda k: "".join(rnd.choices(alphabet, k=k))  # noqa: E731
     rows = [{"prompt_id": word(rnd.randint(0, 3)) + str(i), "user_id": word(rnd.randint(0, 4)) or " ", "source": "api",
              "text": word(rnd.randint(0, 12))} for i in range(3000)]
@@ -170,7 +171,7 @@ def test_generated_texts_and_ids_are_stripped_and_normalised_as_the_record_path_
     record_path_calls.clear()
     got = _by_frames(path, batch_size=1000)
     _same(want, got)
-    assert 1000 < got[0].prompts.height < 3000 and len(record_path_calls) == 3000 - got[0].prompts.height
+    assert 800 < got[0].prompts.height < 3000 and len(record_path_calls) == 3000 - got[0].prompts.height
 
 
 def test_python_strip_is_the_column_wise_strip_on_every_code_point():

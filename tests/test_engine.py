@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -160,45 +161,121 @@ def test_torch_classifier_runs_in_process_with_worker_engine():
     assert got.prompts["category"].to_list() == want.prompts["category"].to_list() == clf.predict(prompts["text"].to_list())[0]
 
 
-@pytest.mark.slow
-def test_a_two_node_ray_cluster_gives_identical_output(tmp_path, sample_build):
-    """A real cluster: a head and a second node started as separate processes (`ray start`, one CPU each), and
-    `instructkit build --engine ray --ray-address HOST:PORT` run as its own driver process, as on KubeRay or a
-    `ray up` cluster. Its datasets are byte-identical to the in-process build's. Both nodes are stopped at the end."""
+@contextlib.contextmanager
+def _ray_nodes(nodes: int = 1):
+    """A Ray head and `nodes - 1` more nodes (one CPU each), each a `ray start --block` process in a session of its
+    own, with a temporary folder of their own (RAY_TMPDIR: no other Ray user of this machine finds them through
+    /tmp/ray). Yields the head's HOST:PORT and the environment a driver needs; at the end exactly these processes are
+    stopped (`ray stop` would stop every Ray process of this user)."""
     pytest.importorskip("ray", reason="the Ray engine is an extra: pip install 'instructkit[ray]'")
     import os
+    import secrets
     import shutil
+    import signal
     import socket
     import subprocess
     import sys
+    import tempfile
+    import time
 
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"127.0.0.1:{port}"
-    import secrets
-
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths under it must fit 107 characters
     # Ray 2.5x clusters authenticate with a token: the nodes and the driver share it, as on a real cluster
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {**os.environ, "RAY_TMPDIR": temp, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(32), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("RAY_ADDRESS", None)
+    procs = []
 
-    def ray(*args):
-        return subprocess.run([ray_bin, *args], env=env, capture_output=True, text=True, timeout=180)
+    def start(*args: str) -> None:
+        procs.append(subprocess.Popen([ray_bin, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", *args],
+                                      env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
+    def wait_for(ready, what: str) -> None:
+        deadline = time.monotonic() + 180
+        while not ready():
+            assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.5)
+
+    alive = "import ray; ray.init(address=%r, log_to_driver=False); print(sum(n['Alive'] for n in ray.nodes()))" % address
     try:
-        head = ray("start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false")
-        assert head.returncode == 0, head.stderr[-2000:]
-        node = ray("start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1")
-        assert node.returncode == 0, node.stderr[-2000:]
-        nodes = subprocess.run([sys.executable, "-c", "import ray; ray.init(address=%r, log_to_driver=False); "
-                                "print(sum(n['Alive'] for n in ray.nodes()))" % address], env=env, capture_output=True,
-                               text=True, timeout=180)
-        assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
-        out = tmp_path / "cluster"
+        start("--head", f"--port={port}", "--include-dashboard=false")
+        wait_for(lambda: os.path.exists(os.path.join(temp, "ray", "ray_current_cluster")), "the Ray head")  # written once it is up
+        for _ in range(nodes - 1):
+            start(f"--address={address}")
+        if nodes > 1:
+            wait_for(lambda: subprocess.run([sys.executable, "-c", alive], env=env, capture_output=True, text=True,
+                                            timeout=180).stdout.strip().endswith(str(nodes)), f"{nodes} Ray nodes")
+        yield address, env
+    finally:
+        for p in reversed(procs):  # the other nodes, then the head
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+_ENGINE_ON_RAY = """
+import json, sys
+import ray
+from builders.engine import RayEngine
+
+def squares(xs):
+    return [x * x for x in xs]
+
+address = sys.argv[1] or None
+engine = RayEngine(address=address, workers=None if address else 2, progress=False)
+try:
+    got = engine.map(squares, list(range(7)), batch_size=3)
+    print(json.dumps({"workers": engine.workers, "cpus": ray.cluster_resources().get("CPU"),
+                      "gcs": ray.get_runtime_context().gcs_address, "got": got}))
+finally:
+    engine.close()
+"""
+
+
+@pytest.mark.slow
+def test_without_an_address_ray_starts_its_own_instance_beside_a_running_cluster_and_with_one_joins_it():
+    """A Ray head already runs (`ray start --head`, as on a Ray user's machine, where Ray's default `ray.init()` finds
+    it): `--engine ray` without an address starts a private instance with its own CPU count (Ray's default joined
+    the head, which refused `num_cpus`), and with the head's address joins it with no resource arguments."""
+    import json
+    import subprocess
+    import sys
+
+    with _ray_nodes() as (address, env):
+        def engine_on_ray(given: str) -> dict:
+            done = subprocess.run([sys.executable, "-c", _ENGINE_ON_RAY, given], env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        private, joined = engine_on_ray(""), engine_on_ray(address)
+    port = address.rpartition(":")[2]
+    assert private["got"] == joined["got"] == [x * x for x in range(7)]
+    # Ray names the head by the machine's address, not 127.0.0.1: the port tells the two apart
+    assert private["workers"] == private["cpus"] == 2 and not private["gcs"].endswith(f":{port}")
+    assert joined["workers"] == joined["cpus"] == 1 and joined["gcs"].endswith(f":{port}")
+
+
+@pytest.mark.slow
+def test_a_two_node_ray_cluster_gives_identical_output(tmp_path, sample_build):
+    """A real cluster: a head and a second node started as separate processes (`ray start`, one CPU each), and
+    `instructkit build --engine ray --ray-address HOST:PORT` run as its own driver process, as on KubeRay or a
+    `ray up` cluster. Its datasets are byte-identical to the in-process build's. Both nodes are stopped at the end."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "cluster"
+    with _ray_nodes(2) as (address, env):
         run = subprocess.run([sys.executable, "-m", "instructkit", "build", "--engine", "ray", "--ray-address", address,
                               "--out", str(out), "--quiet"], env=env, capture_output=True, text=True, timeout=900)
         assert run.returncode == 0, run.stderr[-3000:]
-    finally:
-        ray("stop", "--force")
     expected, _ = sample_build
     assert _files(out) == _files(expected)

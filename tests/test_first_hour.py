@@ -102,6 +102,84 @@ def test_a_number_among_texts_is_an_error_not_quietly_made_text(command, tmp_pat
     assert not (tmp_path / "o.jsonl").exists()
 
 
+@pytest.mark.parametrize("command", ["classify", "pii"])
+def test_a_row_keeps_its_own_fields_in_a_jsonl_output(command, tmp_path):
+    """Rows of one file with different fields come back with their own fields and the command's own: no
+    `"prompt": null` added to a row that had no `prompt` (classify reads `text`, `prompt` or `messages`), no
+    `"source": null` to a row that had no `source`. A null the row gave stays."""
+    if command == "classify":
+        rows = [{"id": 1, "text": "Write a short poem about the sea."}, {"id": 2, "prompt": "Who wrote Hamlet?", "lang": None},
+                {"id": 3, "messages": [{"role": "user", "content": "List 10 gift ideas for my dad."}]}]
+        want = [["id", "text"], ["id", "prompt", "lang"], ["id", "messages"]]
+    else:
+        rows = [{"id": 1, "text": "Mail jo@example.com"}, {"id": 2, "text": "Who wrote Hamlet?", "lang": None},
+                {"id": 3, "text": "Hi", "source": "web"}]
+        want = [["id", "text"], ["id", "text", "lang"], ["id", "text", "source"]]
+    out = tmp_path / "o.jsonl"
+    assert main([command, "--in", str(write_jsonl(tmp_path / "in.jsonl", rows)), "--out", str(out)]) == 0
+    added = ["category", "category_score"] if command == "classify" else []
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [list(row) for row in got] == [[*keys, *added] for keys in want]
+    assert got[1]["lang"] is None and got[0]["text"] in ("Write a short poem about the sea.", "Mail <EMAIL_ADDRESS>")
+
+
+@pytest.mark.slow
+def test_a_second_build_into_a_folder_a_build_is_writing_is_refused_naming_that_build(tmp_path, capsys):
+    """Two builds into one --out swapped their outputs in one after the other: the first one's silently vanished.
+    The second now stops at once, naming the running build's process; once that build is gone the folder is free."""
+    import os
+    import time
+
+    out = tmp_path / "out"
+    # a real build, held where it would load the classifier (a build writing into `out`, for as long as this test needs)
+    code = ("import sys, time, taxonomy.model as m\nm.load_model = lambda *a, **k: time.sleep(600)\n"
+            "from instructkit.cli import main\nmain(['build', '--out', sys.argv[1], '--quiet'])")
+    first = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(".build-*/.owner-pid")):
+            assert first.poll() is None and time.monotonic() < deadline, "the first build did not start"
+            time.sleep(0.1)
+        assert main(["build", "--out", str(out), "--quiet"]) == 2
+        assert capsys.readouterr().err.strip() == (f"instructkit: error: --out: another build (pid {first.pid}) is writing into "
+                                                   f"this folder: wait for it to end, or give another folder: {out}")
+        assert [p.name for p in out.iterdir()] == [next(out.glob(".build-*")).name]  # nothing of the second build
+    finally:
+        first.kill()
+        first.wait()
+    from builders.pipeline import _claim
+
+    os.close(_claim(out))  # the lock went with the process
+
+
+def test_a_worker_forked_during_a_build_does_not_keep_its_folder_locked(tmp_path):
+    """The local engine's workers are forked while the build holds its --out and may outlive it (an engine kept for
+    several builds): the lock ends with the build, not with them."""
+    import os
+    import time
+
+    from builders.engine import LocalEngine
+    from builders.errors import InputError
+    from builders.pipeline import _claim, _release
+
+    lock = _claim(tmp_path)
+    engine = LocalEngine(workers=2, min_parallel=1, progress=False)
+    try:
+        engine.start()
+        _release(lock)  # the build ends; its workers live on
+        deadline = time.monotonic() + 30
+        while True:  # a worker that had not set itself up yet still holds its copy for a moment
+            try:
+                os.close(_claim(tmp_path))
+                break
+            except InputError:
+                assert time.monotonic() < deadline, "the engine's workers kept the folder locked"
+                time.sleep(0.1)
+        assert len(engine.worker_pids) == 2
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize("command", ["taxonomy", "bench", "train"])
 def test_a_command_without_its_subcommand_names_what_is_missing_in_the_users_words(command, capsys):
     with pytest.raises(SystemExit) as done:

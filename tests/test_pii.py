@@ -261,6 +261,17 @@ def test_a_worker_gets_the_scanner_s_model_and_an_unknown_model_is_an_error():
         PiiScanner(model="lg")
 
 
+def test_styled_letters_are_read_as_plain_ones_and_left_as_they_were(scanner):
+    """Mathematical and full-width letters are read as the letters they style: a styled word is no name for that
+    (spaCy called `𝔘𝔫𝔦𝔠𝔬𝔡𝔢` a PERSON), a styled name or e-mail address is found all the same, and the redacted text
+    keeps its styled letters."""
+    for text in ["Surrogate-free astral 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math", "Write about 𝕯𝖔𝖚𝖇𝖑𝖊 struck letters in 𝐁𝐨𝐥𝐝."]:
+        assert clean(scanner, [text]) == [text]
+    assert clean(scanner, ["𝐓𝐨𝐝𝐚𝐲: my name is 𝐉𝐨𝐡𝐧 𝐒𝐦𝐢𝐭𝐡, write to 𝐣𝐚𝐧𝐞@𝐞𝐱𝐚𝐦𝐩𝐥𝐞.𝐜𝐨𝐦"]) == [
+        "𝐓𝐨𝐝𝐚𝐲: my name is <PERSON>, write to <EMAIL_ADDRESS>"]
+    assert clean(scanner, ["I love Ｍａｒｉａ so much"]) == ["I love <PERSON> so much"]
+
+
 def test_an_unknown_names_mode_is_an_error():
     with pytest.raises(ValueError, match="all, personal"):
         PiiScanner(names="some")

@@ -288,3 +288,47 @@ def test_a_label_of_a_rejected_prompt_says_its_prompt_was_rejected_and_where(tmp
     reasons = dict(zip(result.dropped["record_id"].to_list(), result.dropped["reason"].to_list()))
     assert reasons[f"{f}:3"] == "invalid: field 'prompt_id': its prompt was rejected"
     assert reasons[f"{f}:4"] == "invalid: field 'prompt_id': no prompt with this prompt_id"
+
+
+def test_control_characters_leave_texts_and_ids_and_invisible_ones_leave_ids(tmp_path):
+    """NUL and the other control characters (but tab, line feed, carriage return) leave texts; every control and
+    format character (zero-width joiner and space, BOM) leaves ids, so `u1` and `u1`+ZWJ are one user and a label
+    naming `p1` finds the prompt whose id ends in an invisible joiner. Texts keep their format characters (an emoji
+    family's joiners) and are NFC; so are ids."""
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    f = write_jsonl(tmp_path / "p.jsonl", [
+        prompt("p1\u200d", "hello\x00world,\ta bell\x07 and an escape\x1b[0m\r\nnext line", user="u1"),
+        prompt("p2", f"Cafe\u0301 for the {family}", user="u1\u200d"),
+        prompt("p3", "third", user="\ufeffu\x001\u200b"),
+        prompt("Caf\u0065\u0301", "fourth", user="Jos\u00e9"),
+        prompt("p5", "fifth", user="Jose\u0301"),
+        {"prompt_id": "p1", "labeler_id": "lab\x00\u200b", "completion": "Done\x00."},
+    ])
+    tables, result = run(f)
+    prompts = tables.prompts.sort("prompt_id")
+    assert prompts["prompt_id"].to_list() == ["Caf\u00e9", "p1", "p2", "p3", "p5"]
+    texts = dict(zip(prompts["prompt_id"], prompts["text"]))
+    assert texts["p1"] == "helloworld,\ta bell and an escape[0m\r\nnext line"
+    assert texts["p2"] == f"Caf\u00e9 for the {family}"
+    users = dict(zip(prompts["prompt_id"], prompts["user"]))
+    assert users["p1"] == users["p2"] == users["p3"] and users["Caf\u00e9"] == users["p5"] != users["p1"]
+    assert tables.demonstrations.select("prompt_id", "labeler_id", "completion").row(0) == ("p1", "lab", "Done.")
+    assert result.dropped.height == 0
+
+
+def test_a_text_or_id_of_nothing_but_control_characters_is_refused_and_counted(tmp_path):
+    f = write_jsonl(tmp_path / "p.jsonl", [
+        prompt("a", "ok"),
+        prompt("b", "\x00\x00 \x07"),
+        prompt("c", "fine", user="\u200b\x00"),
+        {"prompt_id": "a", "labeler_id": "l", "completion": "\x00"},
+        {"prompt_id": "a", "labeler_id": "l", "completions": ["\x00", "y"], "ranks": [0, 1]},  # a ranked reply may be empty
+    ])
+    with pytest.raises(InputError, match=r"p.jsonl:2: field 'text': holds only control characters and whitespace$"):
+        run(f)
+    tables, result = run(f, on_error="skip")
+    assert tables.prompts["prompt_id"].to_list() == ["a"] and tables.rankings["completions"].to_list() == [["", "y"]]
+    assert dict(zip(result.dropped["record_id"], result.dropped["reason"])) == {
+        f"{f}:2": "invalid: field 'text': holds only control characters and whitespace",
+        f"{f}:3": "invalid: field 'user_id': holds only control or format characters",
+        f"{f}:4": "invalid: field 'completion': holds only control characters and whitespace"}

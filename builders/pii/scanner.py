@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import unicodedata
 
 from threadpoolctl import threadpool_limits
 
@@ -21,6 +22,27 @@ MODELS = {"md": SPACY_MODEL_MD, "sm": SPACY_MODEL}
 NAME_MODES = ("all", "personal")
 log = logging.getLogger(__name__)
 Finding = Span  # the name the stage and the benchmarks use
+
+
+class _PlainForms(dict):
+    """str.translate table, filled as characters are met: each character to its compatibility form (NFKC) where that
+    is one character (styled letters 𝔘 𝐁 Ｊ to U B J, styled digits, no-break space to space), else to itself."""
+
+    def __missing__(self, code: int) -> int:
+        folded = unicodedata.normalize("NFKC", chr(code))
+        self[code] = ord(folded) if len(folded) == 1 else code
+        return self[code]
+
+
+_PLAIN_FORMS = _PlainForms()
+
+
+def plain_letters(text: str) -> str:
+    """The text the finders read: styled letters and digits as plain ones, one character for one, so every span
+    found is the same span of the text as given (which is never changed). spaCy took `𝔘𝔫𝔦𝔠𝔬𝔡𝔢` for a person's name
+    and no finder read `𝐣𝐚𝐧𝐞@𝐞𝐱𝐚𝐦𝐩𝐥𝐞.𝐜𝐨𝐦`; read as `Unicode` and `jane@example.com`, the one is no name and the other
+    an e-mail address."""
+    return text if text.isascii() else text.translate(_PLAIN_FORMS)
 
 
 class PiiScanner:
@@ -90,6 +112,7 @@ class PiiScanner:
 
     def scan_distinct(self, texts: list[str]) -> list[list[Span]]:
         """Findings per text, for one batch."""
+        texts = [plain_letters(t) for t in texts]
         direct = [self.ids.find(t) + [Span(a, b, "STREET_ADDRESS", 0.7) for a, b in find_addresses(t)] for t in texts]
         # NER reads only the windows where a name could be: most prompts have none
         windows = [(i, a, b) for i, t in enumerate(texts) for a, b in ner_windows(t)]

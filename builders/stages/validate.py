@@ -7,6 +7,7 @@ With `on_error="fail"` the first malformed record raises an InputError naming fi
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import unicodedata
 from datetime import datetime, timezone
@@ -34,8 +35,24 @@ from builders.stages import StageResult
 NAME = "validate"
 
 
-def _text(value) -> str:
-    return unicodedata.normalize("NFC", value).strip()
+# control characters (Unicode Cc) a text loses: NUL and every other one but tab, line feed and carriage return (the
+# same class for Python's re and polars' Rust regex)
+_CONTROL_CLASS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]"
+_CONTROLS = re.compile(_CONTROL_CLASS)
+
+
+def _text(value: str) -> str:
+    """A text as the build keeps it: control characters but tab, line feed and carriage return removed, NFC,
+    stripped. Format characters (zero-width joiners in emoji, direction marks) stay: they change how text reads."""
+    return unicodedata.normalize("NFC", _CONTROLS.sub("", value)).strip()
+
+
+def _id(value: str) -> str:
+    """An id as the build keeps it: every control and format character (Unicode Cc and Cf: NUL, zero-width space and
+    joiners, BOM, direction marks) removed, NFC, stripped, so ids that look the same are the same id."""
+    if not (value.isascii() and value.isprintable()):
+        value = unicodedata.normalize("NFC", "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cf")))
+    return value.strip()
 
 
 def _req_str(rec: RawRecord, fld: str) -> str:
@@ -44,17 +61,23 @@ def _req_str(rec: RawRecord, fld: str) -> str:
         raise InputError("missing or empty", file=rec.file, line=rec.line, field=fld)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(f"must be a string, got {type(value).__name__}", file=rec.file, line=rec.line, field=fld)
-    return str(value).strip()
+    ident = _id(str(value))
+    if not ident:
+        raise InputError("holds only control or format characters", file=rec.file, line=rec.line, field=fld)
+    return ident
 
 
 def _long_text(rec: RawRecord, fld: str, value, max_chars: int, allow_empty: bool = False) -> str:
     """Earlier chat turns and ranked completions may be empty (a model can say nothing); prompts and
-    demonstrations may not."""
+    demonstrations may not, nor be made only of control characters and whitespace."""
     if not isinstance(value, str) or not (allow_empty or value.strip()):
         raise InputError("must be a non-empty string", file=rec.file, line=rec.line, field=fld)
     if len(value) > max_chars:
         raise InputError(f"over max_prompt_chars={max_chars:,}", file=rec.file, line=rec.line, field=fld, detail=f"{len(value):,} characters")
-    return _text(value)
+    text = _text(value)
+    if not (allow_empty or text):
+        raise InputError("holds only control characters and whitespace", file=rec.file, line=rec.line, field=fld)
+    return text
 
 
 def _prompt(rec: RawRecord, max_chars: int) -> dict:
@@ -154,21 +177,29 @@ _PY_SPACE = "".join(c for c in map(chr, range(0x10000)) if c.isspace())
 
 
 def _stripped_ids(values: pl.Series) -> pl.Series:
-    """`_req_str`'s value of each id of a column of strings or integers (not checked here: empty stays empty)."""
-    return values.cast(pl.String).str.strip_chars(_PY_SPACE)
+    """`_req_str`'s value (`_id`) of each id of a column of strings or integers (not checked here: empty stays empty):
+    ids of printable ASCII are only stripped, column-wise; the others go through `_id` itself."""
+    values = values.cast(pl.String)
+    out = values.str.strip_chars(_PY_SPACE)
+    other = values.str.contains(r"[^\x20-\x7E]").fill_null(False).arg_true()
+    if len(other):
+        out = out.scatter(other, pl.Series([_id(v) for v in values.gather(other).to_list()], dtype=pl.String))
+    return out
 
 
 def _long_texts(raw: pl.Series, max_chars: int, allow_empty: bool = False) -> pl.Series:
-    """`_long_text`'s value (`_text`: NFC, then stripped) of each string of a column, null where it refuses it. NFC
-    leaves ASCII as it is; the other values are normalised by Python's `unicodedata`, as `_text` does it."""
+    """`_long_text`'s value (`_text`) of each string of a column, null where it refuses it: control characters removed
+    and the text stripped column-wise; NFC leaves ASCII as it is, and the other texts are normalised by Python's
+    `unicodedata`, as `_text` does it."""
     ok = raw.str.len_chars() <= max_chars
-    if not allow_empty:
-        ok &= raw.str.strip_chars(_PY_SPACE) != ""
-    other = (raw.str.len_bytes() != raw.str.len_chars()).arg_true()
+    texts = raw.str.replace_all(_CONTROL_CLASS, "")
+    other = (texts.str.len_bytes() != texts.str.len_chars()).arg_true()
     if len(other):
-        nfc = [unicodedata.normalize("NFC", v) for v in raw.gather(other).to_list()]
-        raw = raw.clone().scatter(other, pl.Series(nfc, dtype=pl.String))
-    return pl.select(pl.when(ok).then(raw.str.strip_chars(_PY_SPACE))).to_series()
+        texts = texts.scatter(other, pl.Series([unicodedata.normalize("NFC", v) for v in texts.gather(other).to_list()], dtype=pl.String))
+    texts = texts.str.strip_chars(_PY_SPACE)
+    if not allow_empty:
+        ok &= texts != ""
+    return pl.select(pl.when(ok).then(texts)).to_series()
 
 
 def _fast_prompts(df: pl.DataFrame, file: str, first_line: int, max_chars: int) -> pl.DataFrame:
@@ -252,9 +283,10 @@ def _given(value) -> bool:
 
 
 def _label_id(data: dict, kind: str, pid: str, n: int) -> str:
-    """A label's id: its own, or `{prompt_id}:d{n}` / `:r{n}` (n: the prompt's labels of that kind before it)."""
+    """A label's id: its own (as `_id` keeps it), or `{prompt_id}:d{n}` / `:r{n}` (n: the prompt's labels of that kind
+    before it) where it gives none or one of only whitespace, control and format characters."""
     value = data.get(f"{kind}_id")
-    return str(value) if _given(value) else f"{pid}:{kind[0]}{n}"
+    return (_id(str(value)) if _given(value) else "") or f"{pid}:{kind[0]}{n}"
 
 
 def _check_label_id(rec: RawRecord, kind: str) -> None:
@@ -321,8 +353,9 @@ def _plain_labels(df: pl.DataFrame, kinds: np.ndarray, max_chars: int) -> pl.Dat
         if id_type not in _ID_TYPES and id_type != pl.Null:
             return None
         given = part[f"{kind}_id"] if f"{kind}_id" in cols else pl.Series([None] * part.height, dtype=pl.String)
-        own = given.is_not_null() & (given.cast(pl.String) != "")  # as `_given`: null and "" take the default id
-        given = pl.select(pl.when(own).then(given.cast(pl.String))).to_series()
+        given = _stripped_ids(given)
+        own = given.is_not_null() & (given != "")  # as `_label_id`: null and "" take the default id
+        given = pl.select(pl.when(own).then(given)).to_series()
         typed = {"given_id": given}
         if kind == "demonstration":
             if cols["completion"] != pl.String:
@@ -424,9 +457,9 @@ def is_prompt(rec: RawRecord) -> bool:
 def _id_value(rec: RawRecord) -> str | None:
     """The record's prompt_id as `_req_str` reads it, or None where `_req_str` would raise."""
     value = rec.data.get("prompt_id") if rec.data is not None else None
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
         return None
-    return str(value).strip()
+    return _id(str(value)) or None
 
 
 class _LabelKeys:
@@ -517,8 +550,8 @@ class Validator:
     def _reject_prompt(self, rec: RawRecord, err: InputError) -> None:
         self._reject(rec.origin, "prompt", err)
         pid = rec.data.get("prompt_id") if isinstance(rec.data, dict) else None
-        if isinstance(pid, (str, int)) and not isinstance(pid, bool) and str(pid).strip():  # as _req_str reads it
-            self.rejected_prompts.setdefault(str(pid).strip(), rec.origin)
+        if isinstance(pid, (str, int)) and not isinstance(pid, bool) and _id(str(pid)):  # as _req_str reads it
+            self.rejected_prompts.setdefault(_id(str(pid)), rec.origin)
 
     def add(self, rec: RawRecord) -> None:
         self.n_in[_input_kind(rec)] += 1
