@@ -6,6 +6,8 @@ Accuracy: every kind side by side on every hand-labeled held-out set, with a lis
     .venv/bin/python -m taxonomy.bench --accuracy --data-dir ../shared/data [--models fast,embed,keywords,FILE,llm:URL#M]
 Per use case, with intervals, on one held-out set:
     .venv/bin/python -m taxonomy.bench --per-class mixed --data-dir ../shared/data [--models fast,embed,keywords]
+Two models on every real held-out set and pooled, with the paired difference:
+    .venv/bin/python -m taxonomy.bench --paired OLD.skops,fast --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -122,6 +124,36 @@ def per_class(data_dir: str, heldout: str, models: list[str]) -> None:
               + " | ".join(f"{v[r]['f1']:.3f} [{v[r]['ci95'][0]:.3f}, {v[r]['ci95'][1]:.3f}]" for v in cols.values()) + " |")
 
 
+def paired(data_dir: str, before: str, after: str, *, n_boot: int = 500, seed: int = 0) -> None:
+    """Macro-F1 of two models on every real held-out set and on all of them pooled, with the paired difference's 95%
+    bootstrap interval (the same resampled prompts for both)."""
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from taxonomy.heldout import load_heldout
+    from taxonomy.model import load_model
+
+    sets = {n: load_heldout(data_dir, n) for n in ("oasst", "mixed", "followups", "large")}  # shapes is partly written
+    sets["all real, pooled"] = (sum((t for t, _ in sets.values()), []), sum((y for _, y in sets.values()), []))
+    models = {m: load_model(m) for m in (before, after)}
+    print(f"| held-out set | prompts | {before} | {after} | difference [95%] | accuracy |")
+    print("|---|---:|---:|---:|---|---|")
+    rng = np.random.default_rng(seed)
+    for name, (texts, labels) in sets.items():
+        y = np.array(labels)
+        p0, p1 = (np.array(models[m].predict(texts)[0]) for m in (before, after))
+        present = sorted(set(labels))
+
+        def f1(p, i):
+            return f1_score(y[i], p[i], labels=present, average="macro", zero_division=0)
+
+        every = np.arange(len(y))
+        draws = [f1(p1, i) - f1(p0, i) for i in (rng.integers(0, len(y), len(y)) for _ in range(n_boot))]
+        lo, hi = np.percentile(draws, [2.5, 97.5])
+        print(f"| {name} | {len(y):,} | {f1(p0, every):.3f} | {f1(p1, every):.3f} | {f1(p1, every) - f1(p0, every):+.3f} "
+              f"[{lo:+.3f}, {hi:+.3f}] | {np.mean(p0 == y):.3f} → {np.mean(p1 == y):.3f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000, help="speed: prompts to classify")
@@ -131,8 +163,12 @@ def main() -> None:
                    "keywords, a skops file, llm:BASE_URL[#MODEL], hf:MODEL[#LABELS.yaml])")
     p.add_argument("--data-dir", default="../shared/data", help="accuracy: the public data the held-out references point into")
     p.add_argument("--per-class", metavar="SET", help="per use case F1 with intervals of --models on this held-out set")
+    p.add_argument("--paired", metavar="BEFORE,AFTER", help="two models on every real held-out set and pooled, with "
+                   "the paired difference's interval")
     a = p.parse_args()
-    if a.per_class:
+    if a.paired:
+        paired(a.data_dir, *a.paired.split(",", 1))
+    elif a.per_class:
         per_class(a.data_dir, a.per_class, [m for m in a.models.split(",") if m])
     elif a.accuracy:
         accuracy(a.data_dir, [m for m in a.models.split(",") if m])

@@ -45,10 +45,11 @@ def register(sub) -> None:
     r.set_defaults(func=_cmd_review)
     e = tsub.add_parser("eval", help="macro-F1, per-class F1 and confusion matrix on labeled rows")
     e.add_argument("--labels", help="CSV/JSONL of text,label")
-    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed", "shapes", "followups"],
+    e.add_argument("--heldout", nargs="?", const="oasst", choices=["oasst", "mixed", "shapes", "followups", "large"],
                    help="score a hand-labeled held-out set (texts read from --data-dir): oasst (167 oasst1 prompts, the "
                    "default), mixed (100 HH-RLHF first turns + 100 oasst1 follow-ups), followups (73 follow-up turns of "
-                   "the synthetic oasst trees) or shapes (50 written prompts of the shapes Table 1 names + 30 HH-RLHF "
+                   "the synthetic oasst trees), large (1,458 HH-RLHF helpful first turns, TruthfulQA questions and RTP "
+                   "sentence starts, each labeled twice) or shapes (50 written prompts of the shapes Table 1 names + 30 HH-RLHF "
                    "dialogues pasted as transcripts)")
     e.add_argument("--real", action="store_true", help="with --cv K: cross-validate on the hand-labeled real training "
                    "prompts, every fold's model also trained on the written set")

@@ -21,12 +21,28 @@ in `../shared/data` (never copied into this repository).
   after the blind test was scored). Measured by cross-validation (each fold trained
   on the written set plus the other folds).
 
+- The second round (2026-12-08): 3,000 more real prompts, each labeled twice independently from the same guide
+  (`taxonomy/data/LABELING_GUIDE.md`: the definitions and tie-break rules in `taxonomy/categories.py` with
+  clarifications that follow from them), the
+  disagreements settled from the same rules by a third pass; every row keeps both labels (`first`, `second`) beside
+  the settled `label`. Chosen to weigh toward the classes and boundaries the models miss: every unused HH-RLHF
+  test first turn the shipped model put in a weak class, the 900 it was least sure of, 150 TruthfulQA questions, 150
+  RealToxicityPrompts sentence starts, the rest drawn at random from the unused HH-RLHF first turns. Split by source:
+  `taxonomy/data/real_labeled_2.jsonl` (training: HH-RLHF harmless-base test first turns and the non-toxic RTP
+  sample) and `taxonomy/data/heldout_large.jsonl` (`--heldout large`, never trained on: HH-RLHF helpful-base test
+  first turns, TruthfulQA questions and the toxic RTP sample). The annotators were AI-assistant instances working
+  blind to each other and to the models, not people.
+
 The public logs here hold almost no real Extract, Classification, Summarization or Closed QA prompts, so those
 classes are measured mainly by cross-validation on the written labeled set.
 
 References: `oasst1_en_validation` and `oasst_trees_synthetic` by message id; `hh_helpful_test` and
 `hh_harmless_test` by the 0-based row of the test split (`Anthropic/hh-rlhf`, `data_dir="helpful-base"` etc.),
-whose text is the first `Human:` turn of `chosen`.
+whose text is the first `Human:` turn of `chosen`; `truthfulqa_v0` by the 0-based row of
+`TruthfulQA_v0_original.csv` (its question); `rtp_toxic` / `rtp_nontoxic` by the 0-based line of the
+RealToxicityPrompts sample (its prompt text). Licences of the texts referred to: oasst1 Apache-2.0, HH-RLHF MIT,
+TruthfulQA Apache-2.0, RealToxicityPrompts Apache-2.0 (the DecodingTrust sample CC BY-SA 4.0); the labels are this
+project's.
 """
 
 from __future__ import annotations
@@ -42,8 +58,9 @@ from builders.sources.oasst import local_messages
 
 DATA = Path(__file__).resolve().parent / "data"
 HELDOUT_SETS = {"oasst": DATA / "heldout_real.jsonl", "mixed": DATA / "heldout_mixed.jsonl", "shapes": DATA / "heldout_shapes.jsonl",
-                "followups": DATA / "heldout_followups.jsonl"}
+                "followups": DATA / "heldout_followups.jsonl", "large": DATA / "heldout_large.jsonl"}
 REAL_LABELED = DATA / "real_labeled.jsonl"
+REAL_LABELED_2 = DATA / "real_labeled_2.jsonl"  # the second round: 1,542 prompts labeled twice (`first`, `second`)
 REAL_SHAPES = DATA / "real_shapes.jsonl"  # 80 HH-RLHF dialogues pasted as transcripts (Chat)
 
 

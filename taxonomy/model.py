@@ -271,10 +271,11 @@ def default_training_set(data_dir: str | Path) -> tuple[list[str], list[str]]:
     """The written labeled sets (the first one, and the shapes Table 1's definitions name: dialogue transcripts,
     "given X, decide Y" tasks, word problems, passages with questions or options, text to pull items from) plus the
     hand-labeled real prompts and real dialogues pasted as transcripts (texts read from `data_dir`)."""
-    from taxonomy.heldout import REAL_SHAPES, load_real_labeled
+    from taxonomy.heldout import REAL_LABELED_2, REAL_SHAPES, load_real_labeled
 
     texts, labels = [], []
-    for part in (read_labels(LABELED), read_labels(SHAPES), load_real_labeled(data_dir), load_real_labeled(data_dir, REAL_SHAPES)):
+    for part in (read_labels(LABELED), read_labels(SHAPES), load_real_labeled(data_dir), load_real_labeled(data_dir, REAL_SHAPES),
+                 load_real_labeled(data_dir, REAL_LABELED_2)):
         texts += part[0]
         labels += part[1]
     return texts, labels

@@ -100,9 +100,11 @@ def test_on_shifted_mixtures_whose_errors_match_the_calibration_the_correction_h
 
 
 @needs_full_data
-def test_on_held_out_real_prompts_the_correction_is_further_from_the_gold_shares(shared, classifier):
-    """The second reason the build shows raw shares: on the 520 hand-labeled held-out real prompts (never trained
-    on), the corrected shares are further from the gold labels' shares than the raw ones."""
+def test_on_held_out_real_prompts_the_correction_moves_toward_the_gold_shares(shared, classifier):
+    """Real prompts like the calibration pairs (whose real share grew with the second round of labels): on every
+    hand-labeled held-out set together (never trained on) the corrected shares are closer to the gold labels' than
+    the raw ones, and the intervals hold most true shares. The sample's templated prompts are where it fails, which
+    is why the build still shows raw shares (docs/taxonomy.md)."""
     from taxonomy.heldout import HELDOUT_SETS, load_heldout
 
     texts, labels = [], []
@@ -110,7 +112,8 @@ def test_on_held_out_real_prompts_the_correction_is_further_from_the_gold_shares
         t, lab = load_heldout(shared, name)
         texts, labels = texts + t, labels + lab
     got = against(classifier.shares(classifier.predict(texts)[0]), labels)
-    assert got["prompts"] == 520 and got["tv_corrected"] > got["tv_raw"]
+    assert got["prompts"] == 1963 and got["tv_corrected"] < got["tv_raw"]
+    assert int(got["intervals_holding_the_truth"].split("/")[0]) >= 8
 
 
 def test_the_report_carries_corrected_shares_only_for_a_correction_that_passed(monkeypatch, classifier):
