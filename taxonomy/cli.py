@@ -81,7 +81,9 @@ def _cmd_train(args) -> int:
     clf = UseCaseClassifier.train(texts, labels, seed=args.seed, name=Path(args.out).stem, features=args.features,
                                   base=args.base)
     if mine:
-        clf.evaluation = _evaluate_on_own_labels(clf, args, base, mine)
+        from taxonomy.review import accuracy_on_labels
+
+        clf.evaluation = accuracy_on_labels(clf, Path(args.labels).name, base, mine, features=args.features, seed=args.seed)
     clf.save(args.out)
     cv = f"; cross-validated macro-F1 {scores(clf.cv_true, clf.cv_pred)['macro_f1']}" if clf.cv_pred else ""
     print(f"trained on {len(texts)} rows; wrote {args.out}{cv}")
@@ -96,43 +98,13 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _evaluate_on_own_labels(clf, args, base: tuple[list[str], list[str]], mine: tuple[list[str], list[str], int]) -> dict:
-    """The model's cross-validated accuracy on the user's own labels (each fold's model also trained on `base`), with
-    a Wilson interval: what a dataset card built with this model reports."""
-    from evals.stats import wilson_ci
-    from taxonomy.model import cv_predict_with_base, scores
-
-    texts, labels, skipped = mine
-    out = {"labels": Path(args.labels).name, "rows": len(texts), "skipped_unlabeled": skipped}
-    folds = min(5, min(labels.count(c) for c in set(labels)))
-    if args.features == "tuned":
-        return out | {"not_measured": "the tuned model would be fine-tuned once per fold; measure it with "
-                      "`taxonomy eval --labels` on labels it was not trained on"}
-    if folds < 2:
-        return out | {"not_measured": "a use case has a single label: cross-validation needs two of each"}
-    if not base[0] and clf.cv_pred and len(clf.cv_pred) == len(texts):
-        pred = clf.cv_pred  # trained on these labels alone: its own cross-validation is this measurement
-    else:
-        pred = cv_predict_with_base(base, texts, labels, folds, seed=args.seed, features=args.features)
-    right = sum(p == t for p, t in zip(pred, labels))
-    lo, hi = wilson_ci(right, len(texts))
-    return out | {"accuracy": round(right / len(texts), 4), "accuracy_ci": [round(lo, 4), round(hi, 4)],
-                  "macro_f1": scores(labels, pred)["macro_f1"],
-                  "method": f"{folds}-fold cross-validation on these labels" + (", each fold's model also trained on the "
-                                                                               "shipped labels" if base[0] else "")}
-
-
 def _cmd_review(args) -> int:
-    from builders.tablefile import data_files, prompt_texts, read_table
     from taxonomy import review
     from taxonomy.model import load_model
 
     if args.unsure < 0 or args.sample < 0 or args.unsure + args.sample == 0:
         raise InputError("give a positive number of prompts to review", flag="--unsure/--sample")
-    texts: list[str] = []
-    for file, _ in data_files(args.inp):
-        texts += prompt_texts(read_table(file, text_columns=("text", "prompt", "messages")), str(file))
-    texts = list(dict.fromkeys(texts))  # a prompt is labeled once
+    texts = distinct_prompts(args.inp)  # a prompt is labeled once
     clf = load_model(args.model)
     if not hasattr(clf, "predict_proba"):
         raise InputError("review needs a model with probabilities: fast, embed or a skops file", flag="--classifier")
@@ -145,19 +117,28 @@ def _cmd_review(args) -> int:
     return 0
 
 
+def distinct_prompts(path: str) -> list[str]:
+    """The prompt texts of a JSONL/Parquet file or a folder of them (`text`, `prompt` or the last user turn of
+    `messages`), each once, in order; an empty one is an error naming its file and line."""
+    from builders.tablefile import data_files, prompt_texts, read_table
+
+    texts: list[str] = []
+    for file, _ in data_files(path):
+        texts += prompt_texts(read_table(file, text_columns=("text", "prompt", "messages")), str(file))
+    return list(dict.fromkeys(texts))
+
+
 def distil_labels(labeler_spec: str, unlabeled: str | None) -> tuple[list[str], list[str]]:
     """The prompts of `unlabeled` and the labels an accurate labeler gives them (distinct prompts once each)."""
     import sys
 
-    from builders.tablefile import prompt_texts, read_table
     from taxonomy.labelers import make_labeler
 
     if not unlabeled:
         raise InputError("--labels-from needs the prompts to label", field="unlabeled")
     if not labeler_spec.startswith(("llm:", "hf:")):
         raise InputError("must be llm:BASE_URL[#MODEL] or hf:MODEL_ID_OR_PATH[#LABELS.yaml]", field="labels_from")
-    texts = list(dict.fromkeys(t for t in prompt_texts(read_table(unlabeled, text_columns=("text", "prompt", "messages")),
-                                                       unlabeled) if t and t.strip()))
+    texts = distinct_prompts(unlabeled)
     if len(texts) < 2:
         raise InputError("needs at least two non-empty prompts", file=unlabeled)
     labeler = make_labeler(labeler_spec)

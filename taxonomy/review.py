@@ -25,6 +25,7 @@ import numpy as np
 from builders.errors import InputError
 from taxonomy.categories import CATEGORIES, DEFINITIONS, TIE_BREAKS
 
+FOLDS = 5  # cross-validation folds for the accuracy on the user's labels (fewer when a use case has fewer labels)
 COLUMNS = ("id", "text", "predicted", "confidence", "margin", "why", "label")
 FORMATS = (".jsonl", ".csv")
 
@@ -97,3 +98,30 @@ def write(rows: list[dict], out: str | Path) -> Path:
     except OSError as exc:
         raise InputError(f"cannot write there: {exc.strerror or exc}", flag="--out") from None
     return guide_path(out)
+
+
+def accuracy_on_labels(clf, labels_name: str, base: tuple[list[str], list[str]], mine: tuple[list[str], list[str], int], *,
+                       features: str = "fast", seed: int = 0) -> dict:
+    """The model's cross-validated accuracy (Wilson interval) and macro-F1 on the user's own labels `mine` (texts,
+    labels, rows skipped unlabeled), each fold's model also trained on `base`: what a card built with it reports."""
+    from evals.stats import wilson_ci
+    from taxonomy.model import cv_predict_with_base, scores
+
+    texts, labels, skipped = mine
+    out = {"labels": labels_name, "rows": len(texts), "skipped_unlabeled": skipped}
+    folds = min(FOLDS, min(labels.count(c) for c in set(labels)))
+    if features == "tuned":
+        return out | {"not_measured": "the tuned model would be fine-tuned once per fold; measure it with "
+                      "`taxonomy eval --labels` on labels it was not trained on"}
+    if folds < 2:
+        return out | {"not_measured": "a use case has a single label: cross-validation needs two of each"}
+    if not base[0] and clf.cv_pred and len(clf.cv_pred) == len(texts):
+        pred = clf.cv_pred  # trained on these labels alone: its own cross-validation is this measurement
+    else:
+        pred = cv_predict_with_base(base, texts, labels, folds, seed=seed, features=features)
+    right = sum(p == t for p, t in zip(pred, labels))
+    lo, hi = wilson_ci(right, len(texts))
+    return out | {"accuracy": round(right / len(texts), 4), "accuracy_ci": [round(lo, 4), round(hi, 4)],
+                  "macro_f1": scores(labels, pred)["macro_f1"],
+                  "method": f"{folds}-fold cross-validation on these labels" + (", each fold's model also trained on the "
+                                                                               "shipped labels" if base[0] else "")}
